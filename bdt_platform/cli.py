@@ -1,0 +1,201 @@
+"""The ``bdt`` command: generate, ingest, build, demo and ui (interfaces.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bdt_platform.settings import Settings, SettingsError, load_settings
+
+DEMO_STATES = "NJ,NY,PA"
+DEMO_MONTHS = "2024-01..2024-03"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _echo(message: str) -> None:
+    print(message, flush=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _runtime(settings: Settings):
+    """Import Dagster and the definitions only for commands that run assets (slow imports)."""
+    from bdt_platform.runs import instance_for, quiet_warnings
+
+    quiet_warnings()
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    from bdt_platform.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    return defs, instance_for(settings)
+
+
+def _states(spec: str | None) -> list[str] | None:
+    from bdt_platform.partitions import parse_states
+
+    try:
+        return parse_states(spec) if spec else None
+    except ValueError as exc:
+        raise SettingsError(f"--states: {exc}") from None
+
+
+def _months(spec: str | None):
+    from bdt_platform.partitions import month_range
+
+    try:
+        return month_range(spec) if spec else None
+    except ValueError as exc:
+        raise SettingsError(f"--months: {exc}") from None
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.synthetic import generate
+
+    if settings.casemgmt_sqlite_path is None:
+        raise SettingsError("bdt generate writes a SQLite case-management database; "
+                            "BDT_CASEMGMT_URL points elsewhere")
+    inbox = Path(settings.inbox)
+    if settings.inbox.startswith("sftp://"):
+        raise SettingsError("bdt generate writes to a local inbox folder; BDT_INBOX is sftp://")
+    states, months = _states(args.states), _months(args.months)
+    started = time.perf_counter()
+    summary = generate(inbox, settings.casemgmt_sqlite_path, states=states, months=months,
+                       scale=args.scale, seed=args.seed, pii_key=settings.pii_key,
+                       progress=lambda message: _echo(f"  {message}"))
+    rows = ", ".join(f"{name} {count:,}" for name, count in summary.rows.items())
+    _echo(f"generated {len(summary.files)} file(s) in {inbox} and the case-management database "
+          f"{settings.casemgmt_sqlite_path} in {time.perf_counter() - started:.1f}s ({rows})")
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.inbox.base import InboxUnavailable
+    from bdt_platform.inbox.ingest import ingest
+
+    defs, instance = _runtime(settings)
+    resources = defs.resources
+    _echo(f"ingesting from {resources['inbox'].describe()}")
+    try:
+        result = ingest(defs, instance, resources["inbox"], resources["lake"],
+                        resources["warehouse"], resources["casemgmt"],
+                        settle_seconds=args.settle, echo=_echo)
+    except InboxUnavailable as exc:
+        _echo(f"bdt ingest: inbox unavailable: {exc}")
+        return EXIT_USAGE
+    loaded = sum(1 for f in result.files if f.status == "loaded")
+    quarantined = sum(1 for f in result.files if f.status == "quarantined")
+    if not result.files and not result.casemgmt:
+        _echo("nothing new in the inbox")
+    _echo(f"ingest: {loaded} file(s) loaded, {quarantined} quarantined, {len(result.runs)} run(s)")
+    return result.exit_code
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.warehouse.build import build
+
+    defs, instance = _runtime(settings)
+    result = build(defs, instance, defs.resources["warehouse"], _states(args.states),
+                   _months(args.months), echo=_echo)
+    return result.exit_code
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.demo import print_summary
+
+    started = time.perf_counter()
+    _echo(f"== 1/3 generate synthetic partner drops ({args.states} x {args.months}) ==")
+    cmd_generate(args, settings)
+    _echo("== 2/3 ingest: inbox -> lake -> raw warehouse tables ==")
+    args.settle = 0.0 if args.settle is None else args.settle
+    ingest_code = cmd_ingest(args, settings)
+    _echo("== 3/3 build: dbt models and reports ==")
+    build_args = argparse.Namespace(states=args.states, months=args.months)
+    build_code = cmd_build(build_args, settings)
+    defs_warehouse = _runtime(settings)[0].resources["warehouse"]
+    print_summary(settings, defs_warehouse, echo=_echo)
+    _echo(f"demo finished in {time.perf_counter() - started:.0f}s")
+    return max(ingest_code, build_code)
+
+
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the Dagster UI on the same $BDT_HOME (``dagster dev`` from the repository root)."""
+    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "BDT_HOME": str(settings.home)}
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster) if dagster.exists() else "dagster", "dev", "-w",
+               str(root / "workspace.yaml"), "-p", str(args.port), "-h", args.host]
+    _echo(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home})")
+    return subprocess.call(command, env=env, cwd=root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bdt",
+        description="bdt-platform: partner feeds -> lake -> warehouse (dbt) -> reports, on Dagster. "
+                    "Settings come from the environment: BDT_ENV, BDT_HOME, BDT_INBOX, BDT_PII_KEY "
+                    "(see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def scope(sub: argparse.ArgumentParser, states: str | None, months: str | None) -> None:
+        sub.add_argument("--states", default=states,
+                         help=f"comma-separated state codes, or ALL (default: {states or 'all with data'})")
+        sub.add_argument("--months", default=months,
+                         help=f"YYYY-MM or YYYY-MM..YYYY-MM inclusive (default: {months or 'all with data'})")
+
+    def synthetic(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--scale", type=float, default=1.0,
+                         help="rows multiplier; 1.0 is about 300 eligible people per state-month")
+        sub.add_argument("--seed", type=int, default=42, help="same seed, same bytes (default 42)")
+
+    generate = commands.add_parser("generate", help="write synthetic, contract-true partner drops "
+                                   "and the case-management database")
+    scope(generate, DEMO_STATES, DEMO_MONTHS)
+    synthetic(generate)
+    generate.set_defaults(handler=cmd_generate)
+
+    ingest = commands.add_parser("ingest", help="land every complete new inbox file now "
+                                 "(exit 0 all loaded, 1 some quarantined, 2 bad configuration)")
+    ingest.add_argument("--settle", type=float, default=2.0,
+                        help="seconds a file must be unchanged to count as complete without a "
+                             ".done marker (default 2)")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    build = commands.add_parser("build", help="materialize dbt models and reports for partitions "
+                                "(default: every partition with raw data), in one run per rectangle")
+    scope(build, None, None)
+    build.set_defaults(handler=cmd_build)
+
+    demo = commands.add_parser("demo", help="generate + ingest + build a small scope and show "
+                               "where everything is")
+    scope(demo, DEMO_STATES, DEMO_MONTHS)
+    synthetic(demo)
+    demo.add_argument("--settle", type=float, default=None, help=argparse.SUPPRESS)
+    demo.set_defaults(handler=cmd_demo)
+
+    ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on this $BDT_HOME")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(handler=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings()
+        return args.handler(args, settings)
+    except SettingsError as exc:
+        print(f"bdt {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The one ``Definitions`` of bdt-platform: feeds -> warehouse (dbt) -> reports.
+
+``dagster dev`` from the repository root loads this module (workspace.yaml). The environment
+(``BDT_ENV``) is read once, in ``settings.py``; ``resources.py`` builds the matching resources.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from bdt_platform import partitions as parts
+from bdt_platform.feeds.casemgmt import CASEMGMT_ASSETS
+from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
+from bdt_platform.reports.outcomes import REPORT_ASSETS
+from bdt_platform.resources import build_resources
+from bdt_platform.settings import Settings, load_settings
+from bdt_platform.warehouse.assets import DBT_ASSETS
+
+FEED_ASSETS = [*FILE_FEED_ASSETS, *CASEMGMT_ASSETS]
+ASSETS = [*FEED_ASSETS, *DBT_ASSETS, *REPORT_ASSETS]
+
+# Landing: the partner files and the case-management extract, many partitions per run.
+ingest_job = dg.define_asset_job(
+    "ingest_feeds",
+    selection=dg.AssetSelection.assets(*FEED_ASSETS),
+    partitions_def=parts.state_month_partitions,
+    description="Land partner files and case-management rows into raw.* tables.",
+)
+# Building: dbt models and reports for a rectangle of partitions, in one run.
+build_job = dg.define_asset_job(
+    "build_warehouse",
+    selection=dg.AssetSelection.assets(*DBT_ASSETS, *REPORT_ASSETS),
+    partitions_def=parts.state_month_partitions,
+    description="Build the dbt models and reports for the selected state x month partitions.",
+)
+JOBS = [ingest_job, build_job]
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=ASSETS, jobs=JOBS, resources=build_resources(settings))
+
+
+defs = build_definitions(load_settings())

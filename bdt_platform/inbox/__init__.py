@@ -1,0 +1,1 @@
+"""Where partner drops arrive: a local folder (embedded default) or an SFTP server."""

@@ -1,0 +1,197 @@
+"""``bdt ingest``: look at the inbox once, land every complete new file now, in-process.
+
+Files are grouped by feed and covered by partition rectangles, so thousands of files cost a
+handful of Dagster runs. Badly named files are quarantined without a run. The case-management
+database is extracted for every partition whose rows changed since the last extract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+
+from bdt_platform import partitions as parts
+from bdt_platform.feeds.casemgmt import EVENT_TIME, CaseManagementDatabase
+from bdt_platform.feeds.filenames import FEED_PARTNER
+from bdt_platform.inbox.base import Inbox, InboxFile
+from bdt_platform.inbox.scan import Drop, ScanResult, scan
+from bdt_platform.pii import mask_ssn
+from bdt_platform.runs import RunOutcome, run_rectangles
+from bdt_platform.storage.lake import LakeResource
+from bdt_platform.storage.warehouse import DuckDBWarehouse
+
+INGEST_JOB = "ingest_feeds"
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str  # loaded | quarantined | superseded | failed | waiting
+    detail: str
+    partition: str | None = None
+    rows: int | None = None
+
+    def line(self) -> str:
+        where = f" [{self.partition}]" if self.partition else ""
+        return f"{self.status:<11} {self.path}{where}: {self.detail}"
+
+
+@dataclass
+class IngestResult:
+    files: list[FileResult] = field(default_factory=list)
+    runs: list[RunOutcome] = field(default_factory=list)
+    casemgmt: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        bad = {"quarantined", "failed"}
+        return 1 if any(f.status in bad for f in self.files) or any(
+            not r.success for r in self.runs) else 0
+
+
+def look_twice(inbox: Inbox, settle_seconds: float, sleep: Callable[[float], None] = time.sleep
+               ) -> ScanResult:
+    """First look; if some files may still be growing, wait and look again (sizes compared)."""
+    first = inbox.list_files()
+    result = scan(first, None, settle_seconds=settle_seconds)
+    if not result.waiting:
+        return result
+    sleep(settle_seconds)
+    sizes = {f.path: f.size for f in first}
+    return scan(inbox.list_files(), sizes, settle_seconds=settle_seconds)
+
+
+def run_config_for_drops(drops: dict[str, list[Drop]], asset_key: dg.AssetKey):
+    node = "__".join(asset_key.path)
+
+    def make(states: list[str], months: list[dt.date]) -> dict:
+        wanted = {parts.partition_key(s, m) for s in states for m in months}
+        files = {key: [{"path": d.file.path, "received_at": d.file.mtime} for d in found]
+                 for key, found in drops.items() if key in wanted}
+        return {"ops": {node: {"config": {"files": files}}}}
+    return make
+
+
+def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, inbox: Inbox, lake: LakeResource,
+           warehouse: DuckDBWarehouse, casemgmt: CaseManagementDatabase | None,
+           settle_seconds: float = 2.0, echo: Callable[[str], None] = print) -> IngestResult:
+    result = IngestResult()
+    looked = look_twice(inbox, settle_seconds)
+    for file, reason in looked.bad_names:
+        where = lake.quarantine(file.folder, file.name, inbox.read_bytes(file.path), {
+            "file": file.name, "feed": None, "partner": file.folder,
+            "failures": [{"rule": "file_name_contract", "column": None, "count": 1,
+                          "message": reason, "examples": []}]})
+        inbox.mark_processed(file.path)
+        _report(result, FileResult(file.path, "quarantined", f"{reason} -> lake/{where}"), echo)
+    for file in looked.waiting:
+        _report(result, FileResult(file.path, "waiting", "still being written; left for later"),
+                echo)
+
+    for feed, drops in looked.by_feed().items():
+        key = dg.AssetKey(["raw", feed])
+        pairs = [parts.split_key(k) for k in drops]
+        echo(f"{feed}: {sum(len(v) for v in drops.values())} file(s) in {len(pairs)} partition(s)")
+        outcomes = run_rectangles(defs, instance, INGEST_JOB, pairs, selection=[key],
+                                  run_config_for=run_config_for_drops(drops, key),
+                                  progress=echo_progress(echo))
+        result.runs.extend(outcomes)
+        for outcome in outcomes:
+            for file_result in _file_results(outcome, drops):
+                _report(result, file_result, echo)
+
+    if casemgmt is not None:
+        _ingest_casemgmt(defs, instance, casemgmt, warehouse, result, echo)
+    return result
+
+
+def echo_progress(echo: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda message: echo(f"  {message}")
+
+
+def _report(result: IngestResult, file_result: FileResult, echo: Callable[[str], None]) -> None:
+    result.files.append(file_result)
+    echo(file_result.line())
+
+
+def _file_results(outcome: RunOutcome, drops: dict[str, list[Drop]]) -> list[FileResult]:
+    loaded = {}
+    for materialization in outcome.materializations():
+        meta = materialization.metadata
+        loaded[materialization.partition] = (meta["source_file"].value,
+                                             meta["dagster/row_count"].value)
+    rejected = {}
+    for evaluation in outcome.check_evaluations():
+        entry = evaluation.metadata.get("rejected")
+        for item in (entry.value if entry is not None else []):
+            rejected[item["partition"]] = item
+    results = []
+    in_run = {parts.partition_key(s, m) for s in outcome.states for m in outcome.months}
+    for key, found in drops.items():
+        if key not in in_run:
+            continue
+        *older, newest = found
+        for drop in older:
+            results.append(FileResult(drop.file.path, "superseded",
+                                      f"archived; a newer file for {key} was loaded", key))
+        if key in loaded and loaded[key][0] == newest.name.filename:
+            rows = loaded[key][1]
+            results.append(FileResult(newest.file.path, "loaded",
+                                      f"{rows} rows into raw.{newest.name.feed}", key, rows))
+        elif key in rejected:
+            item = rejected[key]
+            results.append(FileResult(newest.file.path, "quarantined",
+                                      f"{item['reason']} -> lake/{item['quarantined_to']}", key))
+        else:
+            failure = "; ".join(outcome.failures())[:300] or "not loaded"
+            results.append(FileResult(newest.file.path, "failed", mask_ssn(failure), key))
+    return results
+
+
+def changed_casemgmt_partitions(casemgmt: CaseManagementDatabase, warehouse: DuckDBWarehouse
+                                ) -> set[tuple[str, dt.date]]:
+    """Partitions whose source row count or latest ``updated_at`` differs from the warehouse."""
+    changed: set[tuple[str, dt.date]] = set()
+    for table, column in EVENT_TIME.items():
+        source = casemgmt.summary(table, column)
+        loaded = pd.DataFrame(columns=["state", "month", "rows", "latest"])
+        if warehouse.table_exists(f"raw.{table}"):
+            loaded = warehouse.query(
+                f"SELECT state, strftime(month, '%Y-%m') AS month, count(*) AS rows, "
+                f"strftime(max(updated_at) AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') AS latest "
+                f"FROM raw.{table} GROUP BY 1, 2")
+        have = {(r.state, r.month): (int(r.rows), r.latest) for r in loaded.itertuples()}
+        for (state, month), (rows, latest) in source.items():
+            if have.get((state, month)) != (rows, latest):
+                changed.add((state, parts.parse_month(month)))
+    return changed
+
+
+def _ingest_casemgmt(defs, instance, casemgmt, warehouse, result, echo) -> None:
+    changed = changed_casemgmt_partitions(casemgmt, warehouse)
+    if not changed:
+        echo(f"casemgmt: no changes in {casemgmt.describe()}")
+        return
+    echo(f"casemgmt: {len(changed)} partition(s) changed in {casemgmt.describe()}")
+    keys = [dg.AssetKey(["raw", table]) for table in EVENT_TIME]
+    outcomes = run_rectangles(defs, instance, INGEST_JOB, changed, selection=keys,
+                              progress=echo_progress(echo))
+    result.runs.extend(outcomes)
+    for outcome in outcomes:
+        rows: dict[str, int] = {}
+        for m in outcome.materializations():
+            table = m.asset_key.path[-1]
+            rows[table] = rows.get(table, 0) + m.metadata["dagster/row_count"].value
+        line = ", ".join(f"{n} rows into raw.{t}" for t, n in sorted(rows.items()))
+        status = "loaded" if outcome.success else "failed"
+        detail = line or "; ".join(outcome.failures())[:300]
+        result.casemgmt.append(detail)
+        echo(f"{status:<11} casemgmt {outcome.states[0]}..{outcome.states[-1]} "
+             f"{outcome.months[0]:%Y-%m}..{outcome.months[-1]:%Y-%m}: {detail}")
+        if not outcome.success:
+            result.files.append(FileResult("casemgmt", "failed", detail))

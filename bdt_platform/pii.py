@@ -1,0 +1,75 @@
+"""Person tokens: keyed HMAC of identifiers, so the warehouse never holds an SSN in clear.
+
+A token is ``tok_`` + the first 128 bits (32 hex characters) of HMAC-SHA256(key, normalized SSN),
+or of the normalized ``first|last|dob|zip5`` when the SSN is empty (feeds.md, "Person tokens").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+TOKEN_PATTERN = r"^tok_[0-9a-f]{32}$"
+_TOKEN_RE = re.compile(TOKEN_PATTERN)
+_SSN_RE = re.compile(r"\d{3}-?\d{2}-?\d{4}")
+
+
+def normalize_ssn(ssn: str | None) -> str:
+    """Digits only; ``''`` when empty."""
+    return re.sub(r"\D", "", ssn or "")
+
+
+def normalize_name(text: str | None) -> str:
+    """Upper case, accents removed, only letters kept (``"O'Brien-Núñez"`` -> ``OBRIENNUNEZ``)."""
+    text = unicodedata.normalize("NFKD", text or "")
+    return "".join(ch for ch in text if ch.isalpha() and not unicodedata.combining(ch)).upper()
+
+
+def identity_string(ssn: str | None, first_name: str | None, last_name: str | None,
+                    date_of_birth: str | None, zip_code: str | None) -> str:
+    digits = normalize_ssn(ssn)
+    if digits:
+        return f"ssn:{digits}"
+    zip5 = re.sub(r"\D", "", zip_code or "")[:5]
+    return (f"name:{normalize_name(first_name)}|{normalize_name(last_name)}"
+            f"|{(date_of_birth or '').strip()}|{zip5}")
+
+
+def person_token(key: str, ssn: str | None = None, first_name: str | None = None,
+                 last_name: str | None = None, date_of_birth: str | None = None,
+                 zip_code: str | None = None) -> str:
+    identity = identity_string(ssn, first_name, last_name, date_of_birth, zip_code)
+    digest = hmac.new(key.encode(), identity.encode(), hashlib.sha256).hexdigest()
+    return "tok_" + digest[:32]
+
+
+def tokenize_frame(frame: pd.DataFrame, key: str, *, ssn_column: str = "ssn",
+                   token_column: str = "person_token") -> pd.DataFrame:
+    """Return a copy with ``person_token`` added and the SSN column dropped."""
+    def column(name: str) -> list:
+        if name in frame.columns:
+            return frame[name].astype("string").fillna("").tolist()
+        return [""] * len(frame)
+
+    ssns, firsts, lasts = column(ssn_column), column("first_name"), column("last_name")
+    dobs, zips = column("date_of_birth"), column("zip")
+    tokens = [person_token(key, *values) for values in zip(ssns, firsts, lasts, dobs, zips)]
+    out = frame.drop(columns=[ssn_column], errors="ignore").copy()
+    out.insert(0, token_column, pd.array(tokens, dtype="string"))
+    return out
+
+
+def is_token(value: str | None) -> bool:
+    return bool(value) and bool(_TOKEN_RE.match(value))
+
+
+def mask_ssn(value: object) -> object:
+    """Mask anything SSN-shaped inside a value for logs, reasons and metadata (``***-**-1234``)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return value
+    return _SSN_RE.sub(lambda m: "***-**-" + re.sub(r"\D", "", m.group())[-4:], str(value))

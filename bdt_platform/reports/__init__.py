@@ -1,0 +1,1 @@
+"""Reports analysts read and quote, built from the warehouse marts."""

@@ -1,0 +1,80 @@
+"""Running asset jobs in-process over many partitions, recorded in the Dagster instance.
+
+A run covers one rectangle of ``state x month`` partitions (the single-run backfill route,
+toolchain.md), so a whole year of 51 states costs one run per job, not one per partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from bdt_platform import partitions as parts
+from bdt_platform.settings import Settings
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """The Dagster instance under ``$DAGSTER_HOME`` (default ``$BDT_HOME/dagster``)."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        # Runs started by `bdt` execute in-process; keep telemetry off on offline machines.
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.from_config(str(settings.dagster_home))
+
+
+def quiet_warnings() -> None:
+    for category in (dg.BetaWarning, dg.PreviewWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    success: bool
+    states: list[str]
+    months: list[dt.date]
+    events: list[dg.DagsterEvent] = field(default_factory=list)
+
+    def materializations(self) -> list[dg.AssetMaterialization]:
+        return [e.event_specific_data.materialization for e in self.events
+                if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+
+    def check_evaluations(self):
+        return [e.event_specific_data for e in self.events
+                if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+
+    def failures(self) -> list[str]:
+        return [e.message or "" for e in self.events
+                if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+
+
+def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
+                   pairs: Iterable[tuple[str, dt.date]],
+                   selection: list[dg.AssetKey] | None = None,
+                   run_config_for: Callable[[list[str], list[dt.date]], dict] | None = None,
+                   tags: dict[str, str] | None = None,
+                   progress: Callable[[str], None] | None = None) -> list[RunOutcome]:
+    """Execute ``job_name`` once per rectangle covering ``pairs``."""
+    job = defs.resolve_job_def(job_name)
+    outcomes = []
+    rectangles = parts.rectangles(pairs)
+    for number, (states, months) in enumerate(rectangles, start=1):
+        if progress:
+            progress(f"run {number}/{len(rectangles)} of {job_name}: {len(states)} state(s) x "
+                     f"{len(months)} month(s) ({states[0]}..{states[-1]}, "
+                     f"{months[0]:%Y-%m}..{months[-1]:%Y-%m})")
+        result = job.execute_in_process(
+            run_config=run_config_for(states, months) if run_config_for else None,
+            instance=instance,
+            tags={**parts.range_tags(states, months), **(tags or {})},
+            asset_selection=selection,
+            raise_on_error=False,
+        )
+        outcomes.append(RunOutcome(result.run_id, result.success, states, months,
+                                   list(result.all_events)))
+    return outcomes

@@ -1,0 +1,127 @@
+"""The one place that reads the environment.
+
+Every other module receives a :class:`Settings` (or resources built from it by
+``resources.py``); nothing else calls ``os.environ``. ``BDT_ENV=local`` (the default) needs no
+account or server: a local inbox folder, a local lake folder, a DuckDB warehouse and a SQLite
+case-management database, all under ``$BDT_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENVIRONMENTS = ("local", "prod")
+
+
+class SettingsError(ValueError):
+    """A missing or invalid setting; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    home: Path
+    inbox: str
+    lake: str
+    warehouse_path: Path
+    casemgmt_url: str
+    dagster_home: Path
+    pii_key: str = field(repr=False)
+    pii_key_file: Path | None = None  # local only: where a generated key lives
+    sftp_key: str | None = None
+    sftp_known_hosts: str | None = None
+    gcp_project: str | None = None
+    gcs_bucket: str | None = None
+    bq_location: str | None = None
+    bq_max_bytes_billed: int | None = None
+
+    @property
+    def dbt_target(self) -> str:
+        return "bigquery" if self.env == "prod" else "duckdb"
+
+    @property
+    def casemgmt_sqlite_path(self) -> Path | None:
+        """The SQLite file behind ``casemgmt_url``, or None for another database."""
+        prefix = "sqlite:///"
+        return Path(self.casemgmt_url[len(prefix):]) if self.casemgmt_url.startswith(prefix) else None
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def quarantine(self) -> str:
+        return self.lake.rstrip("/") + "/quarantine"
+
+
+def _local_pii_key(home: Path) -> str:
+    """Local only: a random key generated once into $BDT_HOME, with a warning."""
+    key_file = home / "pii.key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    print(
+        f"bdt: warning: BDT_PII_KEY is not set; generated a local key in {key_file}. "
+        "Set BDT_PII_KEY to share person tokens across machines.",
+        file=sys.stderr,
+    )
+    return key
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    env = environ.get("BDT_ENV", "local").strip().lower() or "local"
+    if env not in ENVIRONMENTS:
+        raise SettingsError(f"BDT_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    home = Path(environ.get("BDT_HOME") or ".bdt").expanduser().absolute()
+    inbox = environ.get("BDT_INBOX") or str(home / "inbox")
+    dagster_home = Path(environ.get("DAGSTER_HOME") or home / "dagster").absolute()
+    casemgmt_url = environ.get("BDT_CASEMGMT_URL") or f"sqlite:///{home / 'casemgmt.sqlite'}"
+
+    pii_key = environ.get("BDT_PII_KEY")
+    pii_key_file = None
+    gcp_project = environ.get("BDT_GCP_PROJECT")
+    gcs_bucket = environ.get("BDT_GCS_BUCKET")
+    max_bytes = environ.get("BDT_BQ_MAX_BYTES_BILLED")
+    if env == "prod":
+        for name, value in (("BDT_PII_KEY", pii_key), ("BDT_GCP_PROJECT", gcp_project),
+                            ("BDT_GCS_BUCKET", gcs_bucket)):
+            if not value:
+                raise SettingsError(f"{name} is required when BDT_ENV=prod")
+        lake = f"gs://{gcs_bucket}/lake"
+    else:
+        lake = str(home / "lake")
+        if not pii_key:
+            pii_key = _local_pii_key(home)
+            pii_key_file = home / "pii.key"
+    try:
+        bq_max = int(max_bytes) if max_bytes else None
+    except ValueError:
+        raise SettingsError(f"BDT_BQ_MAX_BYTES_BILLED must be an integer, got {max_bytes!r}") from None
+
+    return Settings(
+        env=env,
+        home=home,
+        inbox=inbox,
+        lake=lake,
+        warehouse_path=home / "warehouse.duckdb",
+        casemgmt_url=casemgmt_url,
+        dagster_home=dagster_home,
+        pii_key=pii_key,
+        pii_key_file=pii_key_file,
+        sftp_key=environ.get("BDT_SFTP_KEY"),
+        sftp_known_hosts=environ.get("BDT_SFTP_KNOWN_HOSTS"),
+        gcp_project=gcp_project,
+        gcs_bucket=gcs_bucket,
+        bq_location=environ.get("BDT_BQ_LOCATION"),
+        bq_max_bytes_billed=bq_max,
+    )

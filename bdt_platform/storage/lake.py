@@ -1,0 +1,90 @@
+"""The lake: original partner files archived byte for byte, and quarantined files with reasons.
+
+One implementation for every backend: paths are ``UPath``s, so a local folder and ``gs://`` differ
+only in the root. Archive layout (readable, and sorted by arrival within a partition)::
+
+    archive/<feed>/month=YYYY-MM/state=XX/<arrival:%Y%m%dT%H%M%SZ>_<sha256[:12]>_<file name>
+    quarantine/<partner>/<file name>            (+ <file name>.reason.json)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+import dagster as dg
+from upath import UPath
+
+
+@dataclass(frozen=True)
+class ArchivedFile:
+    """A partner file as the lake holds it: where, its checksum, size and arrival time."""
+
+    path: str  # relative to the lake root
+    filename: str
+    sha256: str
+    size: int
+    received_at: dt.datetime
+
+    def as_metadata(self) -> dict:
+        return {
+            "source_file": self.filename,
+            "source_sha256": self.sha256,
+            "source_size_bytes": self.size,
+            "source_received_at": self.received_at.isoformat(),
+            "source_archive_path": self.path,
+        }
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The lake root: a local folder (embedded default) or ``gs://bucket/prefix`` (prod)."""
+
+    root: str
+
+    def path(self, *parts: str) -> UPath:
+        return UPath(self.root).joinpath(*parts)
+
+    def archive(self, feed: str, state: str, month: dt.date, filename: str, data: bytes,
+                received_at: dt.datetime) -> ArchivedFile:
+        """Store ``data`` verbatim; idempotent for the same file; verified by reading back."""
+        digest = hashlib.sha256(data).hexdigest()
+        received_at = received_at.astimezone(dt.timezone.utc).replace(microsecond=0)
+        name = f"{received_at:%Y%m%dT%H%M%SZ}_{digest[:12]}_{filename}"
+        relative = f"archive/{feed}/month={month:%Y-%m}/state={state}/{name}"
+        target = self.path(relative)
+        if not (target.exists() and target.stat().st_size == len(data)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        stored = hashlib.sha256(target.read_bytes()).hexdigest()
+        if stored != digest:
+            raise OSError(f"lake copy of {filename} does not match its checksum ({relative})")
+        return ArchivedFile(relative, filename, digest, len(data), received_at)
+
+    def archived_files(self, feed: str, state: str, month: dt.date) -> list[str]:
+        """Relative paths of every archived file of a partition, oldest arrival first."""
+        folder = self.path(f"archive/{feed}/month={month:%Y-%m}/state={state}")
+        if not folder.exists():
+            return []
+        return sorted(f"archive/{feed}/month={month:%Y-%m}/state={state}/{p.name}"
+                      for p in folder.iterdir())
+
+    def read_archived(self, relative: str) -> tuple[ArchivedFile, bytes]:
+        data = self.path(relative).read_bytes()
+        name = relative.rsplit("/", 1)[-1]
+        stamp, _, filename = name.split("_", 2)
+        received = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        archived = ArchivedFile(relative, filename, hashlib.sha256(data).hexdigest(), len(data),
+                                received)
+        return archived, data
+
+    def quarantine(self, partner: str, filename: str, data: bytes, reason: dict) -> str:
+        """Keep a rejected file byte for byte with ``<file>.reason.json`` beside it."""
+        folder = self.path("quarantine", partner or "_unknown")
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.joinpath(filename).write_bytes(data)
+        folder.joinpath(filename + ".reason.json").write_text(
+            json.dumps(reason, indent=2, default=str, ensure_ascii=False)
+        )
+        return f"quarantine/{partner or '_unknown'}/{filename}"

@@ -1,0 +1,58 @@
+"""``bdt build``: the dbt models and reports for a set of partitions, in as few runs as possible."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from bdt_platform.feeds.specs import ALL_SPECS
+from bdt_platform.runs import RunOutcome, run_rectangles
+from bdt_platform.storage.warehouse import DuckDBWarehouse
+
+BUILD_JOB = "build_warehouse"
+
+
+@dataclass
+class BuildResult:
+    partitions: list[tuple[str, dt.date]] = field(default_factory=list)
+    runs: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(run.success for run in self.runs) else 1
+
+
+def partitions_with_raw_data(warehouse: DuckDBWarehouse) -> set[tuple[str, dt.date]]:
+    found: set[tuple[str, dt.date]] = set()
+    for spec in ALL_SPECS.values():
+        found |= warehouse.partitions(spec.table)
+    return found
+
+
+def select_partitions(available: set[tuple[str, dt.date]], states: list[str] | None,
+                      months: list[dt.date] | None) -> list[tuple[str, dt.date]]:
+    chosen = [(s, m) for s, m in available
+              if (states is None or s in states) and (months is None or m in months)]
+    return sorted(chosen, key=lambda p: (p[1], p[0]))
+
+
+def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: DuckDBWarehouse,
+          states: list[str] | None = None, months: list[dt.date] | None = None,
+          echo: Callable[[str], None] = print) -> BuildResult:
+    chosen = select_partitions(partitions_with_raw_data(warehouse), states, months)
+    result = BuildResult(chosen)
+    if not chosen:
+        echo("nothing to build: no raw data for the partitions asked (run `bdt ingest` first)")
+        return result
+    echo(f"building models and reports for {len(chosen)} partition(s)")
+    result.runs = run_rectangles(defs, instance, BUILD_JOB, chosen,
+                                 progress=lambda message: echo(f"  {message}"))
+    for run in result.runs:
+        status = "succeeded" if run.success else "FAILED"
+        echo(f"  run {run.run_id[:8]} {status}: {len(run.materializations())} materializations")
+        for failure in run.failures():
+            echo(f"    {failure}")
+    return result
