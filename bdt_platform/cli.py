@@ -100,8 +100,9 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
     from bdt_platform.warehouse.build import build
 
     defs, instance = _runtime(settings)
+    tool_log = settings.home / "logs" / f"dbt-{time.strftime('%Y%m%dT%H%M%S')}.log"
     result = build(defs, instance, defs.resources["warehouse"], _states(args.states),
-                   _months(args.months), echo=_echo)
+                   _months(args.months), echo=_echo, tool_log=tool_log)
     return result.exit_code
 
 

@@ -14,7 +14,7 @@ from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.resources import build_resources
 from bdt_platform.settings import Settings, load_settings
-from bdt_platform.warehouse.assets import DBT_ASSETS
+from bdt_platform.warehouse.assets import DBT_ASSETS, dbt_models, dbt_partitioned_models
 
 FEED_ASSETS = [*FILE_FEED_ASSETS, *CASEMGMT_ASSETS]
 ASSETS = [*FEED_ASSETS, *DBT_ASSETS, *REPORT_ASSETS]
@@ -26,14 +26,20 @@ ingest_job = dg.define_asset_job(
     partitions_def=parts.state_month_partitions,
     description="Land partner files and case-management rows into raw.* tables.",
 )
-# Building: dbt models and reports for a rectangle of partitions, in one run.
+# Building, step 1: the unpartitioned dbt models (staging/intermediate views, dimensions), once.
+shared_models_job = dg.define_asset_job(
+    "build_shared_models",
+    selection=dg.AssetSelection.assets(dbt_models),
+    description="Build the unpartitioned dbt models: staging and intermediate views, dim_person.",
+)
+# Building, step 2: partitioned facts and reports for a rectangle of partitions, in one run.
 build_job = dg.define_asset_job(
     "build_warehouse",
-    selection=dg.AssetSelection.assets(*DBT_ASSETS, *REPORT_ASSETS),
+    selection=dg.AssetSelection.assets(dbt_partitioned_models, *REPORT_ASSETS),
     partitions_def=parts.state_month_partitions,
-    description="Build the dbt models and reports for the selected state x month partitions.",
+    description="Build the partitioned dbt facts and the reports for state x month partitions.",
 )
-JOBS = [ingest_job, build_job]
+JOBS = [ingest_job, shared_models_job, build_job]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -28,7 +28,9 @@ def build_inbox(settings: Settings):
 def _pii(settings: Settings) -> PiiKeyResource:
     if settings.pii_key_file is not None:
         return PiiKeyResource(key_file=str(settings.pii_key_file))
-    return PiiKeyResource(key=dg.EnvVar("BDT_PII_KEY"))
+    if settings.pii_key_in_process_env:
+        return PiiKeyResource(key=dg.EnvVar("BDT_PII_KEY"))
+    return PiiKeyResource(key=settings.pii_key)  # settings built from a mapping (tests)
 
 
 def _local(settings: Settings) -> dict:

@@ -6,10 +6,13 @@ toolchain.md), so a whole year of 51 states costs one run per job, not one per p
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
@@ -58,8 +61,10 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
                    selection: list[dg.AssetKey] | None = None,
                    run_config_for: Callable[[list[str], list[dt.date]], dict] | None = None,
                    tags: dict[str, str] | None = None,
-                   progress: Callable[[str], None] | None = None) -> list[RunOutcome]:
-    """Execute ``job_name`` once per rectangle covering ``pairs``."""
+                   progress: Callable[[str], None] | None = None,
+                   log_level: str = "WARNING", tool_log: Path | None = None) -> list[RunOutcome]:
+    """Execute ``job_name`` once per rectangle covering ``pairs``. The console shows Dagster's
+    own log lines from ``log_level`` up; the instance records everything regardless."""
     job = defs.resolve_job_def(job_name)
     outcomes = []
     rectangles = parts.rectangles(pairs)
@@ -68,13 +73,26 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
             progress(f"run {number}/{len(rectangles)} of {job_name}: {len(states)} state(s) x "
                      f"{len(months)} month(s) ({states[0]}..{states[-1]}, "
                      f"{months[0]:%Y-%m}..{months[-1]:%Y-%m})")
-        result = job.execute_in_process(
-            run_config=run_config_for(states, months) if run_config_for else None,
-            instance=instance,
-            tags={**parts.range_tags(states, months), **(tags or {})},
-            asset_selection=selection,
-            raise_on_error=False,
-        )
-        outcomes.append(RunOutcome(result.run_id, result.success, states, months,
-                                   list(result.all_events)))
+        run_config = dict(run_config_for(states, months)) if run_config_for else {}
+        outcomes.append(execute(job, instance, run_config, {**parts.range_tags(states, months),
+                                                            **(tags or {})}, selection, states,
+                                months, log_level, tool_log))
     return outcomes
+
+
+def execute(job, instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str],
+            selection: list[dg.AssetKey] | None, states: list[str], months: list[dt.date],
+            log_level: str = "WARNING", tool_log: Path | None = None) -> RunOutcome:
+    """One in-process run. Tools that print to stdout (dbt) go to ``tool_log`` when given."""
+    run_config = dict(run_config)
+    run_config.setdefault("loggers", {"console": {"config": {"log_level": log_level}}})
+    redirect = contextlib.nullcontext()
+    if tool_log is not None:
+        tool_log.parent.mkdir(parents=True, exist_ok=True)
+        redirect = contextlib.redirect_stdout(tool_log.open("a", encoding="utf-8"))
+    with redirect as stream:
+        result = job.execute_in_process(run_config=run_config, instance=instance, tags=tags,
+                                        asset_selection=selection, raise_on_error=False)
+        if stream is not None and stream is not sys.stdout:
+            stream.close()
+    return RunOutcome(result.run_id, result.success, states, months, list(result.all_events))

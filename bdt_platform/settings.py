@@ -33,6 +33,9 @@ class Settings:
     dagster_home: Path
     pii_key: str = field(repr=False)
     pii_key_file: Path | None = None  # local only: where a generated key lives
+    # True when the key is the process's BDT_PII_KEY, so resources can reference it by name
+    # (dg.EnvVar) and the Dagster UI never shows the value.
+    pii_key_in_process_env: bool = False
     sftp_key: str | None = None
     sftp_known_hosts: str | None = None
     gcp_project: str | None = None
@@ -78,6 +81,7 @@ def _local_pii_key(home: Path) -> str:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``environ`` (default: the process environment)."""
+    from_process = environ is None
     environ = os.environ if environ is None else environ
     env = environ.get("BDT_ENV", "local").strip().lower() or "local"
     if env not in ENVIRONMENTS:
@@ -118,6 +122,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dagster_home=dagster_home,
         pii_key=pii_key,
         pii_key_file=pii_key_file,
+        pii_key_in_process_env=from_process and pii_key_file is None,
         sftp_key=environ.get("BDT_SFTP_KEY"),
         sftp_known_hosts=environ.get("BDT_SFTP_KNOWN_HOSTS"),
         gcp_project=gcp_project,

@@ -45,9 +45,12 @@ class InboxFileRef(dg.Config):
 
 class FeedFilesConfig(dg.Config):
     """Which inbox files to land, per partition key (``2024-03-01|PA``), oldest first; the last
-    one wins. Partitions of the run that are not listed re-load their newest archived file."""
+    one wins. Partitions of the run that are not listed re-load their newest archived file,
+    unless ``only_listed`` is set (``bdt ingest`` and the sensor set it: a run that lands new
+    files for some feeds must not touch the others)."""
 
     files: dict[str, list[InboxFileRef]] = {}
+    only_listed: bool = False
 
 
 def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
@@ -103,6 +106,8 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                     received = _utc(refs[-1].received_at)
                     filename, archived_path = _filename(refs[-1].path), None
                     landed_inbox_paths.extend(ref.path for ref in refs)
+                elif config.only_listed:
+                    continue
                 else:
                     archived_paths = lake.archived_files(spec.name, state, month)
                     if not archived_paths:

@@ -66,14 +66,17 @@ def look_twice(inbox: Inbox, settle_seconds: float, sleep: Callable[[float], Non
     return scan(inbox.list_files(), sizes, settle_seconds=settle_seconds)
 
 
-def run_config_for_drops(drops: dict[str, list[Drop]], asset_key: dg.AssetKey):
-    node = "__".join(asset_key.path)
+def run_config_for_drops(by_feed: dict[str, dict[str, list[Drop]]]):
+    """Run config naming, per feed asset and partition, the inbox files of one rectangle."""
 
     def make(states: list[str], months: list[dt.date]) -> dict:
         wanted = {parts.partition_key(s, m) for s in states for m in months}
-        files = {key: [{"path": d.file.path, "received_at": d.file.mtime} for d in found]
-                 for key, found in drops.items() if key in wanted}
-        return {"ops": {node: {"config": {"files": files}}}}
+        ops = {}
+        for feed, drops in by_feed.items():
+            files = {key: [{"path": d.file.path, "received_at": d.file.mtime} for d in found]
+                     for key, found in drops.items() if key in wanted}
+            ops[f"raw__{feed}"] = {"config": {"files": files, "only_listed": True}}
+        return {"ops": ops}
     return make
 
 
@@ -93,17 +96,21 @@ def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, inbox: Inbox, lak
         _report(result, FileResult(file.path, "waiting", "still being written; left for later"),
                 echo)
 
-    for feed, drops in looked.by_feed().items():
-        key = dg.AssetKey(["raw", feed])
-        pairs = [parts.split_key(k) for k in drops]
-        echo(f"{feed}: {sum(len(v) for v in drops.values())} file(s) in {len(pairs)} partition(s)")
-        outcomes = run_rectangles(defs, instance, INGEST_JOB, pairs, selection=[key],
-                                  run_config_for=run_config_for_drops(drops, key),
+    by_feed = looked.by_feed()
+    if by_feed:
+        pairs = {parts.split_key(k) for drops in by_feed.values() for k in drops}
+        for feed, drops in by_feed.items():
+            echo(f"{feed}: {sum(len(v) for v in drops.values())} new file(s) for "
+                 f"{len(drops)} partition(s)")
+        selection = [dg.AssetKey(["raw", feed]) for feed in by_feed]
+        outcomes = run_rectangles(defs, instance, INGEST_JOB, pairs, selection=selection,
+                                  run_config_for=run_config_for_drops(by_feed),
                                   progress=echo_progress(echo))
         result.runs.extend(outcomes)
         for outcome in outcomes:
-            for file_result in _file_results(outcome, drops):
-                _report(result, file_result, echo)
+            for feed, drops in by_feed.items():
+                for file_result in _file_results(outcome, feed, drops):
+                    _report(result, file_result, echo)
 
     if casemgmt is not None:
         _ingest_casemgmt(defs, instance, casemgmt, warehouse, result, echo)
@@ -119,14 +126,20 @@ def _report(result: IngestResult, file_result: FileResult, echo: Callable[[str],
     echo(file_result.line())
 
 
-def _file_results(outcome: RunOutcome, drops: dict[str, list[Drop]]) -> list[FileResult]:
+def _file_results(outcome: RunOutcome, feed: str, drops: dict[str, list[Drop]]
+                  ) -> list[FileResult]:
+    key_path = ["raw", feed]
     loaded = {}
     for materialization in outcome.materializations():
+        if materialization.asset_key.path != key_path:
+            continue
         meta = materialization.metadata
         loaded[materialization.partition] = (meta["source_file"].value,
                                              meta["dagster/row_count"].value)
     rejected = {}
     for evaluation in outcome.check_evaluations():
+        if evaluation.asset_key.path != key_path:
+            continue
         entry = evaluation.metadata.get("rejected")
         for item in (entry.value if entry is not None else []):
             rejected[item["partition"]] = item

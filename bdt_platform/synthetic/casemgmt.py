@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from bdt_platform.partitions import add_months
 from bdt_platform.synthetic.formats import timestamps
 from bdt_platform.synthetic.funnel import MonthActivity
 from bdt_platform.synthetic.people import PersonPool
@@ -48,7 +49,10 @@ CREATE TABLE IF NOT EXISTS calls (
     updated_at TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_client ON calls (client_id);
+CREATE INDEX IF NOT EXISTS calls_state_started ON calls (state, started_at);
 CREATE INDEX IF NOT EXISTS applications_client ON applications (client_id);
+CREATE INDEX IF NOT EXISTS applications_state_submitted ON applications (state, submitted_at);
+CREATE INDEX IF NOT EXISTS clients_state ON clients (state);
 """
 
 _PERSON_FIELDS = ("first_name", "last_name", "ssn", "date_of_birth", "address_line1",
@@ -70,12 +74,12 @@ def write_month(connection: sqlite3.Connection, pool: PersonPool,
 
     Returns the rows written per table. Run ``finalize`` after the last month of a state.
     """
-    state, prefix = month.state, f"{month.month:%Y-%m}"
-    connection.execute("DELETE FROM calls WHERE state = ? AND substr(started_at, 1, 7) = ?",
-                       (state, prefix))
-    connection.execute(
-        "DELETE FROM applications WHERE state = ? AND substr(submitted_at, 1, 7) = ?",
-        (state, prefix))
+    state = month.state
+    start, end = f"{month.month:%Y-%m}", f"{add_months(month.month, 1):%Y-%m}"
+    connection.execute("DELETE FROM calls WHERE state = ? AND started_at >= ? AND started_at < ?",
+                       (state, start, end))
+    connection.execute("DELETE FROM applications WHERE state = ? AND submitted_at >= ?"
+                       " AND submitted_at < ?", (state, start, end))
 
     calls = month.calls
     started = timestamps(calls["started"])

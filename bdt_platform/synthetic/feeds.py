@@ -25,13 +25,13 @@ FEEDS = ("eligibility", "outcomes", "mailreturns", "nudges")
 
 def eligibility(pool: PersonPool, month: MonthActivity) -> Columns:
     people = month.eligible
-    n = len(people)
+    n, tag = len(people), month.tag
 
     def col(values: np.ndarray) -> list[str]:
         return values[people].tolist()
 
     return {
-        "record_id": [f"CC-{month.tag}-{i:06d}" for i in range(1, n + 1)],
+        "record_id": [f"CC-{tag}-{i:06d}" for i in range(1, n + 1)],
         "first_name": col(pool.first_name),
         "last_name": col(pool.last_name),
         "ssn": col(pool.ssn),

@@ -36,7 +36,8 @@ def timestamps(seconds: np.ndarray) -> list[str]:
 
 def money(cents: np.ndarray) -> list[str]:
     """Whole cents -> ``1234.50`` strings (never negative, always two decimals)."""
-    return [f"{value // 100}.{value % 100:02d}" for value in np.asarray(cents, dtype="int64").tolist()]
+    values = np.asarray(cents, dtype="int64").tolist()
+    return [f"{value // 100}.{value % 100:02d}" for value in values]
 
 
 def integers(values: np.ndarray) -> list[str]:

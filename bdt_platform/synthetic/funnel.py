@@ -5,8 +5,8 @@ The funnel (rates are per state-month, at any scale):
 * **eligible** - ~300 x scale pool members appear in the partner's eligibility list;
 * **mailed** - ~85% of those rows get a mail piece; most pieces are delivered (~88%), the rest come
   back returned, undeliverable (bad addresses mostly) or forwarded;
-* **nudged** - ~40% of the eligible people (only those with a phone) are in one of the month's one or
-  two text/call campaigns, split into A/B arms by a hash of their token and the campaign id;
+* **nudged** - ~40% of the eligible people (only those with a phone) are in one of the month's
+  one or two text/call campaigns, split into A/B arms by a hash of their token and the campaign id;
 * **called** - ~12% of the mailed people call our call center, more often when the letter arrived
   and more often in the treatment arm (so an A/B readout has an effect to find); an unfinished first
   call gets a callback a few days later;

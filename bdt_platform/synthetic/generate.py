@@ -20,7 +20,7 @@ from bdt_platform.partitions import STATES
 from bdt_platform.synthetic import casemgmt, feeds
 from bdt_platform.synthetic.funnel import simulate_month
 from bdt_platform.synthetic.people import build_pool
-from bdt_platform.synthetic.writer import csv_bytes, gzip_bytes, write_atomic
+from bdt_platform.synthetic.writer import csv_bytes, gzip_bytes, remove_tmp_dir, write_atomic
 
 
 @dataclass
@@ -99,4 +99,5 @@ def generate(inbox: Path, casemgmt_path: Path, *, states: list[str], months: lis
             state_rows += len(clients)
             if progress is not None:
                 progress(f"generated {state}: {state_files} files, {state_rows:,} rows")
+    remove_tmp_dir(inbox)
     return summary

@@ -162,7 +162,14 @@ def state_geography(seed: int, state: str) -> Geography:
     weights = 1.0 / np.arange(1, n_cities + 1) ** 1.1  # a few big towns, many small ones
     city_zips = [sorted({fake.zipcode_in_state(state) for _ in range(1 + rank_zips)})
                  for rank_zips in draw.integers(0, 4, size=n_cities)]
-    streets = np.array([fake.street_name() for _ in range(200)], dtype=object)
+    # Faker's en_US street names are "<name> <suffix>"; compose them from the national name
+    # list (Faker's name calls are slow) and Faker's street suffixes.
+    vocab = name_vocabularies(seed)["en"]
+    street_names = np.where(draw.random(200) < 0.6,
+                            vocab.last[draw.integers(0, len(vocab.last), 200)],
+                            vocab.first[draw.integers(0, len(vocab.first), 200)])
+    streets = np.array(sorted({f"{name} {fake.street_suffix()}" for name in street_names}),
+                       dtype=object)
     area_codes = draw.choice(_AREA_CODES, size=4, replace=False)
     return Geography(cities, weights / weights.sum(), city_zips, streets, area_codes)
 

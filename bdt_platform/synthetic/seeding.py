@@ -16,7 +16,7 @@ from faker import Faker
 
 
 def derive_seed(*parts: object) -> int:
-    """A stable 32-bit integer from a label made of ``parts`` (``derive_seed(42, "PA", "pool")``)."""
+    """A stable 32-bit integer from a label made of ``parts``: ``derive_seed(42, "PA", "pool")``."""
     return zlib.crc32("|".join(str(part) for part in parts).encode("utf-8"))
 
 

@@ -54,3 +54,11 @@ def write_atomic(inbox: Path, relative: str | Path, data: bytes) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return target
+
+
+def remove_tmp_dir(inbox: Path) -> None:
+    """Remove ``inbox/.tmp/`` if it is empty (another writer may still be using it)."""
+    try:
+        (Path(inbox) / TMP_DIR).rmdir()
+    except OSError:
+        pass

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
 from bdt_platform.feeds.specs import ALL_SPECS
-from bdt_platform.runs import RunOutcome, run_rectangles
+from bdt_platform.runs import RunOutcome, execute, run_rectangles
 from bdt_platform.storage.warehouse import DuckDBWarehouse
 
+SHARED_JOB = "build_shared_models"
 BUILD_JOB = "build_warehouse"
 
 
@@ -41,15 +43,22 @@ def select_partitions(available: set[tuple[str, dt.date]], states: list[str] | N
 
 def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: DuckDBWarehouse,
           states: list[str] | None = None, months: list[dt.date] | None = None,
-          echo: Callable[[str], None] = print) -> BuildResult:
+          echo: Callable[[str], None] = print, tool_log: Path | None = None) -> BuildResult:
+    """Unpartitioned models once, then one run per rectangle of the partitions with raw data
+    (a rectangle is a contiguous range of states x months; a full grid is a single run)."""
     chosen = select_partitions(partitions_with_raw_data(warehouse), states, months)
     result = BuildResult(chosen)
     if not chosen:
         echo("nothing to build: no raw data for the partitions asked (run `bdt ingest` first)")
         return result
-    echo(f"building models and reports for {len(chosen)} partition(s)")
-    result.runs = run_rectangles(defs, instance, BUILD_JOB, chosen,
-                                 progress=lambda message: echo(f"  {message}"))
+    echo(f"building models and reports for {len(chosen)} partition(s)"
+         + (f"; dbt output in {tool_log}" if tool_log else ""))
+    echo("  run 1: shared dbt models (staging, intermediate, dimensions)")
+    result.runs = [execute(defs.resolve_job_def(SHARED_JOB), instance, {}, {}, None, [], [],
+                           tool_log=tool_log)]
+    if result.runs[0].success:
+        result.runs += run_rectangles(defs, instance, BUILD_JOB, chosen, tool_log=tool_log,
+                                      progress=lambda message: echo(f"  {message}"))
     for run in result.runs:
         status = "succeeded" if run.success else "FAILED"
         echo(f"  run {run.run_id[:8]} {status}: {len(run.materializations())} materializations")

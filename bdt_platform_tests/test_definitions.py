@@ -1,0 +1,88 @@
+"""The asset graph as the design fixes it: keys, partitions, checks, jobs, environments."""
+
+import dagster as dg
+import pytest
+
+from bdt_platform import partitions as parts
+from bdt_platform.settings import SettingsError, load_settings
+
+from .conftest import make_settings
+
+RAW = {"eligibility", "outcomes", "mailreturns", "nudges", "clients", "applications", "calls"}
+MARTS = {"dim_person", "fct_outreach", "fct_calls", "fct_applications", "fct_enrollment_outcomes"}
+
+
+@pytest.fixture
+def graph(tmp_path):
+    from bdt_platform.definitions import build_definitions
+
+    defs = build_definitions(make_settings(tmp_path))
+    return defs, defs.resolve_asset_graph()
+
+
+def test_asset_keys(graph):
+    _, asset_graph = graph
+    keys = {key.to_user_string() for key in asset_graph.get_all_asset_keys()}
+    assert {f"raw/{name}" for name in RAW} <= keys
+    assert {f"marts/{name}" for name in MARTS} <= keys
+    assert "reports/outcomes" in keys
+    assert any(key.startswith("staging/stg_") for key in keys)
+
+
+def test_partitions_and_backfill_policy(graph):
+    _, asset_graph = graph
+    for name in [*(f"raw/{n}" for n in RAW), "reports/outcomes", "marts/fct_outreach",
+                 "marts/fct_applications"]:
+        node = asset_graph.get(dg.AssetKey.from_user_string(name))
+        assert node.partitions_def == parts.state_month_partitions, name
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), name
+    assert asset_graph.get(dg.AssetKey(["marts", "dim_person"])).partitions_def is None
+
+
+def test_lineage_feeds_to_report(graph):
+    _, asset_graph = graph
+    report = dg.AssetKey(["reports", "outcomes"])
+    upstream = asset_graph.upstream_key_iterator(report)
+    ancestors = set()
+    frontier = [report]
+    while frontier:
+        key = frontier.pop()
+        for parent in asset_graph.get(key).parent_keys:
+            if parent not in ancestors:
+                ancestors.add(parent)
+                frontier.append(parent)
+    assert {dg.AssetKey(["raw", name]) for name in RAW} <= ancestors
+    assert upstream is not None
+
+
+def test_checks(graph):
+    _, asset_graph = graph
+    checks = {(key.asset_key.to_user_string(), key.name) for key in asset_graph.asset_check_keys}
+    for name in RAW:
+        assert (f"raw/{name}", "contract") in checks
+    assert ("reports/outcomes", "contract") in checks
+    dbt_checks = [c for c in checks if c[0].startswith(("marts/", "staging/"))]
+    assert any(name.startswith("unique_") for _, name in dbt_checks)
+    assert any(name.startswith("not_null_") for _, name in dbt_checks)
+
+
+def test_jobs(graph):
+    defs, _ = graph
+    assert defs.resolve_job_def("ingest_feeds") and defs.resolve_job_def("build_warehouse")
+
+
+def test_settings_switch():
+    local = load_settings({"BDT_HOME": "/tmp/x", "BDT_PII_KEY": "k"})
+    assert (local.env, local.dbt_target) == ("local", "duckdb")
+    assert local.inbox == "/tmp/x/inbox" and local.lake == "/tmp/x/lake"
+    with pytest.raises(SettingsError, match="BDT_GCP_PROJECT"):
+        load_settings({"BDT_ENV": "prod", "BDT_PII_KEY": "k"})
+    with pytest.raises(SettingsError, match="BDT_ENV"):
+        load_settings({"BDT_ENV": "staging"})
+
+
+def test_local_pii_key_is_generated_once(tmp_path, capsys):
+    first = load_settings({"BDT_HOME": str(tmp_path)})
+    assert "warning" in capsys.readouterr().err
+    second = load_settings({"BDT_HOME": str(tmp_path)})
+    assert first.pii_key == second.pii_key and len(first.pii_key) == 64

@@ -1,0 +1,47 @@
+"""The warehouse writer against a real DuckDB file: partition replace, atomicity."""
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from bdt_platform.storage.warehouse import DuckDBWarehouse
+
+M1, M2 = dt.date(2024, 1, 1), dt.date(2024, 2, 1)
+
+
+def _rows(state, month, ids):
+    return pa.table({"id": ids, "state": [state] * len(ids), "month": pa.array([month] * len(ids),
+                                                                              pa.date32())})
+
+
+def _ids(warehouse):
+    frame = warehouse.query("SELECT state, month, id FROM raw.t ORDER BY ALL")
+    return [(r.state, r.month.date() if hasattr(r.month, "date") else r.month, r.id)
+            for r in frame.itertuples()]
+
+
+def test_replace_is_idempotent_and_scoped(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, ["a", "b"]), [("PA", M1)])
+    warehouse.replace_partitions("raw.t", _rows("NJ", M1, ["c"]), [("NJ", M1)])
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, ["a", "b"]), [("PA", M1)])
+    assert len(_ids(warehouse)) == 3  # no duplicates on re-load
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, ["z"]), [("PA", M1)])
+    assert [i for s, _, i in _ids(warehouse) if s == "PA"] == ["z"]  # replaced
+    assert [i for s, _, i in _ids(warehouse) if s == "NJ"] == ["c"]  # untouched
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, [])[:0], [("PA", M1)])
+    assert [s for s, _, _ in _ids(warehouse)] == ["NJ"]  # an empty partition empties it
+    assert warehouse.partitions("raw.t") == {("NJ", M1)}
+
+
+def test_failed_batch_leaves_tables_as_they_were(tmp_path):
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, ["a"]), [("PA", M1)])
+    before = _ids(warehouse)
+    with pytest.raises(RuntimeError):
+        with warehouse.batch() as batch:
+            batch.replace("raw.t", _rows("PA", M1, ["x", "y"]), [("PA", M1)])
+            batch.replace("raw.t", _rows("PA", M2, ["q"]), [("PA", M2)])
+            raise RuntimeError("load failed half-way")
+    assert _ids(warehouse) == before

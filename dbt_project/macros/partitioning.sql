@@ -1,0 +1,146 @@
+{#-
+  State x month partitions for the incremental `fct_` models (tag `partitioned`).
+
+  Vars (all optional, each independent):
+    min_month  first month to build, inclusive: 'YYYY-MM-DD' (or 'YYYY-MM'); any day is read as
+               the first of its month
+    max_month  last month to build, inclusive, same format
+    states     list of two-letter state codes (a comma-separated string is accepted too)
+  A var that is absent, null or '' does not restrict; with no vars at all everything is built.
+  `states: []` selects no partition at all.
+
+  Scheme: every partitioned model selects `where {{ partition_filter() }}` and is materialized
+  `incremental` with an append strategy; its pre-hook `bdt_delete_selected_partitions()` first
+  deletes the selected partitions from the existing table. So a run replaces exactly the selected
+  partitions: re-runs never duplicate, a partition that now yields zero rows is emptied, and
+  partitions built one by one equal one full build.
+-#}
+
+{% macro bdt_partition_selection() %}
+    {%- set re = modules.re -%}
+
+    {%- set months = {} -%}
+    {%- for name in ['min_month', 'max_month'] -%}
+        {%- set raw = var(name, none) -%}
+        {%- if raw is none or (raw | string | trim) == '' -%}
+            {%- do months.update({name: none}) -%}
+        {%- else -%}
+            {%- set text = raw | string | trim -%}
+            {%- set m = re.match('^(\\d{4})-(\\d{2})(-\\d{2})?$', text) -%}
+            {%- if not m or (m.group(2) | int) < 1 or (m.group(2) | int) > 12 -%}
+                {%- do exceptions.raise_compiler_error(
+                    "var " ~ name ~ " must be an ISO month such as 2024-03-01 (or 2024-03), got " ~ (raw | string)) -%}
+            {%- endif -%}
+            {%- do months.update({name: m.group(1) ~ '-' ~ m.group(2) ~ '-01'}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if months.min_month is not none and months.max_month is not none
+          and months.min_month > months.max_month -%}
+        {%- do exceptions.raise_compiler_error(
+            "var min_month (" ~ months.min_month ~ ") is after max_month (" ~ months.max_month ~ ")") -%}
+    {%- endif -%}
+
+    {%- set raw_states = var('states', none) -%}
+    {%- set states = none -%}
+    {%- if raw_states is string -%}
+        {%- if raw_states | trim != '' -%}
+            {%- set states = raw_states.split(',') -%}
+        {%- endif -%}
+    {%- elif raw_states is not none -%}
+        {%- if raw_states is mapping or raw_states is not iterable -%}
+            {%- do exceptions.raise_compiler_error(
+                "var states must be a list of state codes such as [\"NJ\", \"PA\"], got " ~ (raw_states | string)) -%}
+        {%- endif -%}
+        {%- set states = raw_states -%}
+    {%- endif -%}
+    {%- set clean_states = [] -%}
+    {%- if states is not none -%}
+        {%- for s in states -%}
+            {%- set code = (s | string | trim | upper) -%}
+            {%- if not re.match('^[A-Z]{2}$', code) -%}
+                {%- do exceptions.raise_compiler_error(
+                    "var states must hold two-letter state codes, got " ~ (s | string)) -%}
+            {%- endif -%}
+            {%- if code not in clean_states -%}
+                {%- do clean_states.append(code) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+
+    {{ return({
+        'min_month': months.min_month,
+        'max_month': months.max_month,
+        'states': (clean_states | sort) if states is not none else none,
+    }) }}
+{% endmacro %}
+
+
+{#- A boolean SQL predicate selecting the partitions named by the vars; `true` without vars. -#}
+{% macro partition_filter(state_column='state', month_column='month') %}
+    {%- set sel = bdt_partition_selection() -%}
+    {%- set preds = [] -%}
+    {%- if sel.min_month is not none -%}
+        {%- do preds.append(month_column ~ " >= cast('" ~ sel.min_month ~ "' as date)") -%}
+    {%- endif -%}
+    {%- if sel.max_month is not none -%}
+        {%- do preds.append(month_column ~ " <= cast('" ~ sel.max_month ~ "' as date)") -%}
+    {%- endif -%}
+    {%- if sel.states is not none -%}
+        {%- if sel.states | length == 0 -%}
+            {%- do preds.append("1 = 0") -%}
+        {%- else -%}
+            {%- do preds.append(state_column ~ " in ('" ~ (sel.states | join("', '")) ~ "')") -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- if preds | length == 0 -%}
+        true
+    {%- else -%}
+        ({{ preds | join(' and ') }})
+    {%- endif -%}
+{% endmacro %}
+
+
+{#-
+  Pre-hook of every partitioned model. On an incremental run (the table exists, no
+  --full-refresh) delete the selected partitions' rows, so the append that follows replaces them.
+  Renders to nothing otherwise (the first build creates the table from the select).
+  --full-refresh together with partition vars is refused: it would replace the whole table by
+  the selected partitions and silently drop every other one.
+-#}
+{% macro bdt_delete_selected_partitions() %}
+    {%- if should_full_refresh() and partition_filter() | trim != 'true' -%}
+        {%- do exceptions.raise_compiler_error(
+            "--full-refresh with partition vars (min_month/max_month/states) would drop every "
+            ~ "other partition of " ~ this ~ "; full-refresh without vars, then build partitions") -%}
+    {%- endif -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where {{ partition_filter() }}
+    {%- endif -%}
+{% endmacro %}
+
+
+{#-
+  The incremental strategy that appends the model's rows after the pre-hook delete.
+  dbt-bigquery has no 'append'; its 'merge' without unique_key is `MERGE ... ON FALSE`, a pure insert.
+-#}
+{% macro bdt_append_strategy() %}
+    {{ return(adapter.dispatch('bdt_append_strategy', 'bdt_platform')()) }}
+{% endmacro %}
+{% macro default__bdt_append_strategy() %}{{ return('append') }}{% endmacro %}
+{% macro bigquery__bdt_append_strategy() %}{{ return('merge') }}{% endmacro %}
+
+
+{#- BigQuery table partitioning of partitioned models (ignored elsewhere). -#}
+{% macro bdt_partition_by() %}
+    {{ return(adapter.dispatch('bdt_partition_by', 'bdt_platform')()) }}
+{% endmacro %}
+{% macro default__bdt_partition_by() %}{{ return(none) }}{% endmacro %}
+{% macro bigquery__bdt_partition_by() %}
+    {{ return({'field': 'month', 'data_type': 'date', 'granularity': 'month'}) }}
+{% endmacro %}
+
+{% macro bdt_cluster_by() %}
+    {{ return(adapter.dispatch('bdt_cluster_by', 'bdt_platform')()) }}
+{% endmacro %}
+{% macro default__bdt_cluster_by() %}{{ return(none) }}{% endmacro %}
+{% macro bigquery__bdt_cluster_by() %}{{ return(['state']) }}{% endmacro %}
