@@ -124,6 +124,40 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return max(ingest_code, build_code)
 
 
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    import dagster as dg
+
+    from bdt_platform.explain.engine import ExplainError, explain, parse_when
+    from bdt_platform.explain.render import to_markdown
+    from bdt_platform.explain.reproduce import reproduce
+    from bdt_platform.partitions import parse_month
+
+    defs, instance = _runtime(settings)
+    lake = defs.resources["lake"]
+    try:
+        month = parse_month(args.month)
+        if args.as_of:
+            result = reproduce(instance, defs.resolve_asset_graph(), lake, defs.resources["dbt"],
+                               settings.pii_key, args.table, args.state.upper(), month,
+                               parse_when(args.as_of))
+            _echo(result.to_markdown())
+            return EXIT_OK if result.matches else EXIT_FAILED
+        explanation = explain(instance, defs.resolve_asset_graph(), lake, args.table,
+                              args.state.upper(), month, metric=args.metric,
+                              before=parse_when(args.before), after=parse_when(args.after))
+    except (ExplainError, ValueError) as exc:
+        _echo(f"bdt explain: {exc}")
+        return EXIT_USAGE
+    markdown = to_markdown(explanation)
+    _echo(markdown)
+    # Recorded on the report partition so the Dagster UI shows the same explanation.
+    instance.report_runless_asset_event(dg.AssetObservation(
+        asset_key=explanation.key, partition=explanation.partition,
+        metadata={"explanation": dg.MetadataValue.md(markdown),
+                  "compared_runs": f"{explanation.before.run_id} -> {explanation.after.run_id}"}))
+    return EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     """Start the Dagster UI on the same $BDT_HOME (``dagster dev`` from the repository root)."""
     env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "BDT_HOME": str(settings.home)}
@@ -180,6 +214,26 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic(demo)
     demo.add_argument("--settle", type=float, default=None, help=argparse.SUPPRESS)
     demo.set_defaults(handler=cmd_demo)
+
+    explain = commands.add_parser(
+        "explain", help="why a report number changed between two materializations "
+        "(or --as-of: rebuild a past number from the lake's archive)",
+        description="Compare the last two materializations of a report partition (or those "
+        "around --before/--after) and print each metric before -> after, the upstream inputs that "
+        "changed in between (files, checksums, row counts, code versions, rejected files) and the "
+        "records that entered or left each changed count, grouped by cause. Exit 2 for an unknown "
+        "table or partition, or fewer than two materializations.")
+    explain.add_argument("table", help="report table, e.g. reports.outcomes (or its asset key)")
+    explain.add_argument("--state", required=True, help="state code, e.g. PA")
+    explain.add_argument("--month", required=True, help="YYYY-MM")
+    explain.add_argument("--metric", help="explain only this metric (default: every changed one)")
+    explain.add_argument("--before", help="compare from the last materialization at or before "
+                         "this time (ISO 8601; UTC when no offset)")
+    explain.add_argument("--after", help="compare to the last materialization at or before this "
+                         "time (default: the latest)")
+    explain.add_argument("--as-of", dest="as_of", help="rebuild the partition as it was at this "
+                         "time from the archived files and check it equals the number recorded then")
+    explain.set_defaults(handler=cmd_explain)
 
     ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on this $BDT_HOME")
     ui.add_argument("--port", type=int, default=3000)

@@ -14,10 +14,9 @@ from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.resources import build_resources
 from bdt_platform.settings import Settings, load_settings
-from bdt_platform.warehouse.assets import DBT_ASSETS, dbt_models, dbt_partitioned_models
+from bdt_platform.warehouse.assets import build_dbt_assets
 
 FEED_ASSETS = [*FILE_FEED_ASSETS, *CASEMGMT_ASSETS]
-ASSETS = [*FEED_ASSETS, *DBT_ASSETS, *REPORT_ASSETS]
 
 # Landing: the partner files and the case-management extract, many partitions per run.
 ingest_job = dg.define_asset_job(
@@ -26,24 +25,32 @@ ingest_job = dg.define_asset_job(
     partitions_def=parts.state_month_partitions,
     description="Land partner files and case-management rows into raw.* tables.",
 )
-# Building, step 1: the unpartitioned dbt models (staging/intermediate views, dimensions), once.
-shared_models_job = dg.define_asset_job(
-    "build_shared_models",
-    selection=dg.AssetSelection.assets(dbt_models),
-    description="Build the unpartitioned dbt models: staging and intermediate views, dim_person.",
-)
-# Building, step 2: partitioned facts and reports for a rectangle of partitions, in one run.
-build_job = dg.define_asset_job(
-    "build_warehouse",
-    selection=dg.AssetSelection.assets(dbt_partitioned_models, *REPORT_ASSETS),
-    partitions_def=parts.state_month_partitions,
-    description="Build the partitioned dbt facts and the reports for state x month partitions.",
-)
-JOBS = [ingest_job, shared_models_job, build_job]
+
+
+def build_jobs(dbt_models: dg.AssetsDefinition, dbt_partitioned_models: dg.AssetsDefinition):
+    # Building, step 1: the unpartitioned dbt models (staging/intermediate views, dimensions).
+    shared_models_job = dg.define_asset_job(
+        "build_shared_models",
+        selection=dg.AssetSelection.assets(dbt_models),
+        description="Build the unpartitioned dbt models: staging and intermediate views, "
+                    "dim_person.",
+    )
+    # Building, step 2: partitioned facts and reports for a rectangle of partitions, one run.
+    build_job = dg.define_asset_job(
+        "build_warehouse",
+        selection=dg.AssetSelection.assets(dbt_partitioned_models, *REPORT_ASSETS),
+        partitions_def=parts.state_month_partitions,
+        description="Build the partitioned dbt facts and the reports for state x month "
+                    "partitions.",
+    )
+    return [ingest_job, shared_models_job, build_job]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(assets=ASSETS, jobs=JOBS, resources=build_resources(settings))
+    dbt_models, dbt_partitioned_models = build_dbt_assets(settings.dbt_project_dir)
+    assets = [*FEED_ASSETS, dbt_models, dbt_partitioned_models, *REPORT_ASSETS]
+    return dg.Definitions(assets=assets, jobs=build_jobs(dbt_models, dbt_partitioned_models),
+                          resources=build_resources(settings))
 
 
 defs = build_definitions(load_settings())

@@ -40,7 +40,7 @@ def _local(settings: Settings) -> dict:
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
-        "dbt": dbt_resource(settings.dbt_target),
+        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir),
     }
 
 

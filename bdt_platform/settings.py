@@ -42,6 +42,7 @@ class Settings:
     gcs_bucket: str | None = None
     bq_location: str | None = None
     bq_max_bytes_billed: int | None = None
+    dbt_project_dir: Path = Path(__file__).resolve().parents[1] / "dbt_project"
 
     @property
     def dbt_target(self) -> str:
@@ -129,4 +130,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         gcs_bucket=gcs_bucket,
         bq_location=environ.get("BDT_BQ_LOCATION"),
         bq_max_bytes_billed=bq_max,
+        **({"dbt_project_dir": Path(environ["BDT_DBT_PROJECT_DIR"]).absolute()}
+           if environ.get("BDT_DBT_PROJECT_DIR") else {}),
     )

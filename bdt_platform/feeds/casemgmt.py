@@ -8,7 +8,6 @@ into ``raw.<table>`` by replacing the partition, exactly like the partner files.
 
 
 import datetime as dt
-import hashlib
 import time
 
 import dagster as dg
@@ -21,6 +20,7 @@ from bdt_platform.feeds import parsing
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
 from bdt_platform.pii_resource import PiiKeyResource
+from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import DuckDBWarehouse
 
 CONTRACT_CHECK = "contract"
@@ -116,7 +116,7 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         metadata={"table": spec.table},
     )
     def _extract(context: dg.AssetExecutionContext, casemgmt: CaseManagementDatabase,
-                 warehouse: DuckDBWarehouse, pii: PiiKeyResource):
+                 warehouse: DuckDBWarehouse, lake: LakeResource, pii: PiiKeyResource):
         report = FeedLoadReport(spec.name)
         events = []
         pii_key = pii.secret()
@@ -137,14 +137,19 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                                          source_file=source, pii_key=pii_key)
                 batch.replace(spec.table, table, [(state, month)])
                 report.load(partition, source, table.num_rows)
-                content = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
-                latest = frame["updated_at"].max() if len(frame) else None
+                # The extract is archived like a partner file (named after its latest change, so
+                # an unchanged extract is not stored twice): explain and --as-of read it back.
+                latest = frame["updated_at"].max() if len(frame) else ""
+                changed_at = (pd.Timestamp(latest).to_pydatetime() if latest
+                              else dt.datetime(month.year, month.month, 1, tzinfo=dt.timezone.utc))
+                archived = lake.archive(spec.name, state, month,
+                                        f"casemgmt_{spec.name}_{state}_{month:%Y%m}.csv",
+                                        frame.to_csv(index=False).encode(), changed_at)
                 events.append(dg.AssetMaterialization(asset_key=key, partition=partition, metadata={
                     "dagster/row_count": table.num_rows,
-                    "source_file": source,
+                    **archived.as_metadata(),
                     "source_database": casemgmt.describe(),
-                    "source_sha256": content,
-                    "source_latest_updated_at": latest or "",
+                    "source_latest_updated_at": latest,
                     "table": spec.table,
                     "code_version": CODE_VERSION,
                     "load_seconds": round(time.perf_counter() - started, 3),

@@ -19,11 +19,13 @@ from pandera.typing import Series
 
 from bdt_platform import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
+from bdt_platform.reports.ledger import ledger_query, write_ledgers
+from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import DuckDBWarehouse
 
 KEY = dg.AssetKey(["reports", "outcomes"])
 TABLE = "reports.outcomes"
-CODE_VERSION = source_code_version(__file__)
+CODE_VERSION = source_code_version(__file__, str(Path(__file__).with_name("ledger.py")))
 COUNT_COLUMNS = ["people_eligible", "pieces_mailed", "people_nudged", "calls", "applications",
                  "approvals", "denials", "pending"]
 HEADLINE = ["pieces_mailed", "people_nudged", "calls", "applications", "approvals",
@@ -104,17 +106,29 @@ def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return (numerator / denominator.where(denominator > 0)).astype("float64")
 
 
+def _where(pairs: list[tuple[str, dt.date]]) -> str:
+    states = sorted({s for s, _ in pairs})
+    months = sorted({m for _, m in pairs})
+    return (f"state in ({', '.join(repr(s) for s in states)}) and month between "
+            f"date '{months[0].isoformat()}' and date '{months[-1].isoformat()}'")
+
+
+def _only(frame: pd.DataFrame, pairs: list[tuple[str, dt.date]]) -> pd.DataFrame:
+    frame["month"] = pd.to_datetime(frame["month"]).dt.date
+    wanted = set(pairs)
+    return frame[[(s, m) in wanted for s, m in zip(frame["state"], frame["month"])]]
+
+
+def compute_ledger(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> pd.DataFrame:
+    """The records behind every count, for exactly ``partition_keys``."""
+    pairs = [parts.split_key(key) for key in partition_keys]
+    return _only(warehouse.query(ledger_query(_where(pairs))), pairs)
+
+
 def compute_outcomes(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> pd.DataFrame:
     """The report rows for exactly ``partition_keys`` (partitions without data get no row)."""
     pairs = [parts.split_key(key) for key in partition_keys]
-    states = sorted({s for s, _ in pairs})
-    months = sorted({m for _, m in pairs})
-    where = (f"state in ({', '.join(repr(s) for s in states)}) and month between "
-             f"date '{months[0].isoformat()}' and date '{months[-1].isoformat()}'")
-    frame = warehouse.query(_SQL.format(where=where))
-    frame["month"] = pd.to_datetime(frame["month"]).dt.date
-    wanted = set(pairs)
-    frame = frame[[(s, m) in wanted for s, m in zip(frame["state"], frame["month"])]]
+    frame = _only(warehouse.query(_SQL.format(where=_where(pairs))), pairs)
     frame = frame.sort_values(["state", "month"]).reset_index(drop=True)
     for column in COUNT_COLUMNS:
         frame[column] = frame[column].astype("int64")
@@ -138,7 +152,8 @@ def compute_outcomes(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> p
         "Counts are non-negative and the approval rate lies between 0 and 1 in every row."))],
     metadata={"table": TABLE},
 )
-def outcomes_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
+def outcomes_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
+                    lake: LakeResource):
     """Outreach outcomes by state and month, the numbers analysts quote.
 
     - `pieces_mailed`: mail pieces in the partition's current mail-returns file
@@ -160,17 +175,20 @@ def outcomes_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
         raise dg.Failure(f"reports.outcomes breaks its contract:\n{errors.failure_cases.head(20)}")
     table = pyarrow.Table.from_pandas(frame, preserve_index=False)
     covered = [parts.split_key(key) for key in context.partition_keys]
+    ledgers = write_ledgers(lake, compute_ledger(warehouse, list(context.partition_keys)),
+                            context.run.run_id)
     with warehouse.batch() as batch:
         batch.replace(TABLE, table, covered)
     for row in frame.itertuples(index=False):
-        metadata = {"dagster/row_count": 1, "code_version": CODE_VERSION, "table": TABLE}
+        key = parts.partition_key(row.state, row.month)
+        metadata = {"dagster/row_count": 1, "code_version": CODE_VERSION, "table": TABLE,
+                    "ledger_path": ledgers.get(key, "")}
         for name in HEADLINE:
             value = getattr(row, name)
-            metadata[name] = None if pd.isna(value) else float(value) if isinstance(value, float) else int(value)
-        metadata["approval_rate"] = (dg.MetadataValue.float(float(row.approval_rate))
-                                     if not pd.isna(row.approval_rate) else dg.MetadataValue.null())
-        context.log_event(dg.AssetMaterialization(
-            asset_key=KEY, partition=parts.partition_key(row.state, row.month), metadata=metadata))
+            metadata[name] = (dg.MetadataValue.null() if pd.isna(value)
+                              else dg.MetadataValue.float(float(value)) if isinstance(value, float)
+                              else dg.MetadataValue.int(int(value)))
+        context.log_event(dg.AssetMaterialization(asset_key=KEY, partition=key, metadata=metadata))
     context.log.info(f"reports.outcomes: {len(frame)} row(s) for {len(covered)} partition(s) in "
                      f"{time.perf_counter() - started:.2f}s")
     yield check

@@ -8,7 +8,9 @@ as asset checks on the models they test.
 """
 
 
+import functools
 import json
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +18,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from bdt_platform import partitions as parts
-from bdt_platform.warehouse.project import prepare_manifest
+from bdt_platform.warehouse.project import DBT_PROJECT_DIR, prepare_manifest
 
 PARTITIONED_TAG = "partitioned"
 
@@ -48,33 +50,33 @@ def dbt_vars(partition_keys: Sequence[str]) -> dict[str, Any]:
             "states": states}
 
 
-MANIFEST = prepare_manifest()
+@functools.cache
+def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """``(shared models, partitioned models)`` for the dbt project in ``project_dir``."""
+    manifest = prepare_manifest(project_dir)
 
+    @dbt_assets(
+        manifest=manifest,
+        select=f"tag:{PARTITIONED_TAG}",
+        partitions_def=parts.state_month_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=TRANSLATOR,
+        name="dbt_partitioned_models",
+    )
+    def dbt_partitioned_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        """Fact tables rebuilt for the run's state x month partitions (delete + insert)."""
+        variables = dbt_vars(context.partition_keys)
+        context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): {variables}")
+        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
 
-@dbt_assets(
-    manifest=MANIFEST,
-    select=f"tag:{PARTITIONED_TAG}",
-    partitions_def=parts.state_month_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    dagster_dbt_translator=TRANSLATOR,
-    name="dbt_partitioned_models",
-)
-def dbt_partitioned_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Fact tables rebuilt for the run's state x month partitions (delete + insert)."""
-    variables = dbt_vars(context.partition_keys)
-    context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): {variables}")
-    yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+    @dbt_assets(
+        manifest=manifest,
+        exclude=f"tag:{PARTITIONED_TAG}",
+        dagster_dbt_translator=TRANSLATOR,
+        name="dbt_models",
+    )
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        """Staging and intermediate views and whole-table marts such as the person dimension."""
+        yield from dbt.cli(["build"], context=context).stream()
 
-
-@dbt_assets(
-    manifest=MANIFEST,
-    exclude=f"tag:{PARTITIONED_TAG}",
-    dagster_dbt_translator=TRANSLATOR,
-    name="dbt_models",
-)
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Staging and intermediate views and whole-table marts such as the person dimension."""
-    yield from dbt.cli(["build"], context=context).stream()
-
-
-DBT_ASSETS = [dbt_models, dbt_partitioned_models]
+    return dbt_models, dbt_partitioned_models

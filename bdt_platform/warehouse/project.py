@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtCliResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 _SOURCE_GLOBS = ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "tests/**/*")
@@ -18,32 +18,28 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def _manifest_stale(manifest: Path) -> bool:
+def _manifest_stale(project_dir: Path, manifest: Path) -> bool:
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
     return any(path.stat().st_mtime > built
-               for pattern in _SOURCE_GLOBS for path in DBT_PROJECT_DIR.glob(pattern)
+               for pattern in _SOURCE_GLOBS for path in project_dir.glob(pattern)
                if path.is_file())
 
 
-def prepare_manifest() -> Path:
+def prepare_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     """Parse the dbt project when its manifest is missing or older than the project files
     (a fresh clone, or an edited model); cheap no-op otherwise."""
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    if _manifest_stale(manifest):
+    manifest = project_dir / "target" / "manifest.json"
+    if _manifest_stale(project_dir, manifest):
         subprocess.run(
-            [dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path",
-             str(DBT_PROJECT_DIR / "target")],
-            check=True, cwd=DBT_PROJECT_DIR,
+            [dbt_executable(), "parse", "--quiet", "--project-dir", str(project_dir),
+             "--profiles-dir", str(project_dir), "--target-path", str(project_dir / "target")],
+            check=True, cwd=project_dir,
         )
     return manifest
 
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-
-
-def dbt_resource(target: str) -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
+def dbt_resource(target: str, project_dir: Path = DBT_PROJECT_DIR) -> DbtCliResource:
+    return DbtCliResource(project_dir=str(project_dir), profiles_dir=str(project_dir),
                           target=target, dbt_executable=dbt_executable())

@@ -1,0 +1,1 @@
+"""Reading provenance back: why a number changed, and reproducing a past number."""

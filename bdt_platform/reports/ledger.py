@@ -1,0 +1,73 @@
+"""The records behind each number of ``reports.outcomes``, kept per materialization.
+
+For every report partition a run writes, the ledger lists which record stands behind each
+count (``pieces_mailed`` -> mail piece ids, ``approvals`` -> application:program, ...) and its
+amount. It is stored in the lake next to the run that produced the numbers, so ``bdt explain``
+can say exactly which records entered or left a count between two materializations - by
+record id, never by SSN or name (people are person tokens).
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bdt_platform import partitions as parts
+from bdt_platform.storage.lake import LakeResource
+
+# metric -> the SQL selecting (state, month, record_id, amount) behind it, from the marts.
+LEDGER_SQL = {
+    "pieces_mailed": "select state, month, substr(outreach_id, 6) as record_id, 1.0 as amount "
+                     "from marts.fct_outreach where outreach_type = 'mail' and {where}",
+    "people_nudged": "select state, month, person_token as record_id, 1.0 as amount "
+                     "from marts.fct_outreach where outreach_type = 'nudge' and status = 'sent' "
+                     "and {where} group by state, month, person_token",
+    "calls": "select state, month, call_id as record_id, 1.0 as amount from marts.fct_calls "
+             "where {where}",
+    "applications": "select state, month, application_id as record_id, 1.0 as amount "
+                    "from marts.fct_applications where {where}",
+    "approvals": "select state, month, application_id || ':' || program as record_id, "
+                 "1.0 as amount from marts.fct_enrollment_outcomes "
+                 "where decision = 'approved' and {where}",
+    "denials": "select state, month, application_id || ':' || program as record_id, 1.0 as amount "
+               "from marts.fct_enrollment_outcomes where decision = 'denied' and {where}",
+    "benefit_usd_monthly": "select state, month, application_id || ':' || program as record_id, "
+                           "monthly_benefit_usd as amount from marts.fct_enrollment_outcomes "
+                           "where decision = 'approved' and {where}",
+}
+
+
+def ledger_query(where: str) -> str:
+    return " union all ".join(
+        f"select '{metric}' as metric, * from ({sql.format(where=where)})"
+        for metric, sql in LEDGER_SQL.items())
+
+
+def ledger_path(state: str, month, run_id: str) -> str:
+    return f"reports/outcomes/ledger/month={month:%Y-%m}/state={state}/{run_id}.parquet"
+
+
+def write_ledgers(lake: LakeResource, frame: pd.DataFrame, run_id: str) -> dict[str, str]:
+    """One Parquet file per partition; returns ``partition key -> lake path``."""
+    paths = {}
+    for (state, month), rows in frame.groupby(["state", "month"], sort=True):
+        month = pd.Timestamp(month).date()
+        path = ledger_path(state, month, run_id)
+        buffer = io.BytesIO()
+        table = pa.Table.from_pandas(rows[["metric", "record_id", "amount"]].reset_index(drop=True),
+                                     preserve_index=False)
+        pq.write_table(table, buffer)
+        target = lake.path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(buffer.getvalue())
+        paths[parts.partition_key(state, month)] = path
+    return paths
+
+
+def read_ledger(lake: LakeResource, path: str | None) -> pd.DataFrame:
+    if not path:
+        return pd.DataFrame(columns=["metric", "record_id", "amount"])
+    return pq.read_table(io.BytesIO(lake.path(path).read_bytes())).to_pandas()
