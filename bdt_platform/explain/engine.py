@@ -117,7 +117,8 @@ class Cause:
 class RowChanges:
     metric: str
     causes: list[Cause]
-    total: float
+    total: float  # the metric's change that the causes add up to
+    note: str | None = None
 
 
 @dataclass
@@ -192,6 +193,9 @@ def explain(instance: dg.DagsterInstance, asset_graph, lake: LakeResource, table
 
 def _row_changes(lake: LakeResource, metric: str, old: history.Snapshot, new: history.Snapshot,
                  upstream: list[UpstreamChange]) -> RowChanges:
+    if not old.metadata.get("ledger_path") or not new.metadata.get("ledger_path"):
+        return RowChanges(metric, [], 0.0, note="no record ledger was kept for one of the two "
+                          "materializations, so record-level changes cannot be listed")
     before = read_ledger(lake, old.metadata.get("ledger_path"))
     after = read_ledger(lake, new.metadata.get("ledger_path"))
     before = before[before["metric"] == metric].set_index("record_id")["amount"]

@@ -21,6 +21,8 @@ def _number(value: float | None) -> str:
 
 def _metric_line(change: MetricChange) -> str:
     text = f"| {change.name} | {_number(change.before)} | {_number(change.after)} |"
+    if not change.changed:
+        return text + " unchanged |"
     if change.delta is None:
         return text + " | |"
     relative = f" ({change.relative:+.1%})" if change.relative is not None else ""
@@ -84,7 +86,11 @@ def to_markdown(explanation: Explanation) -> str:
     if not e.rows:
         out.append("- no counted record changed")
     for rows in e.rows:
-        out.append(f"**{rows.metric}**: {_number(rows.total):s} in total")
+        if rows.note:
+            out.append(f"**{rows.metric}**: {rows.note}")
+            continue
+        sign = "+" if rows.total >= 0 else ""
+        out.append(f"**{rows.metric}** changed by {sign}{_number(rows.total)}:")
         for cause in rows.causes:
             out.append(f"- {cause.label}: {len(cause.entered)} entered, {len(cause.left)} left, "
                        f"net {'+' if cause.amount >= 0 else ''}{_number(cause.amount)}")
