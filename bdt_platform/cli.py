@@ -158,6 +158,12 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.bench.platform_bench import run
+
+    return run(args)
+
+
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     """Start the Dagster UI on the same $BDT_HOME (``dagster dev`` from the repository root)."""
     env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "BDT_HOME": str(settings.home)}
@@ -235,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "time from the archived files and check it equals the number recorded then")
     explain.set_defaults(handler=cmd_explain)
 
+    from bdt_platform.bench.platform_bench import __doc__ as bench_doc, add_arguments
+
+    bench = commands.add_parser("bench", help="measure ingest, build, runs, memory, sensor and "
+                                "explain against raw DuckDB/dbt in a temporary home",
+                                description=bench_doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
+
     ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on this $BDT_HOME")
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
@@ -245,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = _settings()
+        # The benchmark builds its own temporary home; it must not touch the user's.
+        settings = None if args.handler is cmd_bench else _settings()
         return args.handler(args, settings)
     except SettingsError as exc:
         print(f"bdt {args.command}: {exc}", file=sys.stderr)

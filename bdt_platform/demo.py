@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bdt_platform.settings import Settings
-from bdt_platform.storage.warehouse import DuckDBWarehouse
+from bdt_platform.storage.warehouse import Warehouse
 
 
-def table_counts(warehouse: DuckDBWarehouse) -> list[tuple[str, int]]:
+def table_counts(warehouse: Warehouse) -> list[tuple[str, int]]:
     tables = warehouse.query(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_schema IN ('raw', 'staging', 'intermediate', 'marts', 'reports') "
@@ -21,7 +21,7 @@ def table_counts(warehouse: DuckDBWarehouse) -> list[tuple[str, int]]:
     return counts
 
 
-def print_summary(settings: Settings, warehouse: DuckDBWarehouse,
+def print_summary(settings: Settings, warehouse: Warehouse,
                   echo: Callable[[str], None] = print) -> None:
     echo("")
     echo(f"Everything lives under BDT_HOME={settings.home}:")

@@ -21,7 +21,7 @@ from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
 from bdt_platform.pii_resource import PiiKeyResource
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import DuckDBWarehouse
+from bdt_platform.storage.warehouse import Warehouse
 
 CONTRACT_CHECK = "contract"
 EVENT_TIME = {"clients": "created_at", "applications": "submitted_at", "calls": "started_at"}
@@ -116,7 +116,7 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         metadata={"table": spec.table},
     )
     def _extract(context: dg.AssetExecutionContext, casemgmt: CaseManagementDatabase,
-                 warehouse: DuckDBWarehouse, lake: LakeResource, pii: PiiKeyResource):
+                 warehouse: Warehouse, lake: LakeResource, pii: PiiKeyResource):
         report = FeedLoadReport(spec.name)
         events = []
         pii_key = pii.secret()

@@ -23,7 +23,7 @@ from bdt_platform.inbox.scan import Drop, ScanResult, scan
 from bdt_platform.pii import mask_ssn
 from bdt_platform.runs import RunOutcome, run_rectangles
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import DuckDBWarehouse
+from bdt_platform.storage.warehouse import Warehouse
 
 INGEST_JOB = "ingest_feeds"
 
@@ -81,7 +81,7 @@ def run_config_for_drops(by_feed: dict[str, dict[str, list[Drop]]]):
 
 
 def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, inbox: Inbox, lake: LakeResource,
-           warehouse: DuckDBWarehouse, casemgmt: CaseManagementDatabase | None,
+           warehouse: Warehouse, casemgmt: CaseManagementDatabase | None,
            settle_seconds: float = 2.0, echo: Callable[[str], None] = print) -> IngestResult:
     result = IngestResult()
     looked = look_twice(inbox, settle_seconds)
@@ -166,7 +166,7 @@ def _file_results(outcome: RunOutcome, feed: str, drops: dict[str, list[Drop]]
     return results
 
 
-def changed_casemgmt_partitions(casemgmt: CaseManagementDatabase, warehouse: DuckDBWarehouse
+def changed_casemgmt_partitions(casemgmt: CaseManagementDatabase, warehouse: Warehouse
                                 ) -> set[tuple[str, dt.date]]:
     """Partitions whose source row count or latest ``updated_at`` differs from the warehouse."""
     changed: set[tuple[str, dt.date]] = set()

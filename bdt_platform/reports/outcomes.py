@@ -21,7 +21,7 @@ from bdt_platform import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.reports.ledger import ledger_query, write_ledgers
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import DuckDBWarehouse
+from bdt_platform.storage.warehouse import Warehouse
 
 KEY = dg.AssetKey(["reports", "outcomes"])
 TABLE = "reports.outcomes"
@@ -119,13 +119,13 @@ def _only(frame: pd.DataFrame, pairs: list[tuple[str, dt.date]]) -> pd.DataFrame
     return frame[[(s, m) in wanted for s, m in zip(frame["state"], frame["month"])]]
 
 
-def compute_ledger(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> pd.DataFrame:
+def compute_ledger(warehouse: Warehouse, partition_keys: list[str]) -> pd.DataFrame:
     """The records behind every count, for exactly ``partition_keys``."""
     pairs = [parts.split_key(key) for key in partition_keys]
     return _only(warehouse.query(ledger_query(_where(pairs))), pairs)
 
 
-def compute_outcomes(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> pd.DataFrame:
+def compute_outcomes(warehouse: Warehouse, partition_keys: list[str]) -> pd.DataFrame:
     """The report rows for exactly ``partition_keys`` (partitions without data get no row)."""
     pairs = [parts.split_key(key) for key in partition_keys]
     frame = _only(warehouse.query(_SQL.format(where=_where(pairs))), pairs)
@@ -152,7 +152,7 @@ def compute_outcomes(warehouse: DuckDBWarehouse, partition_keys: list[str]) -> p
         "Counts are non-negative and the approval rate lies between 0 and 1 in every row."))],
     metadata={"table": TABLE},
 )
-def outcomes_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
+def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
                     lake: LakeResource):
     """Outreach outcomes by state and month, the numbers analysts quote.
 

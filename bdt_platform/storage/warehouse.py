@@ -45,7 +45,34 @@ class WarehouseBatch:
         return rows.num_rows
 
 
-class DuckDBWarehouse(dg.ConfigurableResource):
+class Warehouse(dg.ConfigurableResource):
+    """What assets need from a warehouse, whatever the backend: replace partitions atomically
+    (``batch``/``replace_partitions``), run a query into a DataFrame, and say what exists.
+    Column names are lower-case on every backend, so dbt models see the same names."""
+
+    def batch(self):
+        raise NotImplementedError
+
+    def replace_partitions(self, table: str, rows: pa.Table,
+                           partitions: Iterable[tuple[str, dt.date]]) -> int:
+        with self.batch() as batch:
+            return batch.replace(table, rows, list(partitions))
+
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def table_exists(self, table: str) -> bool:
+        raise NotImplementedError
+
+    def partitions(self, table: str) -> set[tuple[str, dt.date]]:
+        """The (state, month) pairs that have rows in ``table``."""
+        if not self.table_exists(table):
+            return set()
+        frame = self.query(f"SELECT DISTINCT state, month FROM {table}")
+        return {(row.state, pd.Timestamp(row.month).date()) for row in frame.itertuples()}
+
+
+class DuckDBWarehouse(Warehouse):
     """The embedded warehouse: one DuckDB file (``$BDT_HOME/warehouse.duckdb``)."""
 
     path: str
@@ -75,11 +102,6 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 raise
             con.execute("COMMIT")
 
-    def replace_partitions(self, table: str, rows: pa.Table,
-                           partitions: Iterable[tuple[str, dt.date]]) -> int:
-        with self.batch() as batch:
-            return batch.replace(table, rows, list(partitions))
-
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect() as con:
             return con.execute(sql, params or []).df()
@@ -89,10 +111,3 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         found = self.query("SELECT count(*) AS n FROM information_schema.tables "
                            "WHERE table_schema = ? AND table_name = ?", [schema, name])
         return bool(found["n"].iloc[0])
-
-    def partitions(self, table: str) -> set[tuple[str, dt.date]]:
-        """The (state, month) pairs that have rows in ``table``."""
-        if not self.table_exists(table):
-            return set()
-        frame = self.query(f"SELECT DISTINCT state, month FROM {table}")
-        return {(row.state, pd.Timestamp(row.month).date()) for row in frame.itertuples()}

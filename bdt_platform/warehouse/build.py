@@ -11,7 +11,7 @@ import dagster as dg
 
 from bdt_platform.feeds.specs import ALL_SPECS
 from bdt_platform.runs import RunOutcome, execute, run_rectangles
-from bdt_platform.storage.warehouse import DuckDBWarehouse
+from bdt_platform.storage.warehouse import Warehouse
 
 SHARED_JOB = "build_shared_models"
 BUILD_JOB = "build_warehouse"
@@ -27,7 +27,7 @@ class BuildResult:
         return 0 if all(run.success for run in self.runs) else 1
 
 
-def partitions_with_raw_data(warehouse: DuckDBWarehouse) -> set[tuple[str, dt.date]]:
+def partitions_with_raw_data(warehouse: Warehouse) -> set[tuple[str, dt.date]]:
     found: set[tuple[str, dt.date]] = set()
     for spec in ALL_SPECS.values():
         found |= warehouse.partitions(spec.table)
@@ -41,7 +41,7 @@ def select_partitions(available: set[tuple[str, dt.date]], states: list[str] | N
     return sorted(chosen, key=lambda p: (p[1], p[0]))
 
 
-def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: DuckDBWarehouse,
+def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehouse,
           states: list[str] | None = None, months: list[dt.date] | None = None,
           echo: Callable[[str], None] = print, tool_log: Path | None = None) -> BuildResult:
     """Unpartitioned models once, then one run per rectangle of the partitions with raw data

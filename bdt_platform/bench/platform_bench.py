@@ -1,0 +1,321 @@
+"""``bdt bench``: measure the platform against the raw engines, in one run, on one machine.
+
+Generates data in a temporary $BDT_HOME, then measures (ratios are the headline; the machines
+are noisy, so absolute times are printed beside them):
+
+1. ingest rows/s (parse + validate + tokenize + load, through Dagster) vs DuckDB ``read_csv`` of
+   the same files into tables (the limit);
+2. full ``bdt build`` wall time vs plain ``dbt build`` on the same raw tables;
+3. Dagster runs started by each, and the extrapolated cost of one run per partition (one
+   ``dagster asset materialize`` process for one partition, measured, times the partitions);
+4. peak RSS of ``bdt ingest`` above the bare import floor vs the Arrow size of the largest partition;
+5. a sensor tick over an inbox of many files (folder, and SFTP when available);
+6. ``bdt explain`` on one partition with every partition materialized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bdt_platform import partitions as parts
+
+GOALS = {"ingest_vs_read_csv": 3.0, "build_vs_dbt": 2.0, "rss_vs_partition": 2.0,
+         "sensor_tick_s": 2.0, "explain_s": 3.0}
+
+
+@dataclass
+class Figures:
+    states: int
+    months: int
+    scale: float
+    partitions: int
+    files: int
+    rows: int
+    generate_s: float = 0.0
+    read_csv_s: float = 0.0
+    ingest_s: float = 0.0
+    ingest_rows_per_s: float = 0.0
+    read_csv_rows_per_s: float = 0.0
+    ingest_vs_read_csv: float = 0.0
+    build_s: float = 0.0
+    dbt_build_s: float = 0.0
+    build_vs_dbt: float = 0.0
+    ingest_runs: int = 0
+    build_runs: int = 0
+    one_partition_process_s: float = 0.0
+    per_partition_extrapolated_s: float = 0.0
+    import_floor_rss_mb: float = 0.0
+    ingest_peak_rss_mb: float = 0.0
+    largest_partition_arrow_mb: float = 0.0
+    rss_vs_partition: float = 0.0
+    sensor_tick: dict = field(default_factory=dict)
+    explain_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BDT_", "DAGSTER_"))}
+    env.update(BDT_HOME=str(home), BDT_PII_KEY="bench-key-not-a-secret",
+               DAGSTER_HOME=str(home / "dagster"), PYTHONWARNINGS="ignore")
+    return env
+
+
+def _timed_child(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, int]:
+    """Run a child process; (wall seconds, peak RSS MB, exit code)."""
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    return elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def _bdt(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bdt_platform.cli", *args]
+
+
+def _read_csv_baseline(files: list[Path], scratch: Path) -> tuple[float, int]:
+    """DuckDB's own CSV reader loading the same files into one table per feed."""
+    import duckdb
+
+    by_feed: dict[str, list[str]] = {}
+    for path in files:
+        feed = path.name.split("_")[-1].split(".")[0]
+        by_feed.setdefault(feed, []).append(str(path))
+    started = time.perf_counter()
+    con = duckdb.connect(str(scratch / "read_csv.duckdb"))
+    rows = 0
+    for feed, paths in by_feed.items():
+        con.execute(f"CREATE TABLE {feed} AS SELECT * FROM read_csv(?, header = true, "
+                    "union_by_name = true, filename = true)", [paths])
+        rows += con.execute(f"SELECT count(*) FROM {feed}").fetchone()[0]
+    con.close()
+    return time.perf_counter() - started, rows
+
+
+def _largest_partition_mb(warehouse_path: Path) -> float:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    largest = 0
+    for (table,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                "WHERE table_schema = 'raw'").fetchall():
+        state, month = con.execute(f"SELECT state, month FROM raw.{table} GROUP BY ALL "
+                                   "ORDER BY count(*) DESC LIMIT 1").fetchone()
+        arrow = con.execute(f"SELECT * FROM raw.{table} WHERE state = ? AND month = ?",
+                            [state, month]).to_arrow_table()
+        largest = max(largest, arrow.nbytes)
+    con.close()
+    return largest / 2**20
+
+
+def _count_runs(dagster_home: Path, job_prefix: str) -> int:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    try:
+        return sum(1 for run in instance.get_runs() if run.job_name.startswith(job_prefix))
+    finally:
+        instance.dispose()
+
+
+def run_bench(states: int, months: int, scale: float, sftp: bool = True,
+              sensor_files: int = 10_000, echo=print) -> Figures:
+    from bdt_platform.synthetic import generate
+
+    chosen_states = list(parts.STATES[:states])
+    chosen_months = parts.month_range(f"2024-01..{parts.add_months(parts.parse_month('2024-01'), months - 1):%Y-%m}")
+    root = Path(tempfile.mkdtemp(prefix="bdt-bench-"))
+    home, log = root / "home", root / "bench.log"
+    env = _env(home)
+    try:
+        echo(f"bench home {home} ({states} states x {months} months, scale {scale}); log {log}")
+        started = time.perf_counter()
+        summary = generate(home / "inbox", home / "casemgmt.sqlite", states=chosen_states,
+                           months=chosen_months, scale=scale, seed=42,
+                           pii_key=env["BDT_PII_KEY"])
+        figures = Figures(states, months, scale, len(chosen_states) * len(chosen_months),
+                          len(summary.files), sum(summary.rows.values()),
+                          generate_s=time.perf_counter() - started)
+        file_rows = sum(n for feed, n in summary.rows.items()
+                        if feed in ("eligibility", "outcomes", "mailreturns", "nudges"))
+        echo(f"  generated {figures.files} files, {figures.rows:,} rows in {figures.generate_s:.1f}s")
+
+        figures.read_csv_s, baseline_rows = _read_csv_baseline(summary.files, root)
+        figures.read_csv_rows_per_s = baseline_rows / figures.read_csv_s
+        echo(f"  DuckDB read_csv: {baseline_rows:,} rows in {figures.read_csv_s:.2f}s")
+
+        floor = _timed_child([sys.executable, "-c", "import bdt_platform.definitions"], env, log)
+        figures.import_floor_rss_mb = floor[1]
+        figures.ingest_s, figures.ingest_peak_rss_mb, code = _timed_child(
+            _bdt("ingest", "--settle", "0"), env, log)
+        if code != 0:
+            raise RuntimeError(f"bdt ingest failed (exit {code}); see {log}")
+        figures.ingest_rows_per_s = file_rows / figures.ingest_s
+        figures.ingest_vs_read_csv = figures.ingest_s / figures.read_csv_s
+        figures.ingest_runs = _count_runs(home / "dagster", "ingest")
+        figures.largest_partition_arrow_mb = _largest_partition_mb(home / "warehouse.duckdb")
+        above_floor = max(figures.ingest_peak_rss_mb - figures.import_floor_rss_mb, 0.0)
+        figures.rss_vs_partition = above_floor / max(figures.largest_partition_arrow_mb, 1e-6)
+        echo(f"  bdt ingest: {figures.ingest_s:.1f}s, {figures.ingest_runs} run(s), "
+             f"peak RSS {figures.ingest_peak_rss_mb:.0f} MB")
+
+        # Plain dbt on a copy of the same raw tables: the engine's own cost.
+        dbt_copy = root / "dbt_baseline.duckdb"
+        shutil.copy(home / "warehouse.duckdb", dbt_copy)
+        from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+
+        dbt_env = {**env, "BDT_WAREHOUSE_PATH": str(dbt_copy), "BDT_DBT_TARGET": "duckdb"}
+        figures.dbt_build_s, _, code = _timed_child(
+            [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+             str(DBT_PROJECT_DIR), "--target-path", str(root / "dbt_target")], dbt_env, log)
+        if code != 0:
+            raise RuntimeError(f"plain dbt build failed (exit {code}); see {log}")
+        figures.build_s, _, code = _timed_child(_bdt("build"), env, log)
+        if code != 0:
+            raise RuntimeError(f"bdt build failed (exit {code}); see {log}")
+        figures.build_vs_dbt = figures.build_s / figures.dbt_build_s
+        figures.build_runs = _count_runs(home / "dagster", "build")
+        echo(f"  bdt build: {figures.build_s:.1f}s, {figures.build_runs} run(s); "
+             f"plain dbt build {figures.dbt_build_s:.1f}s")
+
+        # The legacy way: one process per partition. Measure one, extrapolate.
+        key = parts.partition_key(chosen_states[0], chosen_months[0])
+        dagster = Path(sys.executable).with_name("dagster")
+        figures.one_partition_process_s, _, code = _timed_child(
+            [str(dagster), "asset", "materialize", "-m", "bdt_platform.definitions", "--select",
+             "raw/eligibility", "--partition", key], env, log)
+        if code != 0:
+            figures.notes.append(f"single-partition dagster CLI run exited {code}")
+        # ingest (one run per partition per feed group) + build (one run per partition).
+        figures.per_partition_extrapolated_s = figures.one_partition_process_s * figures.partitions * 2
+        echo(f"  one partition in its own process: {figures.one_partition_process_s:.1f}s -> "
+             f"{figures.per_partition_extrapolated_s / 60:.1f} min for all partitions")
+
+        figures.explain_s = _explain_figure(home, env, log, chosen_states[0], chosen_months[0])
+        echo(f"  bdt explain on one partition: {figures.explain_s:.2f}s")
+
+        figures.sensor_tick = _sensor_figures(root, sensor_files, sftp, figures.notes)
+        return figures
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _explain_figure(home: Path, env: dict[str, str], log: Path, state: str, month) -> float:
+    """Rebuild one partition (a second materialization), then time explain in-process."""
+    _, _, code = _timed_child(_bdt("build", "--states", state, "--months", f"{month:%Y-%m}"), env,
+                              log)
+    if code != 0:
+        raise RuntimeError(f"bdt build for one partition failed; see {log}")
+    script = (
+        "import time, os\n"
+        "from bdt_platform.runs import quiet_warnings; quiet_warnings()\n"
+        "from bdt_platform.definitions import defs\n"
+        "from bdt_platform.runs import instance_for\n"
+        "from bdt_platform.settings import load_settings\n"
+        "from bdt_platform.explain.engine import explain\n"
+        "from bdt_platform.explain.render import to_markdown\n"
+        "import datetime as dt\n"
+        "instance = instance_for(load_settings())\n"
+        "started = time.perf_counter()\n"
+        f"e = explain(instance, defs.resolve_asset_graph(), defs.resources['lake'], "
+        f"'reports.outcomes', '{state}', dt.date.fromisoformat('{month.isoformat()}'))\n"
+        "to_markdown(e)\n"
+        "print('EXPLAIN_SECONDS', time.perf_counter() - started)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, check=True).stdout
+    return float(output.split("EXPLAIN_SECONDS", 1)[1].split()[0])
+
+
+def _sensor_figures(root: Path, files: int, sftp: bool, notes: list[str]) -> dict:
+    try:
+        from bdt_platform.bench import sensor_tick
+    except ImportError:
+        notes.append("sensor tick benchmark not available")
+        return {}
+    try:
+        return sensor_tick.measure(files=files, workdir=root / "sensor", sftp=sftp)
+    except Exception as exc:  # report, don't hide the other figures
+        notes.append(f"sensor tick benchmark failed: {exc}")
+        return {}
+
+
+def render(f: Figures) -> str:
+    def ratio(value: float, goal: float) -> str:
+        return f"{value:.2f}x (goal < {goal:g}x) {'ok' if value < goal else 'MISSED'}"
+
+    rows = [
+        ("ingest vs DuckDB read_csv", ratio(f.ingest_vs_read_csv, GOALS["ingest_vs_read_csv"]),
+         f"{f.ingest_s:.1f}s ({f.ingest_rows_per_s:,.0f} rows/s) vs {f.read_csv_s:.2f}s "
+         f"({f.read_csv_rows_per_s:,.0f} rows/s)"),
+        ("bdt build vs plain dbt build", ratio(f.build_vs_dbt, GOALS["build_vs_dbt"]),
+         f"{f.build_s:.1f}s vs {f.dbt_build_s:.1f}s"),
+        ("Dagster runs started", f"ingest {f.ingest_runs}, build {f.build_runs}",
+         f"one run per partition: ~{f.per_partition_extrapolated_s / 60:.1f} min "
+         f"({f.one_partition_process_s:.1f}s per process x {f.partitions} partitions x 2)"),
+        ("peak RSS above import floor vs largest partition",
+         ratio(f.rss_vs_partition, GOALS["rss_vs_partition"]),
+         f"{f.ingest_peak_rss_mb - f.import_floor_rss_mb:.0f} MB (peak {f.ingest_peak_rss_mb:.0f} MB,"
+         f" floor {f.import_floor_rss_mb:.0f} MB) vs {f.largest_partition_arrow_mb:.2f} MB Arrow"),
+    ]
+    for backend, seconds in sorted(f.sensor_tick.items()):
+        if isinstance(seconds, (int, float)):
+            rows.append((f"sensor tick ({backend})",
+                         f"{seconds:.2f}s (goal < {GOALS['sensor_tick_s']:g}s) "
+                         f"{'ok' if seconds < GOALS['sensor_tick_s'] else 'MISSED'}", ""))
+    rows.append(("bdt explain, one partition",
+                 f"{f.explain_s:.2f}s (goal < {GOALS['explain_s']:g}s) "
+                 f"{'ok' if f.explain_s < GOALS['explain_s'] else 'MISSED'}",
+                 f"{f.partitions} partitions materialized"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"bdt bench: {f.states} states x {f.months} months (scale {f.scale}): "
+             f"{f.partitions} partitions, {f.files} files, {f.rows:,} rows",
+             f"{'measure':<{width}}  result / absolute"]
+    for name, result, detail in rows:
+        lines.append(f"{name:<{width}}  {result}")
+        if detail:
+            lines.append(f"{'':<{width}}    {detail}")
+    lines += [f"note: {note}" for note in f.notes]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bdt bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--states", type=int, default=51, help="how many states (default 51)")
+    parser.add_argument("--months", type=int, default=12, help="how many months from 2024-01")
+    parser.add_argument("--scale", type=float, default=1.0, help="generator scale")
+    parser.add_argument("--sensor-files", type=int, default=10_000,
+                        help="inbox size for the sensor tick figure (default 10,000)")
+    parser.add_argument("--no-sftp", action="store_true", help="skip the SFTP sensor figure")
+    parser.add_argument("--json", help="also write the figures as JSON to this path")
+
+
+def run(args: argparse.Namespace) -> int:
+    figures = run_bench(args.states, args.months, args.scale, sftp=not args.no_sftp,
+                        sensor_files=args.sensor_files)
+    print(render(figures), flush=True)
+    payload = json.dumps(asdict(figures), indent=2, default=str)
+    if args.json:
+        Path(args.json).write_text(payload + "\n")
+    print(payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
