@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bdt_platform.settings import Settings, SettingsError, load_settings
 
-DEMO_STATES = "NJ,NY,PA"
+DEMO_STATES = "MA,MD,ME"  # adjacent in state order: one build run covers all three
 DEMO_MONTHS = "2024-01..2024-03"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
