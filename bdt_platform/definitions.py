@@ -11,7 +11,10 @@ import dagster as dg
 from bdt_platform import partitions as parts
 from bdt_platform.feeds.casemgmt import CASEMGMT_ASSETS
 from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
+from bdt_platform.inbox.sensor import SENSORS
+from bdt_platform.outbox.mail_list import OUTBOX_ASSETS
 from bdt_platform.reports.outcomes import REPORT_ASSETS
+from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
 from bdt_platform.resources import build_resources
 from bdt_platform.settings import Settings, load_settings
 from bdt_platform.warehouse.assets import build_dbt_assets
@@ -43,14 +46,24 @@ def build_jobs(dbt_models: dg.AssetsDefinition, dbt_partitioned_models: dg.Asset
         description="Build the partitioned dbt facts and the reports for state x month "
                     "partitions.",
     )
-    return [ingest_job, shared_models_job, build_job]
+    # Building, step 3: the report as Parquet in the lake. A run of its own: the report logs
+    # its materializations per partition (no output), so its dependants would be skipped in
+    # the same run.
+    export_job = dg.define_asset_job(
+        "export_reports",
+        selection=dg.AssetSelection.assets(*EXPORT_ASSETS),
+        partitions_def=parts.state_month_partitions,
+        description="Publish reports as Parquet files in the lake, for analysts' notebooks.",
+    )
+    return [ingest_job, shared_models_job, build_job, export_job]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     dbt_models, dbt_partitioned_models = build_dbt_assets(settings.dbt_project_dir)
-    assets = [*FEED_ASSETS, dbt_models, dbt_partitioned_models, *REPORT_ASSETS]
+    assets = [*FEED_ASSETS, dbt_models, dbt_partitioned_models, *REPORT_ASSETS, *OUTBOX_ASSETS,
+              *EXPORT_ASSETS]
     return dg.Definitions(assets=assets, jobs=build_jobs(dbt_models, dbt_partitioned_models),
-                          resources=build_resources(settings))
+                          sensors=SENSORS, resources=build_resources(settings))
 
 
 defs = build_definitions(load_settings())

@@ -1,7 +1,10 @@
 """Turns :class:`~bdt_platform.settings.Settings` into resources, per environment.
 
 Both environments return the same keys, so asset code never knows where it runs:
-``inbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``, ``dbt``.
+``inbox``, ``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``, ``dbt``, and the IO manager
+``lake_io_manager`` (Parquet in the lake). Prod: the lake in GCS (gcsfs), the warehouse in BigQuery,
+dbt on its bigquery target; ``STORAGE_EMULATOR_HOST``/``BIGQUERY_EMULATOR_HOST`` point both at
+emulators.
 """
 
 from __future__ import annotations
@@ -12,17 +15,56 @@ import dagster as dg
 
 from bdt_platform.feeds.casemgmt import CaseManagementDatabase
 from bdt_platform.inbox.folder import FolderInbox
+from bdt_platform.inbox.sftp import SftpInbox, parse_sftp_url, sibling_folder
+from bdt_platform.outbox.base import FolderOutbox
+from bdt_platform.outbox.sftp import SftpOutbox
 from bdt_platform.pii_resource import PiiKeyResource
 from bdt_platform.settings import Settings, SettingsError
+from bdt_platform.storage.bigquery import BigQueryWarehouse
 from bdt_platform.storage.lake import LakeResource
+from bdt_platform.storage.lake_io import LakeIOManager
 from bdt_platform.storage.warehouse import DuckDBWarehouse
 from bdt_platform.warehouse.project import dbt_resource
 
 
+def _sftp_credentials(settings: Settings) -> tuple[str, str]:
+    """The key and known_hosts files an ``sftp://`` inbox needs (both required)."""
+    if not settings.sftp_key:
+        raise SettingsError("BDT_SFTP_KEY (the private key file) is required when BDT_INBOX is "
+                            "sftp://...")
+    if not settings.sftp_known_hosts:
+        raise SettingsError("BDT_SFTP_KNOWN_HOSTS (a known_hosts file holding the server's host "
+                            "key) is required when BDT_INBOX is sftp://...")
+    return settings.sftp_key, settings.sftp_known_hosts
+
+
+def _sftp_url(settings: Settings):
+    try:
+        return parse_sftp_url(settings.inbox)
+    except ValueError as exc:
+        raise SettingsError(f"BDT_INBOX: {exc}") from None
+
+
 def build_inbox(settings: Settings):
+    """A local folder, or the partner SFTP server for ``BDT_INBOX=sftp://user@host:port/path``."""
     if settings.inbox.startswith("sftp://"):
-        raise SettingsError("BDT_INBOX=sftp://... is not supported yet; use a folder path")
+        key, known_hosts = _sftp_credentials(settings)
+        url = _sftp_url(settings)
+        return SftpInbox(host=url.host, port=url.port, username=url.username, root=url.path,
+                         key_file=key, known_hosts_file=known_hosts)
     return FolderInbox(root=settings.inbox)
+
+
+def build_outbox(settings: Settings):
+    """``$BDT_HOME/outbox``, or with an SFTP inbox the ``outbox`` folder beside it on the same
+    server (``sftp://u@h:p/inbox`` -> ``/outbox``)."""
+    if settings.inbox.startswith("sftp://"):
+        key, known_hosts = _sftp_credentials(settings)
+        url = _sftp_url(settings)
+        return SftpOutbox(host=url.host, port=url.port, username=url.username,
+                          root=sibling_folder(url.path, "outbox"), key_file=key,
+                          known_hosts_file=known_hosts)
+    return FolderOutbox(root=str(settings.outbox))
 
 
 def _pii(settings: Settings) -> PiiKeyResource:
@@ -36,7 +78,9 @@ def _pii(settings: Settings) -> PiiKeyResource:
 def _local(settings: Settings) -> dict:
     return {
         "inbox": build_inbox(settings),
+        "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake),
+        "lake_io_manager": LakeIOManager(root=settings.lake),
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
@@ -44,15 +88,49 @@ def _local(settings: Settings) -> dict:
     }
 
 
+def _lake_storage_options(settings: Settings) -> dict[str, str]:
+    """gcsfs options: the storage emulator, anonymously; else Google's defaults (ADC)."""
+    if settings.storage_emulator_host:
+        return {"endpoint_url": settings.storage_emulator_host, "token": "anon"}
+    return {}
+
+
 def _prod(settings: Settings) -> dict:
-    raise SettingsError(
-        "BDT_ENV=prod (GCS lake, BigQuery warehouse) is not configured yet; use BDT_ENV=local"
-    )
+    options = _lake_storage_options(settings)
+    return {
+        "inbox": build_inbox(settings),
+        "outbox": build_outbox(settings),
+        "lake": LakeResource(root=settings.lake, storage_options=options),
+        "lake_io_manager": LakeIOManager(root=settings.lake, storage_options=options),
+        "warehouse": BigQueryWarehouse(project=settings.gcp_project,
+                                       location=settings.bq_location,
+                                       max_bytes_billed=settings.bq_max_bytes_billed,
+                                       api_endpoint=settings.bigquery_emulator_host),
+        "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
+        "pii": _pii(settings),
+        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir),
+    }
+
+
+def _dbt_bigquery_env(settings: Settings) -> dict[str, str]:
+    """What the profile's bigquery output reads (dbt_project/profiles.yml)."""
+    emulator = settings.bigquery_emulator_host
+    return {
+        "BDT_GCP_PROJECT": settings.gcp_project or "",
+        "BDT_BQ_LOCATION": settings.bq_location or "US",
+        "BDT_BQ_MAX_BYTES_BILLED": str(settings.bq_max_bytes_billed),
+        "BDT_BQ_API_ENDPOINT": emulator or "",
+        # An emulator takes any bearer token; Google gets application-default credentials.
+        "BDT_BQ_AUTH_METHOD": "oauth-secrets" if emulator else "oauth",
+        "BDT_BQ_TOKEN": "emulator" if emulator else "",
+    }
 
 
 def build_resources(settings: Settings) -> dict:
     """The resources for ``settings.env``; also exports what the dbt profile reads."""
-    # dbt runs as a subprocess that inherits this environment; its profile reads these two.
+    # dbt runs as a subprocess that inherits this environment; its profile reads these.
     os.environ["BDT_WAREHOUSE_PATH"] = str(settings.warehouse_path)
     os.environ["BDT_DBT_TARGET"] = settings.dbt_target
+    if settings.env == "prod":
+        os.environ.update(_dbt_bigquery_env(settings))
     return {"local": _local, "prod": _prod}[settings.env](settings)

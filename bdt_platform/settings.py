@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ENVIRONMENTS = ("local", "prod")
+# BigQuery's per-query cap when BDT_BQ_MAX_BYTES_BILLED is unset: 100 GiB (the dbt profile's too).
+DEFAULT_BQ_MAX_BYTES_BILLED = 100 * 1024**3
 
 
 class SettingsError(ValueError):
@@ -41,7 +43,11 @@ class Settings:
     gcp_project: str | None = None
     gcs_bucket: str | None = None
     bq_location: str | None = None
-    bq_max_bytes_billed: int | None = None
+    bq_max_bytes_billed: int = DEFAULT_BQ_MAX_BYTES_BILLED
+    # Google's standard emulator variables (STORAGE_EMULATOR_HOST, BIGQUERY_EMULATOR_HOST), as
+    # URLs: when set, prod talks to these endpoints with anonymous credentials.
+    storage_emulator_host: str | None = None
+    bigquery_emulator_host: str | None = None
     dbt_project_dir: Path = Path(__file__).resolve().parents[1] / "dbt_project"
 
     @property
@@ -80,6 +86,14 @@ def _local_pii_key(home: Path) -> str:
     return key
 
 
+def _endpoint(value: str | None) -> str | None:
+    """``host:port`` or a URL -> ``http(s)://host:port`` (no trailing slash); None when unset."""
+    value = (value or "").strip().rstrip("/")
+    if not value:
+        return None
+    return value if value.startswith(("http://", "https://")) else f"http://{value}"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``environ`` (default: the process environment)."""
     from_process = environ is None
@@ -102,6 +116,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                             ("BDT_GCS_BUCKET", gcs_bucket)):
             if not value:
                 raise SettingsError(f"{name} is required when BDT_ENV=prod")
+        if "/" in gcs_bucket or ":" in gcs_bucket:
+            raise SettingsError(f"BDT_GCS_BUCKET must be a bucket name such as my-bucket, got "
+                                f"{gcs_bucket!r}")
         lake = f"gs://{gcs_bucket}/lake"
     else:
         lake = str(home / "lake")
@@ -109,9 +126,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             pii_key = _local_pii_key(home)
             pii_key_file = home / "pii.key"
     try:
-        bq_max = int(max_bytes) if max_bytes else None
+        bq_max = int(max_bytes) if max_bytes else DEFAULT_BQ_MAX_BYTES_BILLED
+        if bq_max <= 0:
+            raise ValueError
     except ValueError:
-        raise SettingsError(f"BDT_BQ_MAX_BYTES_BILLED must be an integer, got {max_bytes!r}") from None
+        raise SettingsError(f"BDT_BQ_MAX_BYTES_BILLED must be a positive integer (bytes), got "
+                            f"{max_bytes!r}") from None
 
     return Settings(
         env=env,
@@ -130,6 +150,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         gcs_bucket=gcs_bucket,
         bq_location=environ.get("BDT_BQ_LOCATION"),
         bq_max_bytes_billed=bq_max,
+        storage_emulator_host=_endpoint(environ.get("STORAGE_EMULATOR_HOST")),
+        bigquery_emulator_host=_endpoint(environ.get("BIGQUERY_EMULATOR_HOST")),
         **({"dbt_project_dir": Path(environ["BDT_DBT_PROJECT_DIR"]).absolute()}
            if environ.get("BDT_DBT_PROJECT_DIR") else {}),
     )

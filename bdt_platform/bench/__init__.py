@@ -1,1 +1,0 @@
-"""Benchmarks that print figures: ratios against baselines measured in the same run."""

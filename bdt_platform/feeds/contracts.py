@@ -5,9 +5,41 @@ failure report can quote the offending value. Each model also sees two context c
 adds from the file name, ``file_state`` and ``file_month``, for the rules that depend on it
 ("state equals the state in the file name", "dates within the file's month").
 Conversion to typed columns happens after validation (``feeds.parsing``) and cannot fail.
+
+Every rule has a stable, human-readable name (``zip_format``, ``benefit_only_when_approved``)
+and a one-line description; both appear in quarantine reason files and in the Dagster UI.
+A rule checks one thing, so one broken rule gives one failure: a value that is not a date fails
+``<column>_is_date`` only, not also the range rule on that column.
+
+Decisions where feeds.md is silent (what a user would expect):
+
+* "non-empty" means "not empty and not only whitespace".
+* Values are taken verbatim: no trimming, no case folding. ``" PA"`` is not ``PA``; ``snap`` is
+  not a program code. Odd but valid text (quotes, commas, SQL fragments, any script) is kept.
+* ``programs_enrolled`` may be empty; a non-empty list must consist of known codes, each once
+  (``SNAP;;WIC``, ``SNAP;`` and ``SNAP; WIC`` hold an unknown, empty or padded code).
+  That an eligible program is not also listed as enrolled is not enforced (feeds.md describes
+  it but does not make it a rule; the mail list logic handles an overlap).
+* Dates must exist on the calendar (``2024-02-30`` is not a date). Timestamps need a UTC offset
+  (``Z``, ``+00:00`` or ``+0000``); seconds may be omitted. "Within the file's month" compares
+  the date as the partner wrote it (local time at the given offset), so an event at
+  ``2024-03-31T22:00:00-05:00`` belongs to the March file.
+* Digits are ASCII digits: ``１２３４５６７８９`` (full-width) is not an SSN, ZIP or number.
+* ``email`` has no format rule (feeds.md: "may be empty"). ``language`` must be a real ISO 639-1
+  code, lower case. SSNs are checked as feeds.md says (9 digits, not all zeros) and not against
+  the SSA's area/group rules, so ITINs in the SSN field are accepted.
+* ``campaign_id`` in the nudge vendor's file must not carry anything SSN-shaped: vendor files
+  hold person tokens, never raw identifiers. ``recipient_key`` must be a person token.
+* Outcomes' ``application_id`` need not be unique or match case management here: unmatched ones
+  are reported downstream, not rejected (feeds.md). No rule ties ``event_type`` to ``channel``.
 """
 
 from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 import pandera.pandas as pa
@@ -16,37 +48,222 @@ from pandera.typing import Series
 from bdt_platform.pii import TOKEN_PATTERN
 
 PROGRAMS = ("SNAP", "MEDICAID", "LIHEAP", "WIC", "MSP", "EXTRA_HELP")
-LANGUAGE_PATTERN = r"^[a-z]{2}$"
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$"
-DECIMAL_PATTERN = r"^\d+(\.\d+)?$"
+DECISIONS = ("approved", "denied", "pending")
+MAIL_STATUSES = ("delivered", "returned", "undeliverable", "forwarded")
+ARMS = ("treatment", "control")
+CHANNELS = ("sms", "call")
+EVENT_TYPES = ("sent", "delivered", "replied", "opted_out", "call_completed", "failed")
+APPLICATION_CHANNELS = ("phone", "web", "mail")
+# ISO 639-1 two-letter language codes (the 183 current codes plus the deprecated ``bh``, ``sh``).
+ISO_639_1 = frozenset("""
+aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de
+dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id
+ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu
+lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu
+rm rn ro ru rw sa sc sd se sg sh si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to
+tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
+""".split())
+
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+                     r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+# SSN-shaped text inside a longer value: 123-45-6789, 123 45 6789 or nine digits on their own.
+SSN_INSIDE_PATTERN = r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|(?<!\d)\d{9}(?!\d)"
 CONTEXT_COLUMNS = ("file_state", "file_month")
+EARLIEST_BIRTH = dt.date(1900, 1, 1)
+
+_DATE_RE = re.compile(DATE_PATTERN)
+_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One contract rule as people see it: stable name, the column it is about, what it says."""
+
+    name: str
+    column: str | None
+    description: str
+
+
+# Rules checked before pandera (bytes -> text -> CSV -> columns). Same names everywhere.
+FILE_RULES: dict[str, str] = {
+    "gzip_readable": "a file named .csv.gz is a complete, readable gzip stream",
+    "compression_matches_file_name": "a gzip-compressed file is named .csv.gz (and a .csv is "
+                                     "plain text)",
+    "file_not_empty": "the file holds at least a header row",
+    "utf8_encoding": "the file is UTF-8 text (a leading BOM is tolerated and stripped)",
+    "text_not_binary": "the file is text: no NUL or other control characters besides tab, "
+                       "CR and LF",
+    "csv_well_formed": "comma-separated with \"\" quoting: every quoted field is closed and "
+                       "followed by a comma or the end of the line",
+    "header_row_present": "the first row is the header naming the contract's columns",
+    "required_columns_present": "every column of the contract is in the header",
+    "no_unexpected_columns": "the header holds no column the contract does not define",
+    "unique_column_names": "no column name appears twice in the header",
+    "field_count_matches_header": "every row has as many fields as the header",
+}
+
+# Dataframe-level rules report no column of their own; the column they are about. (Keyed by
+# rule name: models may share a cross-field rule only if it means the same in each.)
+RULE_COLUMNS: dict[str, str] = {}
+# Their tests, by rule name: ``test(frame) -> Series[bool]`` (True where a row keeps the rule).
+FRAME_RULE_TESTS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {}
+FRAME_RULE_SAMPLE = 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing text values (shared with ``parsing.to_table``, so what validates is what loads)
+
+def _parse_date(text: str) -> dt.date | None:
+    if not _DATE_RE.match(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _parse_timestamp(text: str) -> dt.datetime | None:
+    if not _TIMESTAMP_RE.match(text):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
 
 
 def as_date(values: pd.Series) -> pd.Series:
-    """Parse ISO dates; anything else (including impossible dates like 2024-02-30) -> NaT."""
-    return pd.to_datetime(values.where(values.str.match(DATE_PATTERN)), format="%Y-%m-%d",
-                          errors="coerce")
+    """ISO ``YYYY-MM-DD`` text -> ``datetime.date`` objects; anything else (including impossible
+    dates like 2024-02-30) -> None."""
+    return pd.Series([_parse_date(v) if isinstance(v, str) else None for v in values],
+                     index=values.index, dtype="object")
 
 
 def as_timestamp(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values.where(values.str.match(TIMESTAMP_PATTERN)), format="ISO8601",
-                          errors="coerce", utc=True)
+    """ISO 8601 timestamps with an offset -> aware ``datetime`` objects; anything else -> None."""
+    return pd.Series([_parse_timestamp(v) if isinstance(v, str) else None for v in values],
+                     index=values.index, dtype="object")
 
 
-def _month_bounds(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    start = pd.to_datetime(frame["file_month"], format="%Y-%m-%d")
-    return start, start + pd.offsets.MonthBegin(1)
+def _file_month(frame: pd.DataFrame) -> dt.date:
+    return dt.date.fromisoformat(str(frame["file_month"].iloc[0]))
 
 
-def _program_list_ok(values: pd.Series, allow_empty: bool) -> pd.Series:
-    def ok(text: str) -> bool:
-        if text == "":
-            return allow_empty
-        codes = text.split(";")
-        return all(code in PROGRAMS for code in codes) and len(set(codes)) == len(codes)
-    return values.map(ok).astype(bool)
+def _next_month(month: dt.date) -> dt.date:
+    return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
+
+# ---------------------------------------------------------------------------------------------
+# Rule builders: each returns a pandera check to assign in a model's class body.
+
+def column_rule(column: str, name: str, description: str,
+                test: Callable[[pd.Series], pd.Series]):
+    """A rule on one column: ``test`` maps the column's text to True (row ok) / False."""
+    def check(cls, values: Series[str]) -> Series[bool]:
+        return test(values).astype(bool)
+    check.__name__ = name
+    return pa.check(column, name=name, error=description)(check)
+
+
+def frame_rule(name: str, column: str, description: str,
+               test: Callable[[pd.DataFrame], pd.Series]):
+    """A cross-field rule; ``column`` is the column failures are reported on."""
+    def check(cls, frame: pd.DataFrame) -> Series[bool]:
+        if frame.empty:
+            return pd.Series(True, index=frame.index)
+        return test(frame).astype(bool)
+    RULE_COLUMNS[name] = column
+    FRAME_RULE_TESTS[name] = lambda frame: check(None, frame)
+    check.__name__ = name
+    # pandera reports a failing dataframe check with every column of every failing row, and
+    # reshaping that is quadratic in the rows: keep a sample; ``parsing`` re-runs the check for
+    # the exact rows and count.
+    return pa.dataframe_check(name=name, error=description,
+                              n_failure_cases=FRAME_RULE_SAMPLE)(check)
+
+
+def not_blank(column: str):
+    return column_rule(column, f"{column}_not_blank", f"{column} is not empty or only spaces",
+                       lambda s: s.str.strip() != "")
+
+
+def unique(column: str, within: str = "the file"):
+    return column_rule(column, f"{column}_unique", f"{column} is unique within {within}",
+                       lambda s: ~s.duplicated(keep=False))
+
+
+def matches(column: str, name: str, pattern: str, description: str, *, optional: bool = False):
+    regex = re.compile(pattern)
+
+    def test(values: pd.Series) -> pd.Series:
+        return values.map(lambda v: (optional and v == "") or bool(regex.fullmatch(v)))
+    return column_rule(column, name, description, test)
+
+
+def one_of(column: str, name: str, allowed: tuple[str, ...]):
+    return column_rule(column, name, f"{column} is one of {', '.join(allowed)}",
+                       lambda s: s.isin(allowed))
+
+
+def is_date(column: str):
+    return column_rule(column, f"{column}_is_date",
+                       f"{column} is a calendar date YYYY-MM-DD (2024-02-30 is not)",
+                       lambda s: as_date(s).notna())
+
+
+def is_timestamp(column: str):
+    return column_rule(column, f"{column}_is_timestamp",
+                       f"{column} is an ISO 8601 timestamp with a UTC offset "
+                       "(2024-03-06T19:36:30-05:00, ...Z)",
+                       lambda s: as_timestamp(s).notna())
+
+
+def is_decimal(column: str):
+    return column_rule(column, f"{column}_is_decimal",
+                       f"{column} is a plain decimal number like 1234.50 (no commas, $, + or "
+                       "exponent)",
+                       lambda s: s.str.fullmatch(DECIMAL_PATTERN))
+
+
+def not_negative(column: str):
+    # Only judged once the value is a decimal: ``is_decimal`` reports the rest.
+    return column_rule(column, f"{column}_not_negative", f"{column} is >= 0",
+                       lambda s: ~s.str.fullmatch(DECIMAL_PATTERN) | ~s.str.startswith("-"))
+
+
+def no_ssn_inside(column: str):
+    return column_rule(column, f"{column}_has_no_ssn",
+                       f"{column} holds nothing SSN-shaped (vendor files carry person tokens, "
+                       "never raw identifiers)",
+                       lambda s: ~s.str.contains(SSN_INSIDE_PATTERN, regex=True))
+
+
+def _codes(text: str) -> list[str]:
+    return text.split(";") if text != "" else []
+
+
+def program_codes_known(column: str):
+    return column_rule(column, f"{column}_known_codes",
+                       f"{column} is a ;-separated list of program codes "
+                       f"({', '.join(PROGRAMS)}), no spaces",
+                       lambda s: s.map(lambda v: all(code in PROGRAMS for code in _codes(v))))
+
+
+def program_codes_once(column: str):
+    return column_rule(column, f"{column}_no_duplicates",
+                       f"{column} names each program at most once",
+                       lambda s: s.map(lambda v: len(set(_codes(v))) == len(_codes(v))))
+
+
+def state_matches(name: str, description: str):
+    return frame_rule(name, "state", description,
+                      lambda f: f["state"] == f["file_state"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The contracts
 
 class FileContract(pa.DataFrameModel):
     """Context every feed shares: the state and month named in the file name."""
@@ -59,175 +276,256 @@ class FileContract(pa.DataFrameModel):
         coerce = False
 
 
+def _ssn_rules():
+    return (
+        matches("ssn", "ssn_9_digits_or_empty", r"[0-9]{9}",
+                "ssn is 9 digits (no dashes), or empty", optional=True),
+        column_rule("ssn", "ssn_not_all_zeros", "ssn is never 000000000",
+                    lambda s: s != "000000000"),
+    )
+
+
 class EligibilityContract(FileContract):
     """``eligibility``: people a partner believes eligible for benefits they do not receive."""
 
-    record_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
-    first_name: Series[str] = pa.Field(str_length={"min_value": 1})
-    last_name: Series[str] = pa.Field(str_length={"min_value": 1})
-    ssn: Series[str] = pa.Field(str_matches=r"^(\d{9})?$", ne="000000000")
+    record_id: Series[str]
+    first_name: Series[str]
+    last_name: Series[str]
+    ssn: Series[str]
     date_of_birth: Series[str]
-    address_line1: Series[str] = pa.Field(str_length={"min_value": 1})
+    address_line1: Series[str]
     address_line2: Series[str]
-    city: Series[str] = pa.Field(str_length={"min_value": 1})
+    city: Series[str]
     state: Series[str]
-    zip: Series[str] = pa.Field(str_matches=r"^\d{5}(-\d{4})?$")
-    phone: Series[str] = pa.Field(str_matches=r"^(\d{10})?$")
+    zip: Series[str]
+    phone: Series[str]
     email: Series[str]
-    language: Series[str] = pa.Field(str_matches=LANGUAGE_PATTERN)
-    household_size: Series[str] = pa.Field(str_matches=r"^\d{1,2}$")
-    monthly_income: Series[str] = pa.Field(str_matches=DECIMAL_PATTERN)
+    language: Series[str]
+    household_size: Series[str]
+    monthly_income: Series[str]
     programs_enrolled: Series[str]
     programs_eligible: Series[str]
 
-    @pa.check("household_size", name="household_size_1_to_20")
-    def household_size_in_range(cls, values: Series[str]) -> Series[bool]:
-        numbers = pd.to_numeric(values, errors="coerce")
-        return numbers.between(1, 20)
-
-    @pa.check("programs_enrolled", name="known_program_codes_or_empty")
-    def enrolled_codes(cls, values: Series[str]) -> Series[bool]:
-        return _program_list_ok(values, allow_empty=True)
-
-    @pa.check("programs_eligible", name="at_least_one_known_program_code")
-    def eligible_codes(cls, values: Series[str]) -> Series[bool]:
-        return _program_list_ok(values, allow_empty=False)
-
-    @pa.dataframe_check(name="state_matches_file_name")
-    def state_matches_file(cls, frame: pd.DataFrame) -> Series[bool]:
-        return frame["state"] == frame["file_state"]
-
-    @pa.dataframe_check(name="date_of_birth_between_1900_and_file_month")
-    def dob_in_range(cls, frame: pd.DataFrame) -> Series[bool]:
-        dob = as_date(frame["date_of_birth"])
-        _, end = _month_bounds(frame)
-        return dob.notna() & (dob >= pd.Timestamp("1900-01-01")) & (dob < end)
+    _record_id_not_blank = not_blank("record_id")
+    _record_id_unique = unique("record_id")
+    _first_name_not_blank = not_blank("first_name")
+    _last_name_not_blank = not_blank("last_name")
+    _ssn_format, _ssn_not_zeros = _ssn_rules()
+    _date_of_birth_is_date = is_date("date_of_birth")
+    _address_line1_not_blank = not_blank("address_line1")
+    _city_not_blank = not_blank("city")
+    _zip_format = matches("zip", "zip_format", r"[0-9]{5}(-[0-9]{4})?",
+                          "zip is NNNNN or NNNNN-NNNN")
+    _phone_format = matches("phone", "phone_10_digits_or_empty", r"[0-9]{10}",
+                            "phone is 10 digits (no punctuation), or empty", optional=True)
+    _language = column_rule("language", "language_iso_639_1",
+                            "language is an ISO 639-1 code in lower case (en, es, zh, ...)",
+                            lambda s: s.isin(ISO_639_1))
+    _household_size = column_rule(
+        "household_size", "household_size_1_to_20", "household_size is a whole number 1..20",
+        lambda s: s.str.fullmatch(r"[0-9]{1,2}") & pd.to_numeric(s, errors="coerce").between(1, 20))
+    _monthly_income_is_decimal = is_decimal("monthly_income")
+    _monthly_income_not_negative = not_negative("monthly_income")
+    _enrolled_known = program_codes_known("programs_enrolled")
+    _enrolled_once = program_codes_once("programs_enrolled")
+    _eligible_not_empty = column_rule(
+        "programs_eligible", "programs_eligible_not_empty",
+        "programs_eligible names at least one program", lambda s: s != "")
+    _eligible_known = program_codes_known("programs_eligible")
+    _eligible_once = program_codes_once("programs_eligible")
+    _state_matches = state_matches("state_matches_file_name",
+                                   "state equals the state in the file name")
+    _date_of_birth_range = frame_rule(
+        "date_of_birth_between_1900_and_file_month", "date_of_birth",
+        "date_of_birth is between 1900-01-01 and the end of the file's month",
+        lambda f: _dates_between(f["date_of_birth"], EARLIEST_BIRTH, _next_month(_file_month(f))))
 
 
 class OutcomesContract(FileContract):
     """``outcomes``: state decisions on applications we helped submit."""
 
-    application_id: Series[str] = pa.Field(str_length={"min_value": 1})
-    program: Series[str] = pa.Field(isin=list(PROGRAMS))
-    decision: Series[str] = pa.Field(isin=["approved", "denied", "pending"])
+    application_id: Series[str]
+    program: Series[str]
+    decision: Series[str]
     decision_date: Series[str]
-    monthly_benefit_usd: Series[str] = pa.Field(str_matches=DECIMAL_PATTERN)
+    monthly_benefit_usd: Series[str]
 
-    @pa.dataframe_check(name="decision_date_within_or_before_file_month")
-    def decision_date_ok(cls, frame: pd.DataFrame) -> Series[bool]:
-        decided = as_date(frame["decision_date"])
-        _, end = _month_bounds(frame)
-        return decided.notna() & (decided < end)
-
-    @pa.dataframe_check(name="benefit_only_when_approved")
-    def benefit_only_when_approved(cls, frame: pd.DataFrame) -> Series[bool]:
-        benefit = pd.to_numeric(frame["monthly_benefit_usd"], errors="coerce")
-        return (frame["decision"] == "approved") | (benefit == 0) | benefit.isna()
+    _application_id_not_blank = not_blank("application_id")
+    _program = one_of("program", "program_code_known", PROGRAMS)
+    _decision = one_of("decision", "decision_known", DECISIONS)
+    _decision_date_is_date = is_date("decision_date")
+    _benefit_is_decimal = is_decimal("monthly_benefit_usd")
+    _benefit_not_negative = not_negative("monthly_benefit_usd")
+    _decision_date_range = frame_rule(
+        "decision_date_within_or_before_file_month", "decision_date",
+        "decision_date is in the file's month or earlier",
+        lambda f: _dates_between(f["decision_date"], None, _next_month(_file_month(f))))
+    _benefit_only_when_approved = frame_rule(
+        "benefit_only_when_approved", "monthly_benefit_usd",
+        "monthly_benefit_usd is 0 unless decision is approved",
+        lambda f: ~f["decision"].isin(DECISIONS) | (f["decision"] == "approved")
+        | ~f["monthly_benefit_usd"].str.fullmatch(DECIMAL_PATTERN)
+        | (pd.to_numeric(f["monthly_benefit_usd"], errors="coerce") == 0))
 
 
 class MailReturnsContract(FileContract):
     """``mailreturns``: what became of each mail piece, from the print-and-mail vendor."""
 
-    mail_piece_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
+    mail_piece_id: Series[str]
     mailed_date: Series[str]
-    status: Series[str] = pa.Field(isin=["delivered", "returned", "undeliverable", "forwarded"])
+    status: Series[str]
     status_date: Series[str]
 
-    @pa.dataframe_check(name="mailed_date_is_a_date")
-    def mailed_date_ok(cls, frame: pd.DataFrame) -> Series[bool]:
-        return as_date(frame["mailed_date"]).notna()
-
-    @pa.dataframe_check(name="status_date_on_or_after_mailed_date")
-    def status_after_mailing(cls, frame: pd.DataFrame) -> Series[bool]:
-        mailed, status = as_date(frame["mailed_date"]), as_date(frame["status_date"])
-        return status.notna() & (mailed.isna() | (status >= mailed))
+    _mail_piece_id_not_blank = not_blank("mail_piece_id")
+    _mail_piece_id_unique = unique("mail_piece_id")
+    _mailed_date_is_date = is_date("mailed_date")
+    _status = one_of("status", "status_known", MAIL_STATUSES)
+    _status_date_is_date = is_date("status_date")
+    _status_after_mailing = frame_rule(
+        "status_date_on_or_after_mailed_date", "status_date",
+        "status_date is on or after mailed_date",
+        lambda f: _on_or_after(as_date(f["status_date"]), as_date(f["mailed_date"])))
 
 
 class NudgesContract(FileContract):
     """``nudges``: text and call campaign events from the nudge vendor."""
 
-    event_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
-    campaign_id: Series[str] = pa.Field(str_length={"min_value": 1})
-    arm: Series[str] = pa.Field(isin=["treatment", "control"])
-    channel: Series[str] = pa.Field(isin=["sms", "call"])
-    recipient_key: Series[str] = pa.Field(str_matches=TOKEN_PATTERN)
-    event_type: Series[str] = pa.Field(
-        isin=["sent", "delivered", "replied", "opted_out", "call_completed", "failed"]
-    )
+    event_id: Series[str]
+    campaign_id: Series[str]
+    arm: Series[str]
+    channel: Series[str]
+    recipient_key: Series[str]
+    event_type: Series[str]
     event_ts: Series[str]
 
-    @pa.dataframe_check(name="event_ts_within_file_month")
-    def event_in_month(cls, frame: pd.DataFrame) -> Series[bool]:
-        ts = as_timestamp(frame["event_ts"])
-        start, end = _month_bounds(frame)
-        start, end = start.dt.tz_localize("UTC"), end.dt.tz_localize("UTC")
-        return ts.notna() & (ts >= start) & (ts < end)
+    _event_id_not_blank = not_blank("event_id")
+    _event_id_unique = unique("event_id")
+    _campaign_id_not_blank = not_blank("campaign_id")
+    _campaign_id_no_ssn = no_ssn_inside("campaign_id")
+    _arm = one_of("arm", "arm_known", ARMS)
+    _channel = one_of("channel", "channel_known", CHANNELS)
+    _recipient_key = matches(
+        "recipient_key", "recipient_key_is_person_token", TOKEN_PATTERN[1:-1],
+        "recipient_key is a person token (tok_ + 32 lower-case hex), never raw PII such as an SSN")
+    _event_type = one_of("event_type", "event_type_known", EVENT_TYPES)
+    _event_ts_is_timestamp = is_timestamp("event_ts")
+    _event_ts_in_month = frame_rule(
+        "event_ts_within_file_month", "event_ts",
+        "event_ts falls in the file's month (its date as written, at its own offset)",
+        lambda f: _timestamps_in_month(f["event_ts"], _file_month(f)))
 
 
 class ClientsContract(FileContract):
     """Case-management ``clients``: people who called or applied through us."""
 
-    client_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
-    first_name: Series[str] = pa.Field(str_length={"min_value": 1})
-    last_name: Series[str] = pa.Field(str_length={"min_value": 1})
-    ssn: Series[str] = pa.Field(str_matches=r"^(\d{9})?$", ne="000000000")
-    date_of_birth: Series[str] = pa.Field(str_matches=DATE_PATTERN)
+    client_id: Series[str]
+    first_name: Series[str]
+    last_name: Series[str]
+    ssn: Series[str]
+    date_of_birth: Series[str]
     address_line1: Series[str]
     address_line2: Series[str]
     city: Series[str]
     state: Series[str]
-    zip: Series[str] = pa.Field(str_matches=r"^(\d{5}(-\d{4})?)?$")
-    phone: Series[str] = pa.Field(str_matches=r"^(\d{10})?$")
+    zip: Series[str]
+    phone: Series[str]
     email: Series[str]
-    language: Series[str] = pa.Field(str_matches=r"^([a-z]{2})?$")
-    created_at: Series[str] = pa.Field(str_matches=TIMESTAMP_PATTERN)
-    updated_at: Series[str] = pa.Field(str_matches=TIMESTAMP_PATTERN)
+    language: Series[str]
+    created_at: Series[str]
+    updated_at: Series[str]
 
-    @pa.dataframe_check(name="state_matches_partition")
-    def state_matches(cls, frame: pd.DataFrame) -> Series[bool]:
-        return frame["state"] == frame["file_state"]
+    _client_id_not_blank = not_blank("client_id")
+    _client_id_unique = unique("client_id", "the partition")
+    _first_name_not_blank = not_blank("first_name")
+    _last_name_not_blank = not_blank("last_name")
+    _ssn_format, _ssn_not_zeros = _ssn_rules()
+    _date_of_birth_is_date = is_date("date_of_birth")
+    _zip_format = matches("zip", "zip_format_or_empty", r"[0-9]{5}(-[0-9]{4})?",
+                          "zip is NNNNN or NNNNN-NNNN, or empty", optional=True)
+    _phone_format = matches("phone", "phone_10_digits_or_empty", r"[0-9]{10}",
+                            "phone is 10 digits (no punctuation), or empty", optional=True)
+    _language = column_rule("language", "language_iso_639_1_or_empty",
+                            "language is an ISO 639-1 code in lower case, or empty",
+                            lambda s: (s == "") | s.isin(ISO_639_1))
+    _created_at = is_timestamp("created_at")
+    _updated_at = is_timestamp("updated_at")
+    _state_matches = state_matches("state_matches_partition", "state equals the partition's state")
 
 
 class ApplicationsContract(FileContract):
     """Case-management ``applications`` submitted with our help."""
 
-    application_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
-    client_id: Series[str] = pa.Field(str_length={"min_value": 1})
-    program: Series[str] = pa.Field(isin=list(PROGRAMS))
+    application_id: Series[str]
+    client_id: Series[str]
+    program: Series[str]
     state: Series[str]
-    channel: Series[str] = pa.Field(isin=["phone", "web", "mail"])
-    submitted_at: Series[str] = pa.Field(str_matches=TIMESTAMP_PATTERN)
-    updated_at: Series[str] = pa.Field(str_matches=TIMESTAMP_PATTERN)
+    channel: Series[str]
+    submitted_at: Series[str]
+    updated_at: Series[str]
 
-    @pa.dataframe_check(name="state_matches_partition")
-    def state_matches(cls, frame: pd.DataFrame) -> Series[bool]:
-        return frame["state"] == frame["file_state"]
+    _application_id_not_blank = not_blank("application_id")
+    _application_id_unique = unique("application_id", "the partition")
+    _client_id_not_blank = not_blank("client_id")
+    _program = one_of("program", "program_code_known", PROGRAMS)
+    _channel = one_of("channel", "channel_known", APPLICATION_CHANNELS)
+    _submitted_at = is_timestamp("submitted_at")
+    _updated_at = is_timestamp("updated_at")
+    _state_matches = state_matches("state_matches_partition", "state equals the partition's state")
 
 
 class CallsContract(FileContract):
     """Case-management ``calls`` between clients and our call center."""
 
-    call_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1})
-    client_id: Series[str] = pa.Field(str_length={"min_value": 1})
+    call_id: Series[str]
+    client_id: Series[str]
     state: Series[str]
-    started_at: Series[str] = pa.Field(str_matches=TIMESTAMP_PATTERN)
-    duration_s: Series[str] = pa.Field(str_matches=r"^\d+$")
-    outcome: Series[str] = pa.Field(str_length={"min_value": 1})
-    updated_at: Series[str] = pa.Field(str_matches=TIMESTAMP_PATTERN)
+    started_at: Series[str]
+    duration_s: Series[str]
+    outcome: Series[str]
+    updated_at: Series[str]
 
-    @pa.dataframe_check(name="state_matches_partition")
-    def state_matches(cls, frame: pd.DataFrame) -> Series[bool]:
-        return frame["state"] == frame["file_state"]
+    _call_id_not_blank = not_blank("call_id")
+    _call_id_unique = unique("call_id", "the partition")
+    _client_id_not_blank = not_blank("client_id")
+    _started_at = is_timestamp("started_at")
+    _duration = matches("duration_s", "duration_s_whole_seconds", r"[0-9]+",
+                        "duration_s is a whole number of seconds")
+    _outcome_not_blank = not_blank("outcome")
+    _updated_at = is_timestamp("updated_at")
+    _state_matches = state_matches("state_matches_partition", "state equals the partition's state")
 
 
-# Dataframe-level rules report no column of their own; name the column they are about.
-RULE_COLUMNS = {
-    "state_matches_file_name": "state",
-    "state_matches_partition": "state",
-    "date_of_birth_between_1900_and_file_month": "date_of_birth",
-    "decision_date_within_or_before_file_month": "decision_date",
-    "benefit_only_when_approved": "monthly_benefit_usd",
-    "mailed_date_is_a_date": "mailed_date",
-    "status_date_on_or_after_mailed_date": "status_date",
-    "event_ts_within_file_month": "event_ts",
-}
+# ---------------------------------------------------------------------------------------------
+# Helpers for the cross-field rules. A value that is not a date at all passes these: the
+# column's ``_is_date``/``_is_timestamp`` rule reports it, once.
+
+def _dates_between(values: pd.Series, earliest: dt.date | None, before: dt.date) -> pd.Series:
+    dates = as_date(values)
+    return dates.map(lambda d: d is None or ((earliest is None or d >= earliest) and d < before))
+
+
+def _on_or_after(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    return pd.Series([a is None or b is None or a >= b for a, b in zip(later, earlier)],
+                     index=later.index)
+
+
+def _timestamps_in_month(values: pd.Series, month: dt.date) -> pd.Series:
+    stamps = as_timestamp(values)
+    return stamps.map(lambda t: t is None or (t.year, t.month) == (month.year, month.month))
+
+
+def rules(model: type[pa.DataFrameModel]) -> list[Rule]:
+    """The model's rules in contract order (column rules, then cross-field rules)."""
+    schema = model.to_schema()
+    found = [Rule(check.name, name, check.error) for name, column in schema.columns.items()
+             for check in column.checks]
+    found += [Rule(check.name, RULE_COLUMNS.get(check.name), check.error)
+              for check in schema.checks]
+    return found
+
+
+def describe(model: type[pa.DataFrameModel]) -> str:
+    """Markdown list of the file-level and the model's rules, for the UI."""
+    lines = [f"- `{name}`: {text}" for name, text in FILE_RULES.items()]
+    lines += [f"- `{rule.name}` ({rule.column}): {rule.description}" for rule in rules(model)]
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ import time
 import dagster as dg
 
 from bdt_platform import partitions as parts
-from bdt_platform.feeds import parsing
+from bdt_platform.feeds import contracts, parsing
 from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
@@ -31,7 +31,7 @@ from bdt_platform.inbox.base import Inbox
 from bdt_platform.pii import mask_ssn
 from bdt_platform.pii_resource import PiiKeyResource
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import DuckDBWarehouse
+from bdt_platform.storage.warehouse import Warehouse
 
 CONTRACT_CHECK = "contract"
 
@@ -77,16 +77,19 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                 asset=key,
                 blocking=True,
                 description=(
-                    f"Every {spec.name} file in the run met the partner data contract "
-                    "(columns, types, allowed codes, uniqueness, cross-field rules). A failing "
-                    "file is quarantined in the lake with a reason file and loads nothing."
+                    f"Blocking: every {spec.name} file in the run met the partner data contract "
+                    "(feeds.md). A file that breaks any rule is copied byte for byte to "
+                    f"`lake/quarantine/{partner}/<file>` with `<file>.reason.json` (each failed "
+                    "rule, its column, row count and up to 20 masked example rows), loads "
+                    "nothing, and its partition keeps its previous rows. Rules:\n\n"
+                    + contracts.describe(spec.contract)
                 ),
             )
         ],
         metadata={"table": spec.table, "partner": partner},
     )
     def _load(context: dg.AssetExecutionContext, config: FeedFilesConfig, inbox: dg.ResourceParam[Inbox],
-              lake: LakeResource, warehouse: DuckDBWarehouse, pii: PiiKeyResource):
+              lake: LakeResource, warehouse: Warehouse, pii: PiiKeyResource):
         report = FeedLoadReport(spec.name)
         loaded_events: list[dg.AssetMaterialization] = []
         landed_inbox_paths: list[str] = []
@@ -133,7 +136,7 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
             asset_key=key,
             passed=not report.rejected,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=report.summary(),
+            description=_check_description(report),
             metadata=report.as_metadata(),
         )
 
@@ -180,6 +183,17 @@ def _load_partition(context, spec: FeedSpec, key: dg.AssetKey, partner: str, bat
 
 def _filename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def _check_description(report: FeedLoadReport, shown: int = 20) -> str:
+    """The check result as the UI shows it: the counts, then each rejected file and why."""
+    lines = [report.summary()]
+    for item in report.rejected[:shown]:
+        lines.append(f"- `{item['file']}` [{item['partition']}]: {item['reason']} "
+                     f"(lake/{item['quarantined_to']})")
+    if len(report.rejected) > shown:
+        lines.append(f"- ... and {len(report.rejected) - shown} more (see metadata `rejected`)")
+    return "\n".join(lines)
 
 
 def _utc(epoch_seconds: float) -> dt.datetime:

@@ -3,7 +3,18 @@
 Steps: decode (gzip, UTF-8, BOM) -> read as text -> columns -> pandera contract -> typed Arrow
 table with ``person_token`` instead of ``ssn`` and the partition columns. Each step that finds a
 problem raises :class:`FileRejected` listing every failed rule with its column, count and up to
-20 example rows (line numbers as in the file, identifiers masked).
+20 example rows (line numbers as in the file, identifiers masked). Rule names and descriptions
+come from ``contracts`` (``FILE_RULES`` for the steps before pandera).
+
+What is tolerated, because a partner would expect it: a UTF-8 BOM (stripped), CRLF or CR line
+endings, blank lines (anywhere, including trailing ones; a line holding only spaces counts as
+blank), header names padded with spaces, columns in any order. Values are never trimmed or
+changed. A header-only file is a valid file with zero rows.
+
+PII in reports: example rows never show a full SSN. The ``ssn`` and ``recipient_key`` columns
+(where an SSN would sit) show only their last four digits unless they hold a well-formed person
+token; in every other value any SSN-shaped text or run of nine or more digits is masked the same
+way (a 10-digit phone shows as ``******3095``). Unexpected header names are masked too.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import re
 import zlib
 from dataclasses import asdict, dataclass, field
 
@@ -21,10 +33,17 @@ import pyarrow as pa
 
 from bdt_platform.feeds import contracts
 from bdt_platform.feeds.specs import FeedSpec
-from bdt_platform.pii import mask_ssn, tokenize_frame
+from bdt_platform.pii import is_token, tokenize_frame
 
 MAX_EXAMPLES = 20
-PII_COLUMNS = ("ssn",)
+# Columns where a raw SSN would sit: every digit but the last four is masked, whatever the shape.
+PII_COLUMNS = ("ssn", "recipient_key")
+LINE_NUMBERS = "line_numbers"  # frame.attrs key: the file line each row starts on
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SSN_SHAPED_RE = re.compile(r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|\d{9,}")
+MAX_TEXT = 200  # longest masked value quoted in an example
 
 
 @dataclass
@@ -41,6 +60,27 @@ class ContractFailure:
         return asdict(self)
 
 
+class LineNumbers:
+    """The file line each row of a frame starts on (kept in ``frame.attrs``).
+
+    Immutable and never deep-copied: pandas copies ``attrs`` on every operation, and copying a
+    list of a million line numbers each time would cost more than the validation itself."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, lines: list[int]):
+        self._lines = tuple(lines)
+
+    def __deepcopy__(self, memo) -> LineNumbers:
+        return self
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __getitem__(self, index: int) -> int:
+        return self._lines[index]
+
+
 class FileRejected(Exception):
     """A file broke the contract; nothing from it may be loaded."""
 
@@ -48,15 +88,64 @@ class FileRejected(Exception):
         self.failures = failures
         super().__init__(summarize(failures))
 
+    @property
+    def rules(self) -> list[str]:
+        return [failure.rule for failure in self.failures]
+
+
+# What a file-level rule's count counts (rules not listed here count rows).
+_COUNTED = {"utf8_encoding": "line", "text_not_binary": "line", "csv_well_formed": None,
+            "gzip_readable": None, "compression_matches_file_name": None, "file_not_empty": None,
+            "header_row_present": None, "required_columns_present": "column",
+            "no_unexpected_columns": "column", "unique_column_names": "column"}
+
 
 def summarize(failures: list[ContractFailure]) -> str:
+    """One line naming the first three failed rules, their columns and counts."""
     parts = []
     for failure in failures[:3]:
         where = f" on {failure.column}" if failure.column else ""
-        parts.append(f"{failure.rule}{where} ({failure.count} row{'s' if failure.count != 1 else ''})")
+        unit = _COUNTED.get(failure.rule, "row")
+        count = f" ({failure.count} {unit}{'s' if failure.count != 1 else ''})" if unit else ""
+        parts.append(f"{failure.rule}{where}{count}")
     more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
     return "; ".join(parts) + more
 
+
+# ---------------------------------------------------------------------------------------------
+# Masking: what example rows may show
+
+def _keep_last_four_digits(text: str) -> str:
+    total = sum(ch.isdigit() for ch in text)
+    seen, out = 0, []
+    for ch in text:
+        if ch.isdigit():
+            seen += 1
+            out.append(ch if seen > total - 4 else "*")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def mask_value(value: object, column: str | None = None) -> object:
+    """A value as reason files may show it: SSN-like digits masked, long text shortened."""
+    if value is None or not isinstance(value, str):
+        return value
+    if is_token(value):  # a person token is what should be there; it reveals nothing
+        return value
+    if column in PII_COLUMNS:
+        masked = _keep_last_four_digits(value)
+    else:
+        masked = _SSN_SHAPED_RE.sub(lambda m: _keep_last_four_digits(m.group()), value)
+    return masked if len(masked) <= MAX_TEXT else masked[:MAX_TEXT] + "..."
+
+
+def _masked_names(names: list[str]) -> str:
+    return ", ".join(repr(mask_value(name)) for name in names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Before pandera: bytes -> text -> CSV records -> a frame of strings
 
 def _reject(rule: str, message: str, column: str | None = None, count: int = 1,
             examples: list[dict] | None = None) -> FileRejected:
@@ -66,61 +155,132 @@ def _reject(rule: str, message: str, column: str | None = None, count: int = 1,
 def decode(data: bytes, filename: str) -> str:
     """Bytes as delivered -> text. Broken gzip, binary data, non-UTF-8 and empty files fail."""
     if filename.endswith(".gz"):
+        if not data.startswith(GZIP_MAGIC):
+            raise _reject("gzip_readable", "file is named .gz but is not gzip-compressed")
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise _reject("gzip_readable", f"file is not readable gzip: {exc}") from None
-    if not data.strip():
-        raise _reject("file_not_empty", "file is empty")
+    elif data.startswith(GZIP_MAGIC):
+        raise _reject("compression_matches_file_name",
+                      "file is gzip-compressed but its name does not end in .csv.gz")
+    if not data.removeprefix(UTF8_BOM).strip():
+        raise _reject("file_not_empty", "file is empty (not even a header row)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _reject("utf8_encoding", "file is UTF-16 encoded (it starts with a UTF-16 byte "
+                      "order mark); the contract requires UTF-8")
     if b"\x00" in data:
+        lines = [n for n, line in enumerate(data.split(b"\n"), start=1) if b"\x00" in line]
         offset = data.index(b"\x00")
-        raise _reject("text_not_binary", f"file holds binary data (NUL byte at offset {offset})")
+        raise _reject("text_not_binary",
+                      f"file holds binary data: NUL bytes on {len(lines)} line(s), first at "
+                      f"byte offset {offset}", count=len(lines),
+                      examples=[{"line": line} for line in lines[:MAX_EXAMPLES]])
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise _reject("utf8_encoding", f"byte 0x{data[exc.start]:02x} at line {line} is not UTF-8",
-                      examples=[{"line": line}]) from None
-    return text.removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        bad = _undecodable_lines(data)
+        first_line, first_byte = bad[0]
+        raise _reject("utf8_encoding",
+                      f"{len(bad)} line(s) are not UTF-8, the first at line {first_line} "
+                      f"(byte 0x{first_byte:02x}); is the file in Latin-1 or Windows-1252?",
+                      count=len(bad),
+                      examples=[{"line": line, "byte": f"0x{byte:02x}"}
+                                for line, byte in bad[:MAX_EXAMPLES]]) from None
+    text = text.removeprefix("\ufeff")
+    first = _CONTROL_RE.search(text)
+    if first:
+        lines = [n for n, line in enumerate(text.split("\n"), start=1) if _CONTROL_RE.search(line)]
+        raise _reject("text_not_binary",
+                      f"file holds control characters on {len(lines)} line(s) (first: "
+                      f"0x{ord(first.group()):02x} at line {lines[0]})", count=len(lines),
+                      examples=[{"line": line} for line in lines[:MAX_EXAMPLES]])
+    return text
+
+
+def _undecodable_lines(data: bytes) -> list[tuple[int, int]]:
+    """(line number, first bad byte) for every line that is not valid UTF-8."""
+    bad = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append((number, line[exc.start]))
+    return bad
+
+
+def _is_blank(record: list[str]) -> bool:
+    return not record or (len(record) == 1 and not record[0].strip())
+
+
+def _records(text: str) -> list[tuple[int, list[str]]]:
+    """CSV records with the file line each starts on; blank lines skipped."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            raise _reject("csv_well_formed",
+                          f"CSV is malformed in the record starting at line {start}: {exc} "
+                          "(an unclosed quote, or text after a closing quote?)",
+                          examples=[{"line": start}]) from None
+        if not _is_blank(record):
+            records.append((start, record))
 
 
 def read_text_frame(text: str, spec: FeedSpec) -> pd.DataFrame:
-    """CSV text -> a DataFrame of strings with exactly the contract's columns."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-        rows = list(reader)
-    except csv.Error as exc:
-        raise _reject("csv_well_formed", f"CSV is malformed: {exc}") from None
+    """CSV text -> a DataFrame of strings with exactly the contract's columns (in contract
+    order). ``frame.attrs["line_numbers"]`` holds the file line each row starts on."""
+    records = _records(text)
+    if not records:
+        raise _reject("file_not_empty", "file holds no header row")
+    (_, header), rows = records[0], records[1:]
     header = [name.strip() for name in header]
     expected = spec.input_columns
+    if not set(header) & set(expected):
+        raise _reject("header_row_present",
+                      f"the first row names none of the {len(expected)} columns of the "
+                      f"{spec.name} contract: is the header row missing, or is this another feed's "
+                      "file? Expected: "
+                      f"{', '.join(expected)}")
     missing = [c for c in expected if c not in header]
     unexpected = [c for c in header if c not in expected]
-    duplicated = sorted({c for c in header if header.count(c) > 1})
-    if missing or unexpected or duplicated:
-        failures = []
-        if missing:
-            failures.append(ContractFailure("required_columns_present", ",".join(missing),
-                                            len(missing), f"missing column(s): {', '.join(missing)}"))
-        if unexpected:
-            failures.append(ContractFailure("no_unexpected_columns", ",".join(unexpected),
-                                            len(unexpected),
-                                            f"unexpected column(s): {', '.join(unexpected)}"))
-        if duplicated:
-            failures.append(ContractFailure("unique_column_names", ",".join(duplicated),
-                                            len(duplicated),
-                                            f"duplicated column(s): {', '.join(duplicated)}"))
+    duplicated = sorted({c for c in header if header.count(c) > 1 and c in expected})
+    failures = []
+    if missing:
+        failures.append(ContractFailure(
+            "required_columns_present", ",".join(missing), len(missing),
+            f"missing column(s): {', '.join(missing)}"))
+    if unexpected:
+        failures.append(ContractFailure(
+            "no_unexpected_columns", ",".join(str(mask_value(c)) for c in unexpected),
+            len(unexpected), f"unexpected column(s): {_masked_names(unexpected)}"))
+    if duplicated:
+        failures.append(ContractFailure(
+            "unique_column_names", ",".join(duplicated), len(duplicated),
+            f"column(s) named more than once: {', '.join(duplicated)}"))
+    if failures:
         raise FileRejected(failures)
-    rows = [row for row in rows if row != []]  # a trailing blank line is not a record
-    bad = [(number + 2, len(row)) for number, row in enumerate(rows) if len(row) != len(header)]
+    bad = [(line, len(row)) for line, row in rows if len(row) != len(header)]
     if bad:
-        examples = [{"line": line, "fields": count} for line, count in bad[:MAX_EXAMPLES]]
         raise _reject("field_count_matches_header",
-                      f"{len(bad)} row(s) do not have {len(header)} fields", count=len(bad),
-                      examples=examples)
-    frame = pd.DataFrame(rows, columns=header, dtype="object")
-    return frame[expected].astype(str)
+                      f"{len(bad)} row(s) do not have the header's {len(header)} fields "
+                      f"(first at line {bad[0][0]}); an unquoted comma, or a lost field?",
+                      count=len(bad),
+                      examples=[{"line": line, "fields": count, "expected": len(header)}
+                                for line, count in bad[:MAX_EXAMPLES]])
+    frame = pd.DataFrame([row for _, row in rows], columns=header, dtype="object")
+    frame = frame[expected].astype(str).reset_index(drop=True)
+    frame.attrs[LINE_NUMBERS] = LineNumbers([line for line, _ in rows])
+    return frame
 
+
+# ---------------------------------------------------------------------------------------------
+# The pandera contract
 
 def validate(frame: pd.DataFrame, spec: FeedSpec, state: str, month: dt.date) -> None:
     """Run the feed's pandera contract; raise :class:`FileRejected` with every failed rule."""
@@ -128,36 +288,73 @@ def validate(frame: pd.DataFrame, spec: FeedSpec, state: str, month: dt.date) ->
     try:
         spec.contract.validate(checked, lazy=True)
     except pandera.errors.SchemaErrors as errors:
-        raise FileRejected(_failures_from_pandera(errors.failure_cases, frame)) from None
+        raise FileRejected(_failures_from_pandera(errors.failure_cases, frame, checked, spec)
+                           ) from None
 
 
-def _failures_from_pandera(cases: pd.DataFrame, frame: pd.DataFrame) -> list[ContractFailure]:
+def _rule_for(context: object, column: object, number: object, check: object,
+              schema) -> contracts.Rule:
+    """Which contract rule a pandera failure belongs to (found by the check's position)."""
+    column = column if isinstance(column, str) else None
+    try:
+        if str(context) == "Column" and column is not None:
+            found = schema.columns[column].checks[int(number)]
+            return contracts.Rule(found.name, column, found.error)
+        if str(context) == "DataFrameSchema":
+            found = schema.checks[int(number)]
+            return contracts.Rule(found.name, contracts.RULE_COLUMNS.get(found.name), found.error)
+    except (KeyError, IndexError, TypeError, ValueError):
+        pass
+    return contracts.Rule(str(check), column, str(check))  # not one of ours (schema-level)
+
+
+def _failing_rows(rule: str, checked: pd.DataFrame) -> list[int]:
+    """Every failing row of a cross-field rule (pandera only samples them, see contracts)."""
+    keeps = contracts.FRAME_RULE_TESTS[rule](checked)
+    return [int(i) for i in keeps.index[~keeps]]
+
+
+def _failures_from_pandera(cases: pd.DataFrame, frame: pd.DataFrame, checked: pd.DataFrame,
+                           spec: FeedSpec) -> list[ContractFailure]:
+    schema = spec.contract.to_schema()
+    order = {rule.name: position for position, rule in enumerate(contracts.rules(spec.contract))}
+    lines = frame.attrs.get(LINE_NUMBERS)
+    if lines is None or len(lines) != len(frame):
+        lines = range(2, len(frame) + 2)  # a frame not read from a file: header + row number
+    # A cross-field rule is reported once per column of each failing row: fold those together.
+    grouped: dict[tuple[str, str | None], tuple[contracts.Rule, set[int]]] = {}
+    keys = ["schema_context", "column", "check_number", "check"]
+    for (context, column, number, check), group in cases.groupby(keys, sort=False, dropna=False):
+        rule = _rule_for(context, column, number, check, schema)
+        key = (rule.name, rule.column)
+        if key in grouped and rule.name in contracts.FRAME_RULE_TESTS:
+            continue  # the same cross-field rule, reported on another column
+        _, indexes = grouped.setdefault(key, (rule, set()))
+        if str(context) == "DataFrameSchema" and rule.name in contracts.FRAME_RULE_TESTS:
+            indexes.update(_failing_rows(rule.name, checked))
+        else:
+            found = pd.to_numeric(group["index"], errors="coerce").dropna()
+            indexes.update(int(i) for i in found.unique())
     failures = []
-    cases = cases.copy()
-    cases["check"] = cases["check"].astype(str)
-    # Dataframe-level rules are reported once per column of each failing row: fold them back
-    # onto the one column the rule is about.
-    frame_level = cases["schema_context"].astype(str) == "DataFrameSchema"
-    cases.loc[frame_level, "column"] = cases.loc[frame_level, "check"].map(contracts.RULE_COLUMNS)
-    cases = cases.drop_duplicates(subset=["check", "column", "index"])
-    for (check_name, column), group in cases.groupby(["check", "column"], dropna=False, sort=False):
-        rule = check_name
-        column = column if isinstance(column, str) else None
-        indexes = [int(i) for i in group["index"].dropna().unique()]
+    for (name, column), (rule, found) in grouped.items():
+        indexes = sorted(found)
+        count = len(indexes) or 1
         examples = []
         for index in indexes[:MAX_EXAMPLES]:
-            row = {k: mask_ssn(v) if k in PII_COLUMNS else v for k, v in frame.loc[index].items()}
-            examples.append({"line": index + 2, "value": mask_ssn(row.get(column)) if column else None,
-                             "row": {k: mask_ssn(v) for k, v in row.items()}})
-        count = len(indexes) or len(group)
-        failures.append(ContractFailure(rule, column, count, _message(rule, column, count), examples))
+            row = frame.loc[index]
+            examples.append({
+                "line": lines[index],
+                "value": mask_value(row[column], column) if column in row.index else None,
+                "row": {k: mask_value(v, k) for k, v in row.items()},
+            })
+        message = f"{count} row(s) break {name}: {rule.description}"
+        failures.append(ContractFailure(name, column, count, message, examples))
+    failures.sort(key=lambda f: order.get(f.rule, len(order)))
     return failures
 
 
-def _message(rule: str, column: str | None, count: int) -> str:
-    where = f"column {column}" if column else "the file"
-    return f"{count} row(s) in {where} break rule {rule}"
-
+# ---------------------------------------------------------------------------------------------
+# After validation: the typed raw table
 
 def to_table(frame: pd.DataFrame, spec: FeedSpec, *, state: str, month: dt.date,
              source_file: str, pii_key: str) -> pa.Table:
@@ -183,9 +380,11 @@ def _typed(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
     if arrow_type == pa.date32():
         if len(values) and isinstance(values.iloc[0], dt.date):
             return pa.array(values.tolist(), type=arrow_type)
-        return pa.array(contracts.as_date(values.fillna("")).dt.date, type=arrow_type)
+        return pa.array(contracts.as_date(values.fillna("")).tolist(), type=arrow_type)
     if pa.types.is_timestamp(arrow_type):
-        return pa.array(contracts.as_timestamp(values.fillna("")), type=arrow_type)
+        stamps = contracts.as_timestamp(values.fillna(""))
+        return pa.array([None if t is None else t.astimezone(dt.timezone.utc) for t in stamps],
+                        type=arrow_type)
     if arrow_type == pa.int64():
         return pa.array(pd.to_numeric(values), type=arrow_type)
     if arrow_type == pa.float64():

@@ -172,17 +172,28 @@ def changed_casemgmt_partitions(casemgmt: CaseManagementDatabase, warehouse: War
     changed: set[tuple[str, dt.date]] = set()
     for table, column in EVENT_TIME.items():
         source = casemgmt.summary(table, column)
-        loaded = pd.DataFrame(columns=["state", "month", "rows", "latest"])
+        loaded = pd.DataFrame(columns=["state", "month", "n_rows", "latest"])
         if warehouse.table_exists(f"raw.{table}"):
+            # Portable SQL (DuckDB and BigQuery); months and times are formatted here.
             loaded = warehouse.query(
-                f"SELECT state, strftime(month, '%Y-%m') AS month, count(*) AS rows, "
-                f"strftime(max(updated_at) AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') AS latest "
-                f"FROM raw.{table} GROUP BY 1, 2")
-        have = {(r.state, r.month): (int(r.rows), r.latest) for r in loaded.itertuples()}
+                f"SELECT state, month, count(*) AS n_rows, max(updated_at) AS latest "
+                f"FROM raw.{table} GROUP BY state, month")
+        have = {(r.state, pd.Timestamp(r.month).strftime("%Y-%m")): (int(r.n_rows),
+                                                                      _utc_second(r.latest))
+                for r in loaded.itertuples()}
         for (state, month), (rows, latest) in source.items():
             if have.get((state, month)) != (rows, latest):
                 changed.add((state, parts.parse_month(month)))
     return changed
+
+
+def _utc_second(value) -> str | None:
+    """A warehouse timestamp as ``YYYY-MM-DDTHH:MM:SS`` in UTC (truncated), None when missing."""
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _ingest_casemgmt(defs, instance, casemgmt, warehouse, result, echo) -> None:

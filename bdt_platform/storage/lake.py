@@ -42,9 +42,13 @@ class LakeResource(dg.ConfigurableResource):
     """The lake root: a local folder (embedded default) or ``gs://bucket/prefix`` (prod)."""
 
     root: str
+    # fsspec options for the root's filesystem, e.g. gcsfs's ``endpoint_url`` and ``token`` when
+    # prod runs against a storage emulator (resources.py sets them; empty means the defaults:
+    # application-default credentials on GCS).
+    storage_options: dict[str, str] = {}
 
     def path(self, *parts: str) -> UPath:
-        return UPath(self.root).joinpath(*parts)
+        return UPath(self.root, **self.storage_options).joinpath(*parts)
 
     def archive(self, feed: str, state: str, month: dt.date, filename: str, data: bytes,
                 received_at: dt.datetime) -> ArchivedFile:

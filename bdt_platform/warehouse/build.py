@@ -15,6 +15,7 @@ from bdt_platform.storage.warehouse import Warehouse
 
 SHARED_JOB = "build_shared_models"
 BUILD_JOB = "build_warehouse"
+EXPORT_JOB = "export_reports"
 
 
 @dataclass
@@ -57,8 +58,12 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
     result.runs = [execute(defs.resolve_job_def(SHARED_JOB), instance, {}, {}, None, [], [],
                            tool_log=tool_log)]
     if result.runs[0].success:
-        result.runs += run_rectangles(defs, instance, BUILD_JOB, chosen, tool_log=tool_log,
-                                      progress=lambda message: echo(f"  {message}"))
+        built = run_rectangles(defs, instance, BUILD_JOB, chosen, tool_log=tool_log,
+                               progress=lambda message: echo(f"  {message}"))
+        result.runs += built
+        if all(run.success for run in built):
+            result.runs += run_rectangles(defs, instance, EXPORT_JOB, chosen, tool_log=tool_log,
+                                          progress=lambda message: echo(f"  {message}"))
     for run in result.runs:
         status = "succeeded" if run.success else "FAILED"
         echo(f"  run {run.run_id[:8]} {status}: {len(run.materializations())} materializations")

@@ -3,6 +3,7 @@
   (names, address, city, zip, phone, email, date of birth, ssn). Reads each mart's actual columns
   from the warehouse, so it also catches a `select *` that lets PII through.
 -#}
+{{ config(meta={'dagster': {'ref': {'name': 'dim_person'}}}) }}
 -- depends_on: {{ ref('dim_person') }}, {{ ref('fct_outreach') }}, {{ ref('fct_calls') }}
 -- depends_on: {{ ref('fct_applications') }}, {{ ref('fct_enrollment_outcomes') }}
 {%- set forbidden = [

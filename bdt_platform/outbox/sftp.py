@@ -1,0 +1,110 @@
+"""The outbox on the partner SFTP server: ``<root>/<partner>/`` (``/outbox/mailvendor/``).
+
+Uses the inbox's SFTP connection code (:class:`~bdt_platform.inbox.sftp.SftpSession`): key
+authentication, known_hosts only (unknown host keys refused), one line per failure
+(:class:`OutboxUnavailable`). An upload goes to ``.<file>.part``, its size is checked on the
+server, and only then is it renamed to ``<file>`` (``posix-rename``, replacing an older file of
+that name), so the vendor never reads half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import stat
+
+import dagster as dg
+import paramiko
+from pydantic import PrivateAttr
+
+from bdt_platform.inbox.sftp import (DEFAULT_PORT, DEFAULT_TIMEOUT_SECONDS, SftpEndpoint,
+                                     SftpSession, makedirs, replace)
+from bdt_platform.outbox.base import (TEMP_PREFIX, Outbox, OutboxReceipt, OutboxUnavailable,
+                                      check_names, temp_name)
+
+
+class SftpOutbox(dg.ConfigurableResource, Outbox):
+    """Files for partners in ``<root>/<partner>/`` on the SFTP server the inbox uses."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    username: str
+    root: str = "/outbox"
+    key_file: str
+    known_hosts_file: str
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+
+    _session: SftpSession | None = PrivateAttr(default=None)
+
+    def session(self) -> SftpSession:
+        if self._session is None:
+            self._session = SftpSession(
+                SftpEndpoint(self.host, self.port, self.username, self.key_file,
+                             self.known_hosts_file, self.timeout_seconds), OutboxUnavailable)
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"sftp://{self.username}@{self.host}:{self.port}{self.root}"
+
+    def publish(self, partner: str, filename: str, data: bytes) -> OutboxReceipt:
+        check_names(partner, filename)
+        folder = posixpath.join(self.root, partner)
+        temporary = posixpath.join(folder, temp_name(filename))
+        target = posixpath.join(folder, filename)
+
+        def upload(sftp: paramiko.SFTPClient) -> None:
+            makedirs(sftp, folder)
+            try:
+                sftp.putfo(io.BytesIO(data), temporary, file_size=len(data), confirm=True)
+                replace(sftp, temporary, target)
+            except BaseException:
+                try:
+                    sftp.remove(temporary)
+                except Exception:  # noqa: BLE001 - best effort; the name is hidden anyway
+                    pass
+                raise
+            size = sftp.stat(target).st_size
+            if size != len(data):
+                raise OSError(f"{target} on the server has {size} bytes, expected {len(data)}")
+
+        try:
+            self.session().run(upload)
+        except OutboxUnavailable:
+            raise
+        except OSError as exc:
+            raise OutboxUnavailable(f"could not publish {target} on {self.host}:{self.port}: "
+                                    f"{' '.join(str(exc).split())}") from exc
+        return OutboxReceipt(f"sftp://{self.username}@{self.host}:{self.port}{target}", partner,
+                             filename, len(data), hashlib.sha256(data).hexdigest())
+
+    def list_files(self, partner: str) -> list[str]:
+        folder = posixpath.join(self.root, partner)
+
+        def listing(sftp: paramiko.SFTPClient) -> list[str]:
+            try:
+                entries = sftp.listdir_attr(folder)
+            except FileNotFoundError:
+                return []
+            return sorted(a.filename for a in entries if stat.S_ISREG(a.st_mode or 0)
+                          and not a.filename.startswith(TEMP_PREFIX))
+
+        return self.session().run(listing)
+
+    def read_bytes(self, partner: str, filename: str) -> bytes:
+        check_names(partner, filename)
+        remote = posixpath.join(self.root, partner, filename)
+
+        def read(sftp: paramiko.SFTPClient) -> bytes:
+            buffer = io.BytesIO()
+            sftp.getfo(remote, buffer)
+            return buffer.getvalue()
+
+        return self.session().run(read)

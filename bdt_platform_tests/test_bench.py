@@ -1,0 +1,33 @@
+"""The benchmark runs end to end at a tiny scale and produces every figure (no timing asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FIGURES = ["generate_s", "read_csv_s", "ingest_s", "ingest_rows_per_s", "ingest_vs_read_csv",
+           "build_s", "dbt_build_s", "build_vs_dbt", "one_partition_process_s",
+           "per_partition_extrapolated_s", "ingest_peak_rss_mb", "largest_partition_arrow_mb",
+           "rss_vs_partition", "explain_s"]
+
+
+def test_bench_produces_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    bdt = Path(sys.executable).with_name("bdt")
+    result = subprocess.run([str(bdt), "bench", "--states", "2", "--months", "2", "--scale",
+                             "0.2", "--sensor-files", "200", "--json", str(out)],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for name in FIGURES:
+        assert figures[name] > 0, name
+    assert figures["partitions"] == 4 and figures["files"] == 16
+    # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
+    # step covers all four partitions with one rectangle.
+    assert figures["ingest_runs"] == 2  # partner files, case management
+    assert figures["build_runs"] == 3  # shared models, facts + reports, report export
+    assert set(figures["sensor_tick"]) == {"folder", "sftp"}, figures["notes"]
+    for line in ["ingest vs DuckDB read_csv", "bdt build vs plain dbt build",
+                 "Dagster runs started", "peak RSS above import floor", "sensor tick (folder)",
+                 "sensor tick (sftp)", "bdt explain, one partition"]:
+        assert line in result.stdout

@@ -1,0 +1,333 @@
+"""The partner data contract, fast: every corpus case is rejected naming its rule and column,
+good files (odd values and tolerated variants included) load verbatim, PII never shows.
+
+No Dagster runs here: decode -> read_text_frame -> validate -> to_table, as the load asset does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from bdt_platform.feeds import contracts, parsing
+from bdt_platform.feeds.casemgmt import CaseManagementDatabase
+from bdt_platform.feeds.filenames import parse_drop_name
+from bdt_platform.feeds.specs import CASEMGMT_SPECS, FILE_FEED_SPECS
+from bdt_platform.pii import TOKEN_PATTERN
+from bdt_platform.synthetic import generate
+
+from . import bad_files as bf
+
+STATE, MONTH = "PA", dt.date(2024, 3, 1)
+KEY = "unit-test-key"
+
+
+def load(data: bytes, name: str, feed: str, state: str = STATE, month: dt.date = MONTH
+         ) -> pa.Table:
+    spec = FILE_FEED_SPECS[feed]
+    frame = parsing.read_text_frame(parsing.decode(data, name), spec)
+    parsing.validate(frame, spec, state, month)
+    return parsing.to_table(frame, spec, state=state, month=month, source_file=name, pii_key=KEY)
+
+
+def rejection(data: bytes, name: str, feed: str, state: str = STATE,
+              month: dt.date = MONTH) -> parsing.FileRejected:
+    with pytest.raises(parsing.FileRejected) as caught:
+        load(data, name, feed, state, month)
+    return caught.value
+
+
+def report_text(rejected: parsing.FileRejected) -> str:
+    """Everything a rejection puts in front of people: summary and the reason file's failures."""
+    return str(rejected) + json.dumps([f.as_dict() for f in rejected.failures],
+                                      ensure_ascii=False, default=str)
+
+
+# --- the corpus ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", bf.CASES, ids=[case.id for case in bf.CASES])
+def test_corpus_case_is_rejected_naming_rule_and_column(case: bf.Case):
+    rejected = rejection(case.data(STATE, MONTH), case.filename(STATE, MONTH), case.feed)
+    assert set(rejected.rules) == case.rules, [(f.rule, f.column) for f in rejected.failures]
+    failure = next(f for f in rejected.failures if f.rule == case.rule)
+    assert failure.column == case.column
+    assert failure.count >= 1 and failure.message
+    assert case.rule in str(rejected)
+    assert len(failure.examples) <= parsing.MAX_EXAMPLES
+    if case.rule not in contracts.FILE_RULES:
+        # Row rules: each example names the file line and shows the masked value and row.
+        assert failure.examples and failure.count == len(failure.examples)
+        for example in failure.examples:
+            assert example["line"] >= 2
+            assert set(example["row"]) == set(FILE_FEED_SPECS[case.feed].input_columns)
+            assert example["value"] == example["row"][case.column]
+    assert not bf.leaked(report_text(rejected), bf.secrets(STATE, MONTH))
+
+
+def test_corpus_covers_every_rule_of_every_file_feed():
+    covered = {rule for case in bf.CASES for rule in case.rules}
+    for feed in bf.FEEDS:
+        names = {rule.name for rule in contracts.rules(FILE_FEED_SPECS[feed].contract)}
+        assert names <= covered, f"{feed}: no corpus case for {sorted(names - covered)}"
+        assert len([c for c in bf.CASES if c.feed == feed]) >= 5
+    assert set(contracts.FILE_RULES) <= covered
+    assert len(bf.CASES) >= 30
+
+
+def test_rule_names_are_stable_readable_identifiers():
+    for spec in [*FILE_FEED_SPECS.values(), *CASEMGMT_SPECS.values()]:
+        rules = contracts.rules(spec.contract)
+        names = [rule.name for rule in rules]
+        assert len(names) == len(set(names)), spec.name
+        for rule in rules:
+            assert re.fullmatch(r"[a-z][a-z0-9_]+", rule.name), rule.name
+            assert rule.column in spec.input_columns, rule
+            assert rule.description and rule.description != rule.name
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]+", name) for name in contracts.FILE_RULES)
+
+
+# --- what the reports say --------------------------------------------------------------------
+
+def test_line_numbers_follow_the_file_across_multiline_values():
+    # Row 2 of the good eligibility file starts on line 5: row 1's address spans lines 3-4.
+    case = bf.CASES_BY_ID["date_of_birth_after_file_month"]
+    rejected = rejection(case.data(STATE, MONTH), case.filename(STATE, MONTH), "eligibility")
+    [example] = rejected.failures[0].examples
+    assert example["line"] == 5
+    assert example["row"]["first_name"] == "张伟"
+    text = case.data(STATE, MONTH).decode()
+    assert text.split("\n")[4].startswith("CC-PA-202403-0003,")
+
+
+def test_field_count_errors_name_every_bad_line():
+    rows = bf.good_rows("mailreturns", STATE, MONTH)
+    text = bf.csv_text(rows, bf.columns("mailreturns")).split("\n")
+    text[2] += ",extra"
+    text[4] = text[4].rsplit(",", 1)[0]
+    rejected = rejection("\n".join(text).encode(), "mailvendor_PA_202403_mailreturns.csv",
+                         "mailreturns")
+    [failure] = rejected.failures
+    assert failure.rule == "field_count_matches_header" and failure.count == 2
+    assert failure.examples == [{"line": 3, "fields": 5, "expected": 4},
+                                {"line": 5, "fields": 3, "expected": 4}]
+
+
+def test_every_failed_rule_is_reported_in_contract_order_with_counts():
+    # 30 rows: each record id now appears five times.
+    rows = [dict(row) for row in bf.good_rows("eligibility", STATE, MONTH) * 5]
+    for row in rows:
+        row["zip"] = "ABCDE"
+    rows[0]["language"] = "EN"
+    rejected = rejection(bf.csv_text(rows, bf.columns("eligibility")).encode(),
+                         "communitycare_PA_202403_eligibility.csv", "eligibility")
+    assert rejected.rules == ["record_id_unique", "zip_format", "language_iso_639_1"]
+    counts = {f.rule: f.count for f in rejected.failures}
+    assert counts == {"record_id_unique": 30, "zip_format": 30, "language_iso_639_1": 1}
+    zip_failure = rejected.failures[1]
+    assert len(zip_failure.examples) == parsing.MAX_EXAMPLES
+    assert [e["line"] for e in zip_failure.examples[:3]] == [2, 3, 5]
+    assert "more" not in str(rejected)  # three failures: all named in the summary
+
+
+def test_examples_never_show_a_full_ssn():
+    # Every row breaks a rule, so every SSN of the file is in an example row.
+    rows = [dict(row, state="NJ") for row in bf.good_rows("eligibility", STATE, MONTH)]
+    rows[0]["ssn"] = "219-09-8765"
+    rows[3]["phone"] = "318274650"  # an SSN where the phone belongs
+    rejected = rejection(bf.csv_text(rows, bf.columns("eligibility")).encode(),
+                         "communitycare_PA_202403_eligibility.csv", "eligibility")
+    text = report_text(rejected)
+    assert not bf.leaked(text, bf.secrets(STATE, MONTH))
+    state_failure = next(f for f in rejected.failures if f.rule == "state_matches_file_name")
+    shown = [e["row"]["ssn"] for e in state_failure.examples]
+    assert shown[0] == "***-**-8765" and shown[1] == ""
+    assert all(re.fullmatch(r"\*{5}\d{4}", s) for s in shown[2:])
+    assert state_failure.examples[3]["row"]["phone"] == "*****4650"
+    assert state_failure.examples[0]["row"]["phone"] == "******0100"  # 10 digits: masked too
+
+
+def test_a_missing_header_or_odd_column_name_does_not_leak_ssns():
+    text = bf.csv_text(bf.good_rows("eligibility", STATE, MONTH), bf.columns("eligibility"))
+    header, body = text.split("\n", 1)
+    with_ssn_column = f"{header},219098765\n" + "\n".join(
+        line + ",x" if line else line for line in body.split("\n"))
+    rejected = rejection(with_ssn_column.encode(), "communitycare_PA_202403_eligibility.csv",
+                         "eligibility")
+    assert rejected.rules == ["no_unexpected_columns"]
+    assert rejected.failures[0].column == "*****8765"
+    assert not bf.leaked(report_text(rejected), bf.secrets(STATE, MONTH))
+
+
+def test_recipient_key_examples_show_tokens_but_mask_anything_else():
+    rows = [dict(row) for row in bf.good_rows("nudges", STATE, MONTH)]
+    rows[1]["recipient_key"] = "427-36-1958"
+    rows[2]["recipient_key"] = "Jane Doe 4273619"
+    rejected = rejection(bf.csv_text(rows, bf.columns("nudges")).encode(),
+                         "nudgevendor_PA_202403_nudges.csv", "nudges")
+    [failure] = rejected.failures
+    assert [e["value"] for e in failure.examples] == ["***-**-1958", "Jane Doe ***3619"]
+    other = next(e for e in failure.examples if e["line"] == 3)
+    assert other["row"]["recipient_key"] == "***-**-1958"
+
+
+# --- what passes, and passes verbatim --------------------------------------------------------
+
+@pytest.mark.parametrize("feed", bf.FEEDS)
+def test_good_file_loads_with_odd_values_verbatim(feed):
+    rows = bf.good_rows(feed, STATE, MONTH)
+    table = load(bf.good_file(feed, STATE, MONTH), bf.filename(feed, STATE, MONTH), feed)
+    assert table.num_rows == len(rows)
+    loaded = table.to_pylist()
+    spec = FILE_FEED_SPECS[feed]
+    text_columns = [f.name for f in spec.arrow_schema if f.type == pa.string()
+                    and f.name in spec.input_columns]
+    for row, out in zip(rows, loaded):
+        for column in text_columns:
+            expected = None if (row[column] == "" and column in spec.optional) else row[column]
+            assert out[column] == expected, (column, row[column], out[column])
+        assert out["state"] == STATE and out["month"] == MONTH
+    if feed == "eligibility":
+        assert "ssn" not in table.column_names
+        assert all(re.fullmatch(TOKEN_PATTERN, t) for t in table["person_token"].to_pylist())
+        assert loaded[1]["last_name"] == "Robert'); DROP TABLE students;--"
+        assert loaded[1]["address_line2"] == "Unit 4\nRear entrance"
+        assert loaded[2]["first_name"] == "张伟" and loaded[2]["address_line2"] == "  "
+        assert loaded[4]["first_name"] == "NULL"
+        assert loaded[2]["date_of_birth"] == bf.last_day(MONTH)
+        assert loaded[2]["monthly_income"] == pytest.approx(12345.678)
+    if feed == "nudges":
+        stamps = table["event_ts"].to_pylist()
+        assert stamps[0] == dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+        # 22:30 at -05:00 on the file month's last day is in the file's month as written.
+        assert stamps[4] == dt.datetime(2024, 4, 1, 3, 30, tzinfo=dt.timezone.utc)
+
+
+def _variants(feed: str) -> dict[str, tuple[str, bytes]]:
+    rows, names = bf.good_rows(feed, STATE, MONTH), bf.columns(feed)
+    plain = bf.csv_text(rows, names)
+    name = bf.filename(feed, STATE, MONTH)
+    return {
+        "bom": (name, b"\xef\xbb\xbf" + plain.encode()),
+        "crlf": (name, bf.csv_text(rows, names, lineterminator="\r\n").encode()),
+        "trailing_blank_lines": (name, (plain + "\n\n   \n").encode()),
+        "blank_line_inside": (name, plain.replace("\n", "\n\n", 2).encode()),
+        "columns_reordered": (name, bf.csv_text(rows, list(reversed(names))).encode()),
+        "header_padded": (name, plain.replace(",", " , ", len(names) - 1).encode()),
+        "gzip": (bf.filename(feed, STATE, MONTH, gz=True), bf.gzip_bytes(plain.encode())),
+        "gzip_bom_crlf": (bf.filename(feed, STATE, MONTH, gz=True), bf.gzip_bytes(
+            b"\xef\xbb\xbf" + bf.csv_text(rows, names, lineterminator="\r\n").encode())),
+    }
+
+
+@pytest.mark.parametrize("feed", bf.FEEDS)
+def test_tolerated_variants_load_the_same_rows(feed):
+    baseline = load(bf.good_file(feed, STATE, MONTH), bf.filename(feed, STATE, MONTH), feed)
+    baseline = baseline.drop_columns(["_source_file"])
+    for variant, (name, data) in _variants(feed).items():
+        table = load(data, name, feed).drop_columns(["_source_file"])
+        assert table.equals(baseline), variant
+
+
+@pytest.mark.parametrize("feed", bf.FEEDS)
+def test_header_only_file_is_valid_and_empty(feed):
+    data = (",".join(bf.columns(feed)) + "\r\n").encode()
+    assert load(data, bf.filename(feed, STATE, MONTH), feed).num_rows == 0
+
+
+def test_rules_at_month_boundaries():
+    # Decisions may be from any earlier month; events only from the file's own month.
+    rows = [dict(row) for row in bf.good_rows("outcomes", STATE, MONTH)]
+    rows[0]["decision_date"] = "1999-01-01"
+    assert load(bf.csv_text(rows, bf.columns("outcomes")).encode(),
+                "statehhs_PA_202403_outcomes.csv", "outcomes").num_rows == 6
+    december = dt.date(2023, 12, 1)
+    rows = [dict(row) for row in bf.good_rows("nudges", STATE, december)]
+    rows[0]["event_ts"] = "2023-12-31T23:59:59.999999+14:00"
+    assert load(bf.csv_text(rows, bf.columns("nudges")).encode(),
+                "nudgevendor_PA_202312_nudges.csv", "nudges", month=december).num_rows == 6
+    rows[0]["event_ts"] = "2024-01-01T00:00:00+00:00"
+    assert rejection(bf.csv_text(rows, bf.columns("nudges")).encode(),
+                     "nudgevendor_PA_202312_nudges.csv", "nudges",
+                     month=december).rules == ["event_ts_within_file_month"]
+
+
+def test_generated_files_meet_the_contract(tmp_path: Path):
+    months = [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+    summary = generate(tmp_path / "inbox", tmp_path / "cm.sqlite", states=["DC", "NM"],
+                       months=months, scale=0.15, seed=11, pii_key=KEY)
+    for path in summary.files:
+        drop = parse_drop_name(path.parent.name, path.name)
+        table = load(path.read_bytes(), path.name, drop.feed, drop.state, drop.month)
+        assert table.num_rows >= 0
+    database = CaseManagementDatabase(url=f"sqlite:///{tmp_path / 'cm.sqlite'}")
+    for spec in CASEMGMT_SPECS.values():
+        for state in ["DC", "NM"]:
+            for month in months:
+                frame = database.extract(spec.name, spec.input_columns, state, month)
+                parsing.validate(frame, spec, state, month)
+                parsing.to_table(frame, spec, state=state, month=month,
+                                 source_file=f"casemgmt.{spec.name}", pii_key=KEY)
+
+
+def test_casemgmt_rows_are_checked_with_named_rules():
+    spec = CASEMGMT_SPECS["calls"]
+    frame = parsing.read_text_frame(
+        "call_id,client_id,state,started_at,duration_s,outcome,updated_at\n"
+        "C1,CL1,PA,2024-03-01 10:00:00+00:00,60,completed,2024-03-01T10:01:00Z\n"
+        "C1,CL2,NJ,2024-03-01T10:00:00,1.5,,2024-03-01T10:01:00Z\n", spec)
+    with pytest.raises(parsing.FileRejected) as caught:
+        parsing.validate(frame, spec, "PA", MONTH)
+    assert set(caught.value.rules) == {"call_id_unique", "started_at_is_timestamp",
+                                       "duration_s_whole_seconds", "outcome_not_blank",
+                                       "state_matches_partition"}
+
+
+def test_check_description_lists_every_rule():
+    from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
+
+    for asset in FILE_FEED_ASSETS:
+        [spec] = list(asset.check_specs)
+        feed = asset.key.path[-1]
+        for rule in [*contracts.FILE_RULES, *(r.name for r in
+                                              contracts.rules(FILE_FEED_SPECS[feed].contract))]:
+            assert f"`{rule}`" in spec.description, (feed, rule)
+        assert "quarantine" in spec.description
+
+
+
+def test_summary_counts_what_each_rule_counts():
+    def summary(case_id: str) -> str:
+        case = bf.CASES_BY_ID[case_id]
+        return str(rejection(case.data(STATE, MONTH), case.filename(STATE, MONTH), case.feed))
+
+    assert summary("latin1_encoded") == "utf8_encoding (3 lines)"
+    assert summary("column_missing") == "required_columns_present on phone (1 column)"
+    assert summary("broken_gzip") == "gzip_readable"
+    assert summary("record_id_duplicated") == "record_id_unique on record_id (2 rows)"
+
+
+def test_cross_field_rule_counts_every_row_and_stays_fast_on_big_files():
+    # pandera samples failing dataframe-level checks (its reshape is quadratic); the count and
+    # the examples must still cover every failing row, in file order.
+    base = bf.good_rows("outcomes", STATE, MONTH)
+    rows = []
+    for i in range(6000):
+        row = dict(base[i % len(base)], application_id=f"APP-{i}")
+        if i % 3 == 0:
+            row.update(decision="denied", monthly_benefit_usd="10.00")
+        rows.append(row)
+    data = bf.csv_text(rows, bf.columns("outcomes")).encode()
+    started = time.perf_counter()
+    rejected = rejection(data, "statehhs_PA_202403_outcomes.csv", "outcomes")
+    assert time.perf_counter() - started < 20  # was minutes before sampling
+    [failure] = rejected.failures
+    assert (failure.rule, failure.column, failure.count) == (
+        "benefit_only_when_approved", "monthly_benefit_usd", 2000)
+    assert [e["line"] for e in failure.examples] == [2 + 3 * k for k in range(20)]
+    assert all(e["row"]["decision"] == "denied" for e in failure.examples)

@@ -1,0 +1,224 @@
+"""``BDT_ENV=prod`` end to end on emulators, and parity with the embedded default.
+
+The same synthetic data (same seed, same PII key) goes through generate -> ingest -> build twice:
+on DuckDB + a local lake, and with ``BDT_ENV=prod`` wired through the standard emulator variables
+(``STORAGE_EMULATOR_HOST`` -> gcp-storage-emulator, ``BIGQUERY_EMULATOR_HOST`` -> bqemulator), so
+the lake is a GCS bucket, the warehouse BigQuery and dbt runs ``dbt build`` on its bigquery
+target. ``reports.outcomes`` must hold the same numbers on both.
+"""
+
+import datetime as dt
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from upath import UPath
+
+from bdt_platform.inbox.ingest import ingest
+from bdt_platform.runs import instance_for, run_rectangles
+from bdt_platform.settings import load_settings
+from bdt_platform.synthetic import generate
+from bdt_platform.warehouse.build import build
+
+from .conftest import TEST_PII_KEY
+from .emulators import bq_emulator, gcs_emulator  # noqa: F401 - fixtures
+
+STATES = ["PA"]
+MONTHS = [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+SCALE, SEED = 0.3, 11
+RAW = ["eligibility", "outcomes", "mailreturns", "nudges", "clients", "applications", "calls"]
+MARTS = ["fct_outreach", "fct_calls", "fct_applications", "fct_enrollment_outcomes", "dim_person"]
+EXPORT = dg.AssetKey(["lake", "outcomes_report"])
+# Column types as dbt sees them, per backend.
+CANONICAL = {"VARCHAR": "string", "STRING": "string", "BIGINT": "int", "INTEGER": "int",
+             "INT64": "int", "DOUBLE": "float", "FLOAT64": "float", "FLOAT": "float",
+             "BOOLEAN": "bool", "BOOL": "bool", "DATE": "date", "TIMESTAMP": "timestamp",
+             "TIMESTAMP WITH TIME ZONE": "timestamp", "NUMERIC": "numeric", "DATETIME": "datetime"}
+
+
+def _columns(warehouse, table: str) -> dict[str, str]:
+    """``column -> canonical type`` of a table, read from the backend's own catalog."""
+    dataset, _, name = table.partition(".")
+    if hasattr(warehouse, "client"):  # BigQuery
+        fields = warehouse.client().get_table(f"{warehouse.project}.{table}").schema
+        pairs = [(f.name, f.field_type) for f in fields]
+    else:
+        frame = warehouse.query("SELECT column_name, data_type FROM information_schema.columns "
+                                "WHERE table_schema = ? AND table_name = ? "
+                                "ORDER BY ordinal_position", [dataset, name])
+        pairs = list(zip(frame["column_name"], frame["data_type"]))
+    return {column: CANONICAL.get(kind, kind) for column, kind in pairs}
+
+
+def _run_world(environ: dict[str, str]) -> dict:
+    """generate -> ingest -> build (+ the lake export) under ``environ``, read back the results."""
+    from bdt_platform.definitions import build_definitions
+
+    saved = dict(os.environ)  # resources.py exports the dbt profile's variables: restore after
+    try:
+        for name in [n for n in os.environ if n.startswith("BDT_") or n in (
+                "DAGSTER_HOME", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")]:
+            del os.environ[name]
+        os.environ.update(environ)
+        settings = load_settings()  # from the process environment, as `bdt` and dagster do
+        summary = generate(Path(settings.inbox), settings.casemgmt_sqlite_path, states=STATES,
+                           months=MONTHS, scale=SCALE, seed=SEED, pii_key=settings.pii_key)
+        originals = {path.name: path.read_bytes() for path in summary.files}
+        defs = build_definitions(settings)
+        instance = instance_for(settings)
+        resources = defs.resources
+        lines: list[str] = []
+        try:
+            ingested = ingest(defs, instance, resources["inbox"], resources["lake"],
+                              resources["warehouse"], resources["casemgmt"], settle_seconds=0,
+                              echo=lines.append)
+            built = build(defs, instance, resources["warehouse"], echo=lines.append,
+                          tool_log=settings.home / "dbt.log")
+            pairs = [(s, m) for s in STATES for m in MONTHS]
+            exported = run_rectangles(defs, instance, "build_warehouse", pairs, selection=[EXPORT])
+            warehouse = resources["warehouse"]
+            report = warehouse.query("SELECT * FROM reports.outcomes ORDER BY state, month")
+            counts = {t: int(warehouse.query(f"SELECT count(*) AS n FROM raw.{t}")["n"].iloc[0])
+                      for t in RAW}
+            facts = {t: int(warehouse.query(f"SELECT count(*) AS n FROM marts.{t}")["n"].iloc[0])
+                     for t in MARTS}
+            columns = {t: _columns(warehouse, t) for t in [*(f"raw.{n}" for n in RAW),
+                                                           *(f"marts.{n}" for n in MARTS),
+                                                           "reports.outcomes"]}
+        finally:
+            instance.dispose()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {"settings": settings, "originals": originals, "ingested": ingested, "built": built,
+            "exported": exported, "report": report, "counts": counts, "facts": facts,
+            "columns": columns,
+            "lines": lines, "lake": resources["lake"], "warehouse": resources["warehouse"]}
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory, gcs_emulator, bq_emulator):
+    base = tmp_path_factory.mktemp("parity")
+    local = _run_world({"BDT_HOME": str(base / "local"), "BDT_PII_KEY": TEST_PII_KEY})
+    prod = _run_world({
+        "BDT_ENV": "prod", "BDT_HOME": str(base / "prod"), "BDT_PII_KEY": TEST_PII_KEY,
+        "BDT_GCP_PROJECT": bq_emulator.project, "BDT_GCS_BUCKET": gcs_emulator.bucket,
+        "BDT_BQ_MAX_BYTES_BILLED": str(10 * 1024**3),
+        "STORAGE_EMULATOR_HOST": gcs_emulator.url.removeprefix("http://"),
+        "BIGQUERY_EMULATOR_HOST": bq_emulator.url,
+    })
+    return local, prod
+
+
+def _normalized(report: pd.DataFrame) -> pd.DataFrame:
+    frame = report.copy()
+    frame["month"] = pd.to_datetime(frame["month"]).dt.date
+    frame = frame.sort_values(["state", "month"]).reset_index(drop=True)
+    for column in frame.columns:
+        if column not in ("state", "month"):
+            frame[column] = frame[column].astype("float64").round(9)
+    return frame[sorted(frame.columns)]
+
+
+def test_prod_runs_on_gcs_and_bigquery(worlds):
+    _, prod = worlds
+    settings = prod["settings"]
+    assert settings.env == "prod" and settings.dbt_target == "bigquery"
+    assert prod["ingested"].exit_code == 0, prod["lines"]
+    assert prod["built"].exit_code == 0, prod["lines"]
+    assert type(prod["warehouse"]).__name__ == "BigQueryWarehouse"
+    assert prod["lake"].root == f"gs://{settings.gcs_bucket}/lake"
+    # The partner files are archived in the bucket byte for byte.
+    archived = {path.name.split("_", 2)[2]: path.read_bytes()
+                for path in prod["lake"].path("archive").rglob("*")
+                if path.is_file() and "_casemgmt_" not in path.name}
+    assert set(archived) == set(prod["originals"])
+    for name, data in prod["originals"].items():
+        assert hashlib.sha256(archived[name]).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_dbt_build_on_bigquery_passes_its_tests(worlds):
+    _, prod = worlds
+    evaluations = [e for run in prod["built"].runs for e in run.check_evaluations()]
+    dbt_checks = [e for e in evaluations if e.check_name != "contract"]
+    assert len(dbt_checks) > 50  # dbt's data tests, as asset checks
+    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in dbt_checks if not e.passed]
+    assert failed == []
+    assert all(run.success for run in prod["built"].runs)
+
+
+def test_same_generated_data_gives_the_same_report(worlds):
+    local, prod = worlds
+    assert local["originals"] == prod["originals"]  # the very same partner files
+    assert local["counts"] == prod["counts"] and all(local["counts"].values())
+    assert local["facts"] == prod["facts"]
+    # The same column names, order and types on both: what dbt reads and what it builds.
+    for table, columns in local["columns"].items():
+        assert prod["columns"][table] == columns, table
+    mine, theirs = _normalized(local["report"]), _normalized(prod["report"])
+    assert list(mine.columns) == list(theirs.columns)
+    assert len(mine) == len(STATES) * len(MONTHS)
+    pd.testing.assert_frame_equal(mine, theirs)
+    assert (mine["pieces_mailed"] > 0).all() and (mine["approvals"] >= 0).all()
+
+
+def _exported(world) -> pd.DataFrame:
+    frames = []
+    for state in STATES:
+        for month in MONTHS:
+            path: UPath = world["lake"].path("outcomes_report", f"month={month:%Y-%m}",
+                                             f"state={state}.parquet")
+            frames.append(pq.read_table(io.BytesIO(path.read_bytes())).to_pandas())
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_report_parquet_in_the_lake_matches_the_report(worlds):
+    for world in worlds:
+        assert all(run.success for run in world["exported"])
+        exported = _exported(world)
+        pd.testing.assert_frame_equal(_normalized(exported), _normalized(world["report"]))
+
+
+def test_prod_settings_fail_in_one_line_and_build_the_gcp_resources(tmp_path):
+    from bdt_platform.definitions import build_definitions
+    from bdt_platform.settings import SettingsError
+
+    base = {"BDT_ENV": "prod", "BDT_HOME": str(tmp_path), "BDT_PII_KEY": "k",
+            "BDT_GCP_PROJECT": "my-project", "BDT_GCS_BUCKET": "my-bucket"}
+    for name in ("BDT_GCP_PROJECT", "BDT_GCS_BUCKET", "BDT_PII_KEY"):
+        with pytest.raises(SettingsError, match=name) as raised:
+            load_settings({k: v for k, v in base.items() if k != name})
+        assert "\n" not in str(raised.value)
+    for name, value in (("BDT_BQ_MAX_BYTES_BILLED", "lots"), ("BDT_GCS_BUCKET", "gs://b/x")):
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**base, name: value})
+
+    settings = load_settings({**base, "BDT_BQ_LOCATION": "EU", "STORAGE_EMULATOR_HOST":
+                              "127.0.0.1:9023", "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9050/"})
+    assert settings.lake == "gs://my-bucket/lake" and settings.dbt_target == "bigquery"
+    assert settings.storage_emulator_host == "http://127.0.0.1:9023"
+    assert settings.bigquery_emulator_host == "http://127.0.0.1:9050"
+    assert settings.bq_max_bytes_billed == 100 * 1024**3  # the default cap
+    saved = dict(os.environ)
+    try:
+        defs = build_definitions(settings)  # loads without touching the network
+        resources = defs.resources
+        assert os.environ["BDT_BQ_API_ENDPOINT"] == "http://127.0.0.1:9050"
+        assert os.environ["BDT_BQ_AUTH_METHOD"] == "oauth-secrets"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    warehouse = resources["warehouse"]
+    assert (type(warehouse).__name__, warehouse.project, warehouse.location,
+            warehouse.api_endpoint) == ("BigQueryWarehouse", "my-project", "EU",
+                                        "http://127.0.0.1:9050")
+    assert resources["lake"].root == resources["lake_io_manager"].root == "gs://my-bucket/lake"
+    assert resources["lake"].storage_options == {"endpoint_url": "http://127.0.0.1:9023",
+                                                 "token": "anon"}
+    assert resources["dbt"].target == "bigquery"
+    assert defs.resolve_asset_graph().get(EXPORT).partitions_def is not None
