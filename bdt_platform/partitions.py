@@ -126,3 +126,18 @@ def range_tags(states: list[str], months: list[dt.date]) -> dict[str, str]:
         "dagster/asset_partition_range_start": partition_key(states[0], months[0]),
         "dagster/asset_partition_range_end": partition_key(states[-1], months[-1]),
     }
+
+
+def bounding_rectangle(keys: Iterable[tuple[str, dt.date]]) -> list[tuple[list[str], list[dt.date]]]:
+    """The one rectangle (states range x months range) that contains every pair: for runs whose
+    assets skip, or harmlessly empty, the partitions in it that were not asked for."""
+    pairs = list(keys)
+    if not pairs:
+        return []
+    indexes = sorted({STATES.index(s) for s, _ in pairs})
+    months = sorted({month_start(m) for _, m in pairs})
+    span, month = [], months[0]
+    while month <= months[-1]:
+        span.append(month)
+        month = add_months(month, 1)
+    return [(list(STATES[indexes[0]: indexes[-1] + 1]), span)]

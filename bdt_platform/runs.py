@@ -62,12 +62,15 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
                    run_config_for: Callable[[list[str], list[dt.date]], dict] | None = None,
                    tags: dict[str, str] | None = None,
                    progress: Callable[[str], None] | None = None,
-                   log_level: str = "WARNING", tool_log: Path | None = None) -> list[RunOutcome]:
-    """Execute ``job_name`` once per rectangle covering ``pairs``. The console shows Dagster's
-    own log lines from ``log_level`` up; the instance records everything regardless."""
+                   log_level: str = "WARNING", tool_log: Path | None = None,
+                   exact: bool = True) -> list[RunOutcome]:
+    """Execute ``job_name`` once per rectangle covering ``pairs`` - exactly (no partition
+    outside ``pairs``) or, with ``exact=False``, in one run over their bounding rectangle, for
+    jobs whose assets skip the partitions they were not given. The console shows Dagster's own
+    log lines from ``log_level`` up; the instance records everything regardless."""
     job = defs.resolve_job_def(job_name)
     outcomes = []
-    rectangles = parts.rectangles(pairs)
+    rectangles = parts.rectangles(pairs) if exact else parts.bounding_rectangle(pairs)
     for number, (states, months) in enumerate(rectangles, start=1):
         if progress:
             progress(f"run {number}/{len(rectangles)} of {job_name}: {len(states)} state(s) x "
