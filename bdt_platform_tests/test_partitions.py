@@ -46,3 +46,11 @@ def test_full_grid_is_one_rectangle():
     months = parts.month_range("2024-01..2024-12")
     pairs = [(s, m) for s in parts.STATES for m in months]
     assert parts.rectangles(pairs) == [(list(parts.STATES), months)]
+
+
+def test_bounding_rectangle_spans_states_and_months():
+    pairs = [("NJ", dt.date(2024, 1, 1)), ("PA", dt.date(2024, 3, 1))]
+    [(states, months)] = parts.bounding_rectangle(pairs)
+    assert states[0] == "NJ" and states[-1] == "PA" and "NY" in states
+    assert months == parts.month_range("2024-01..2024-03")
+    assert parts.bounding_rectangle([]) == []
