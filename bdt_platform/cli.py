@@ -166,7 +166,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     """Start the Dagster UI on the same $BDT_HOME (``dagster dev`` from the repository root)."""
-    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home), "BDT_HOME": str(settings.home)}
+    from bdt_platform.resources import PLANNED_EVENTS_SWITCH
+
+    env = {PLANNED_EVENTS_SWITCH: "true", **os.environ, "DAGSTER_HOME": str(settings.dagster_home),
+           "BDT_HOME": str(settings.home)}
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     root = Path(__file__).resolve().parents[1]
     dagster = Path(sys.executable).with_name("dagster")

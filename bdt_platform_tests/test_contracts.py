@@ -331,3 +331,56 @@ def test_cross_field_rule_counts_every_row_and_stays_fast_on_big_files():
         "benefit_only_when_approved", "monthly_benefit_usd", 2000)
     assert [e["line"] for e in failure.examples] == [2 + 3 * k for k in range(20)]
     assert all(e["row"]["decision"] == "denied" for e in failure.examples)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many files in one pandera call (parsing.validate_many) must judge each file as if alone.
+
+def _frame(data: bytes, name: str, feed: str):
+    return parsing.read_text_frame(parsing.decode(data, name), FILE_FEED_SPECS[feed])
+
+
+def _pandera_level_cases():
+    for case in bf.CASES:
+        try:
+            frame = _frame(case.data(STATE, MONTH), case.filename(STATE, MONTH), case.feed)
+        except parsing.FileRejected:
+            continue  # rejected before pandera: never reaches validate_many
+        yield pytest.param(case, frame, id=case.id)
+
+
+@pytest.mark.parametrize(("case", "bad_frame"), list(_pandera_level_cases()))
+def test_validating_many_files_at_once_judges_each_as_if_alone(case: bf.Case, bad_frame):
+    spec = FILE_FEED_SPECS[case.feed]
+    other_month = dt.date(2024, 2, 1)
+    # Neighbours: good files of other partitions. The second reuses the first's rows verbatim
+    # except state/dates, so identifiers repeat across files (allowed: unique *within* a file).
+    before = _frame(bf.good_file(case.feed, STATE, other_month),
+                    bf.filename(case.feed, STATE, other_month), case.feed)
+    after = _frame(bf.good_file(case.feed, "NJ", MONTH), bf.filename(case.feed, "NJ", MONTH),
+                   case.feed)
+    alone = parsing.validate_many([(bad_frame, STATE, MONTH)], spec)[0]
+    assert alone is not None, "the corpus case must break a pandera rule"
+    together = parsing.validate_many(
+        [(before, STATE, other_month), (bad_frame, STATE, MONTH), (after, "NJ", MONTH),
+         (before.copy(), STATE, other_month.replace(month=1))], spec)
+    assert together[0] is None and together[2] is None
+    assert together[1] is not None
+    assert [f.as_dict() for f in together[1].failures] == [f.as_dict() for f in alone.failures]
+    # The fourth is the first file's rows claimed for January: dates outside that month or
+    # not, it is judged exactly as validating it alone judges it.
+    solo_fourth = parsing.validate_many([(before.copy(), STATE, other_month.replace(month=1))],
+                                        spec)[0]
+    assert (together[3] is None) == (solo_fourth is None)
+
+
+def test_identifiers_may_repeat_across_files_but_not_within_one():
+    spec = FILE_FEED_SPECS["mailreturns"]
+    frame = _frame(bf.good_file("mailreturns", STATE, MONTH),
+                   bf.filename("mailreturns", STATE, MONTH), "mailreturns")
+    doubled = frame.iloc[[0, 1, 0]].reset_index(drop=True)  # row 0 twice in one file
+    verdicts = parsing.validate_many(
+        [(frame, STATE, MONTH), (frame.copy(), "NJ", MONTH), (doubled, "NY", MONTH)], spec)
+    assert verdicts[0] is None and verdicts[1] is None
+    assert verdicts[2] is not None and verdicts[2].rules == ["mail_piece_id_unique"]
+    assert verdicts[2].failures[0].count == 2

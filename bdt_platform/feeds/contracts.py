@@ -147,8 +147,17 @@ def as_timestamp(values: pd.Series) -> pd.Series:
                      index=values.index, dtype="object")
 
 
-def _file_month(frame: pd.DataFrame) -> dt.date:
-    return dt.date.fromisoformat(str(frame["file_month"].iloc[0]))
+def _file_months(frame: pd.DataFrame) -> pd.Series:
+    """Each row's file month as a date. Rules read it per row, never from the first row: one
+    validation may cover the rows of many files (``parsing.validate_many``)."""
+    months = frame["file_month"]
+    lookup = {text: dt.date.fromisoformat(str(text)) for text in months.unique()}
+    return months.map(lookup)
+
+
+def _next_months(frame: pd.DataFrame) -> pd.Series:
+    """Per row: the first day after the row's file month."""
+    return _file_months(frame).map(_next_month)
 
 
 def _next_month(month: dt.date) -> dt.date:
@@ -190,8 +199,9 @@ def not_blank(column: str):
 
 
 def unique(column: str, within: str = "the file"):
-    return column_rule(column, f"{column}_unique", f"{column} is unique within {within}",
-                       lambda s: ~s.duplicated(keep=False))
+    # Unique per file (per file_state x file_month), so many files can be validated in one call.
+    return frame_rule(f"{column}_unique", column, f"{column} is unique within {within}",
+                      lambda f: ~f.duplicated(subset=[*CONTEXT_COLUMNS, column], keep=False))
 
 
 def matches(column: str, name: str, pattern: str, description: str, *, optional: bool = False):
@@ -338,7 +348,7 @@ class EligibilityContract(FileContract):
     _date_of_birth_range = frame_rule(
         "date_of_birth_between_1900_and_file_month", "date_of_birth",
         "date_of_birth is between 1900-01-01 and the end of the file's month",
-        lambda f: _dates_between(f["date_of_birth"], EARLIEST_BIRTH, _next_month(_file_month(f))))
+        lambda f: _dates_between(f["date_of_birth"], EARLIEST_BIRTH, _next_months(f)))
 
 
 class OutcomesContract(FileContract):
@@ -359,7 +369,7 @@ class OutcomesContract(FileContract):
     _decision_date_range = frame_rule(
         "decision_date_within_or_before_file_month", "decision_date",
         "decision_date is in the file's month or earlier",
-        lambda f: _dates_between(f["decision_date"], None, _next_month(_file_month(f))))
+        lambda f: _dates_between(f["decision_date"], None, _next_months(f)))
     _benefit_only_when_approved = frame_rule(
         "benefit_only_when_approved", "monthly_benefit_usd",
         "monthly_benefit_usd is 0 unless decision is approved",
@@ -412,7 +422,7 @@ class NudgesContract(FileContract):
     _event_ts_in_month = frame_rule(
         "event_ts_within_file_month", "event_ts",
         "event_ts falls in the file's month (its date as written, at its own offset)",
-        lambda f: _timestamps_in_month(f["event_ts"], _file_month(f)))
+        lambda f: _timestamps_in_month(f["event_ts"], _file_months(f)))
 
 
 class ClientsContract(FileContract):
@@ -499,9 +509,11 @@ class CallsContract(FileContract):
 # Helpers for the cross-field rules. A value that is not a date at all passes these: the
 # column's ``_is_date``/``_is_timestamp`` rule reports it, once.
 
-def _dates_between(values: pd.Series, earliest: dt.date | None, before: dt.date) -> pd.Series:
+def _dates_between(values: pd.Series, earliest: dt.date | None, before: pd.Series) -> pd.Series:
+    """Per row: not a date, or ``earliest <= date < before`` (``before`` given per row)."""
     dates = as_date(values)
-    return dates.map(lambda d: d is None or ((earliest is None or d >= earliest) and d < before))
+    return pd.Series([d is None or ((earliest is None or d >= earliest) and d < limit)
+                      for d, limit in zip(dates, before)], index=values.index, dtype=bool)
 
 
 def _on_or_after(later: pd.Series, earlier: pd.Series) -> pd.Series:
@@ -509,19 +521,23 @@ def _on_or_after(later: pd.Series, earlier: pd.Series) -> pd.Series:
                      index=later.index)
 
 
-def _timestamps_in_month(values: pd.Series, month: dt.date) -> pd.Series:
+def _timestamps_in_month(values: pd.Series, months: pd.Series) -> pd.Series:
+    """Per row: not a timestamp, or its date as written falls in the row's file month."""
     stamps = as_timestamp(values)
-    return stamps.map(lambda t: t is None or (t.year, t.month) == (month.year, month.month))
+    return pd.Series([t is None or (t.year, t.month) == (m.year, m.month)
+                      for t, m in zip(stamps, months)], index=values.index, dtype=bool)
 
 
 def rules(model: type[pa.DataFrameModel]) -> list[Rule]:
-    """The model's rules in contract order (column rules, then cross-field rules)."""
+    """The model's rules in contract order: by the column they are about (in column order),
+    each column's own rules before the cross-field rules reported on it."""
     schema = model.to_schema()
     found = [Rule(check.name, name, check.error) for name, column in schema.columns.items()
              for check in column.checks]
     found += [Rule(check.name, RULE_COLUMNS.get(check.name), check.error)
               for check in schema.checks]
-    return found
+    position = {name: index for index, name in enumerate(schema.columns)}
+    return sorted(found, key=lambda rule: position.get(rule.column, len(position)))
 
 
 def describe(model: type[pa.DataFrameModel]) -> str:

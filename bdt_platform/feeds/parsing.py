@@ -27,6 +27,7 @@ import re
 import zlib
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 import pandera.errors
 import pyarrow as pa
@@ -292,6 +293,62 @@ def validate(frame: pd.DataFrame, spec: FeedSpec, state: str, month: dt.date) ->
                            ) from None
 
 
+def validate_many(frames: list[tuple[pd.DataFrame, str, dt.date]], spec: FeedSpec
+                  ) -> list[FileRejected | None]:
+    """Validate many files' frames (each with its state and month) in one pandera call.
+
+    Every rule is per row or per file (``file_state`` x ``file_month``), so a row breaks a rule
+    in the combined frame exactly when it breaks it in its own file. Pandera's fixed cost per
+    call (~50-100 ms) is paid once instead of once per file. The files the combined call
+    implicates are validated again on their own, so a rejection reads exactly as if the file had
+    been validated alone (its lines, its rows). Returns, per input, None or the rejection."""
+    if len(frames) <= 1:
+        return [_rejection(frame, spec, state, month) for frame, state, month in frames]
+    offsets = np.cumsum([0] + [len(frame) for frame, _, _ in frames])
+    combined = pd.concat(
+        [frame.assign(file_state=state, file_month=month.isoformat())
+         for frame, state, month in frames], ignore_index=True)
+    combined.attrs.clear()
+    try:
+        spec.contract.validate(combined, lazy=True)
+        return [None] * len(frames)
+    except pandera.errors.SchemaErrors as errors:
+        suspects = _implicated_files(errors.failure_cases, combined, offsets,
+                                     spec.contract.to_schema())
+    return [_rejection(frame, spec, state, month) if number in suspects else None
+            for number, (frame, state, month) in enumerate(frames)]
+
+
+def _rejection(frame: pd.DataFrame, spec: FeedSpec, state: str, month: dt.date
+               ) -> FileRejected | None:
+    try:
+        validate(frame, spec, state, month)
+    except FileRejected as rejected:
+        return rejected
+    return None
+
+
+def _implicated_files(cases: pd.DataFrame, combined: pd.DataFrame, offsets: np.ndarray,
+                      schema) -> set[int]:
+    """Which files (by position) hold a failing row; every file when a failure names no row."""
+    rows: set[int] = set()
+    everyone = set(range(len(offsets) - 1))
+    keys = ["schema_context", "column", "check_number", "check"]
+    for (context, column, number, check), group in cases.groupby(keys, sort=False, dropna=False):
+        name = _rule_for(context, column, number, check, schema).name
+        if str(context) == "DataFrameSchema" and name in contracts.FRAME_RULE_TESTS:
+            # Pandera samples a cross-field rule's failures: re-run it for every failing row.
+            rows.update(_failing_rows(name, combined))
+            continue
+        found = pd.to_numeric(group["index"], errors="coerce")
+        if found.isna().any():
+            return everyone  # a column- or frame-wide failure: look at each file alone
+        rows.update(int(i) for i in found.unique())
+    if not rows:
+        return everyone
+    return {int(i) for i in np.searchsorted(offsets, sorted(rows), side="right") - 1}
+
+
 def _rule_for(context: object, column: object, number: object, check: object,
               schema) -> contracts.Rule:
     """Which contract rule a pandera failure belongs to (found by the check's position)."""
@@ -358,7 +415,9 @@ def _failures_from_pandera(cases: pd.DataFrame, frame: pd.DataFrame, checked: pd
 
 def to_table(frame: pd.DataFrame, spec: FeedSpec, *, state: str, month: dt.date,
              source_file: str, pii_key: str) -> pa.Table:
-    """Validated text frame -> the typed raw table (SSNs replaced by person tokens)."""
+    """Validated text frame -> the typed raw table (SSNs replaced by person tokens).
+    ``state``, ``month`` and ``source_file`` are one value for every row, or one per row (a
+    frame holding several files)."""
     frame = frame.copy()
     for column in spec.optional:
         if column in frame.columns and column != "ssn":
