@@ -86,3 +86,31 @@ def test_local_pii_key_is_generated_once(tmp_path, capsys):
     assert "warning" in capsys.readouterr().err
     second = load_settings({"BDT_HOME": str(tmp_path)})
     assert first.pii_key == second.pii_key and len(first.pii_key) == 64
+
+
+def test_bundled_dbt_version_is_what_the_executable_reports():
+    """The dbt resource skips dagster-dbt's `dbt --version` call for the venv's own dbt: the
+    version it assumes must be the one that executable reports."""
+    import re
+    import subprocess
+
+    from dagster_dbt import DbtCliResource
+
+    from bdt_platform.warehouse.project import (DBT_PROJECT_DIR, BundledDbtCliResource,
+                                                dbt_executable, dbt_resource)
+
+    resource = dbt_resource("duckdb")
+    assert isinstance(resource, BundledDbtCliResource)
+    assert "_cli_version" in vars(DbtCliResource)  # the dagster-dbt attribute it replaces
+    printed = subprocess.run([dbt_executable(), "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    reported = re.search(r"(\d+\.\d+\.\d+)", printed).group(1)
+    assert str(resource._cli_version) == reported
+    # Another executable is still asked.
+    other = BundledDbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable="/bin/false")
+    try:
+        other._cli_version
+    except Exception:
+        pass
+    else:
+        raise AssertionError("a foreign executable must be asked for its version")
