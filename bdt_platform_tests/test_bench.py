@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-FIGURES = ["generate_s", "read_csv_s", "read_csv_first_header_s", "ingest_s",
-           "ingest_rows_per_s", "ingest_vs_read_csv", "ingest_vs_read_csv_first_header",
+FIGURES = ["generate_s", "read_csv_s", "read_csv_union_by_name_s", "ingest_s",
+           "ingest_rows_per_s", "ingest_vs_read_csv", "ingest_vs_read_csv_union_by_name",
            "ingest_events", "build_events", "build_s", "dbt_build_s", "build_vs_dbt",
            "one_partition_process_s", "per_partition_extrapolated_s", "ingest_peak_rss_mb",
            "largest_partition_arrow_mb", "rss_vs_partition", "explain_s"]
@@ -28,7 +28,7 @@ def test_bench_produces_every_figure(tmp_path):
     assert figures["ingest_runs"] == 2  # partner files, case management
     assert figures["build_runs"] == 3  # shared models, facts + reports, report export
     assert set(figures["sensor_tick"]) == {"folder", "sftp"}, figures["notes"]
-    for line in ["ingest vs DuckDB read_csv", "ingest vs read_csv, first header only",
+    for line in ["ingest vs DuckDB read_csv", "ingest vs read_csv with union_by_name",
                  "bdt build vs plain dbt build",
                  "Dagster runs started", "peak RSS above import floor", "sensor tick (folder)",
                  "sensor tick (sftp)", "bdt explain, one partition"]:

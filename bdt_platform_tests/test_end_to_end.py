@@ -217,3 +217,17 @@ def test_second_ingest_finds_nothing_new(world):
                    echo=lines.append)
     assert again.files == [] and again.runs == [] and again.exit_code == 0
     assert any("no changes" in line for line in lines)
+
+
+def test_single_run_backfills_plan_each_asset_once(world):
+    """A run over many partitions records one "planned" event per asset (with its partition
+    range), not one per partition: each event is a storage write (resources.py)."""
+    instance = world["instance"]
+    runs = world["ingested"].runs + world["built"].runs
+    assert runs
+    for run in runs:
+        planned = [entry.dagster_event for entry in instance.all_logs(run.run_id)
+                   if entry.dagster_event is not None and entry.dagster_event.event_type
+                   == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
+        keys = [event.asset_key for event in planned]
+        assert keys and len(keys) == len(set(keys)), (run.run_id, keys)

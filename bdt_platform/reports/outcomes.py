@@ -116,7 +116,10 @@ def _where(pairs: list[tuple[str, dt.date]]) -> str:
 def _only(frame: pd.DataFrame, pairs: list[tuple[str, dt.date]]) -> pd.DataFrame:
     frame["month"] = pd.to_datetime(frame["month"]).dt.date
     wanted = set(pairs)
-    return frame[[(s, m) in wanted for s, m in zip(frame["state"], frame["month"])]]
+    # A boolean Series, not a list: an empty list would select no *columns* of an empty frame.
+    keep = pd.Series([(s, m) in wanted for s, m in zip(frame["state"], frame["month"])],
+                     index=frame.index, dtype=bool)
+    return frame[keep]
 
 
 def compute_ledger(warehouse: Warehouse, partition_keys: list[str]) -> pd.DataFrame:
