@@ -132,10 +132,6 @@ def _largest_partition_mb(warehouse_path: Path) -> float:
     return largest / 2**20
 
 
-def _count_runs(dagster_home: Path, job_prefix: str) -> int:
-    return _runs_and_events(dagster_home, job_prefix)[0]
-
-
 def _runs_and_events(dagster_home: Path, job_prefix: str) -> tuple[int, int]:
     """Runs of the jobs named ``job_prefix...`` and the events they recorded (each event is a
     write to the instance's storage: the fixed cost of per-partition provenance)."""

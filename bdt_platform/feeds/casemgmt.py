@@ -11,7 +11,6 @@ import datetime as dt
 import time
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -173,11 +172,8 @@ def _stage(context, spec: FeedSpec, key: dg.AssetKey, good: list, batch, lake: L
     """Tokenize and stage the valid partitions of a chunk in one write; archive each extract."""
     started = time.perf_counter()
     lengths = [len(frame) for *_, frame in good]
-    combined = pd.concat([frame for *_, frame in good], ignore_index=True)
-    table = parsing.to_table(
-        combined, spec, pii_key=pii_key, source_file=source,
-        state=np.repeat(np.array([state for _, state, _, _ in good], dtype=object), lengths),
-        month=np.repeat(np.array([month for _, _, month, _ in good], dtype=object), lengths))
+    table = parsing.to_table_many([(frame, state, month, source)
+                                   for _, state, month, frame in good], spec, pii_key=pii_key)
     batch.replace(spec.table, table, [(state, month) for _, state, month, _ in good])
     seconds = round(time.perf_counter() - started, 3)
     events = []

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from bdt_platform import partitions as parts
@@ -207,13 +206,8 @@ class _ChunkLoader:
         archived = [i.archived or self.lake.archive(self.spec.name, i.state, i.month, i.filename,
                                                     i.data, i.received) for i in good]
         lengths = [len(i.frame) for i in good]
-        frame = (good[0].frame if len(good) == 1
-                 else pd.concat([i.frame for i in good], ignore_index=True))
-        table = parsing.to_table(
-            frame, self.spec, pii_key=self.pii_key,
-            state=np.repeat(np.array([i.state for i in good], dtype=object), lengths),
-            month=np.repeat(np.array([i.month for i in good], dtype=object), lengths),
-            source_file=np.repeat(np.array([i.filename for i in good], dtype=object), lengths))
+        table = parsing.to_table_many([(i.frame, i.state, i.month, i.filename) for i in good],
+                                      self.spec, pii_key=self.pii_key)
         batch.replace(self.spec.table, table, [(i.state, i.month) for i in good])
         seconds = round(time.perf_counter() - started, 3)
         events = []

@@ -435,6 +435,21 @@ def to_table(frame: pd.DataFrame, spec: FeedSpec, *, state: str, month: dt.date,
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def to_table_many(files: list[tuple[pd.DataFrame, str, dt.date, str]], spec: FeedSpec, *,
+                  pii_key: str) -> pa.Table:
+    """Several validated frames, each ``(frame, state, month, source_file)``, -> one typed raw
+    table holding their rows in order (one tokenize and one Arrow build for all of them)."""
+    lengths = [len(frame) for frame, *_ in files]
+    combined = (files[0][0] if len(files) == 1
+                else pd.concat([frame for frame, *_ in files], ignore_index=True))
+
+    def per_row(position: int) -> np.ndarray:
+        return np.repeat(np.array([item[position] for item in files], dtype=object), lengths)
+
+    return to_table(combined, spec, pii_key=pii_key, state=per_row(1), month=per_row(2),
+                    source_file=per_row(3))
+
+
 def _typed(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
     if arrow_type == pa.date32():
         if len(values) and isinstance(values.iloc[0], dt.date):
