@@ -46,7 +46,7 @@ class BundledDbtCliResource(DbtCliResource):
     """dagster-dbt's dbt resource, for the dbt installed beside this Python.
 
     Before each dbt command dagster-dbt asks the executable for its version (``dbt --version``:
-    a whole extra dbt process start, ~5-9 s on a 2-core machine, once per run). When the
+    a whole extra dbt process start, ~7-9 s on a 2-core machine, once per run). When the
     executable is this environment's own dbt (``dbt_executable()``; pinned in pyproject), its
     version is the installed dbt-core's, known without a process. Any other executable is asked,
     as dagster-dbt does."""
