@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import sys
 import warnings
 from collections.abc import Callable, Iterable
@@ -20,14 +21,38 @@ from bdt_platform import partitions as parts
 from bdt_platform.settings import Settings
 
 
+#: First line of the ``dagster.yaml`` that bdt writes and may rewrite; a file without it is the
+#: user's own and is left as it is.
+INSTANCE_CONFIG_MARK = "# Written by bdt (bdt_platform/runs.py); delete this line to keep your edits."
+#: The ``dagster.yaml`` before the pooled storage (rewritten when found).
+_EARLIER_INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+
+
+def instance_config(dagster_home: Path) -> str:
+    """bdt's ``dagster.yaml``: Dagster's SQLite storage with kept connections
+    (``instance_storage.PooledSqliteStorage``) and telemetry off (offline machines)."""
+    return (f"{INSTANCE_CONFIG_MARK}\n"
+            "storage:\n"
+            "  custom:\n"
+            "    module: bdt_platform.instance_storage\n"
+            "    class: PooledSqliteStorage\n"
+            "    config:\n"
+            f"      base_dir: {json.dumps(str(dagster_home.absolute()))}\n"
+            "telemetry:\n"
+            "  enabled: false\n")
+
+
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """The Dagster instance under ``$DAGSTER_HOME`` (default ``$BDT_HOME/dagster``)."""
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
-        # Runs started by `bdt` execute in-process; keep telemetry off on offline machines.
-        config.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.from_config(str(settings.dagster_home))
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    current = config.read_text() if config.exists() else None
+    wanted = instance_config(home)
+    if current is None or current == _EARLIER_INSTANCE_CONFIG or (
+            current != wanted and current.startswith(INSTANCE_CONFIG_MARK)):
+        config.write_text(wanted)
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def quiet_warnings() -> None:

@@ -275,6 +275,39 @@ def test_generated_files_meet_the_contract(tmp_path: Path):
                                  source_file=f"casemgmt.{spec.name}", pii_key=KEY)
 
 
+def test_one_casemgmt_query_per_month_gives_each_partition_its_own_rows(tmp_path: Path):
+    """The extract reads a month for many states in one query; each state's frame must be
+    exactly what a query for that one partition returns (rows, order, text), and a state
+    without activity gets an empty frame with the contract's columns."""
+    import sqlite3
+
+    import pandas as pd
+
+    months = [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+    generate(tmp_path / "inbox", tmp_path / "cm.sqlite", states=["DC", "NM", "VT"],
+             months=months, scale=0.15, seed=5, pii_key=KEY)
+    database = CaseManagementDatabase(url=f"sqlite:///{tmp_path / 'cm.sqlite'}")
+    plain = sqlite3.connect(tmp_path / "cm.sqlite")
+    for spec in CASEMGMT_SPECS.values():
+        time_column = {"clients": "created_at", "applications": "submitted_at",
+                       "calls": "started_at"}[spec.name]
+        for month in months:
+            frames = database.extract_month(spec.name, spec.input_columns, month,
+                                            ["DC", "NM", "VT", "WY"])
+            assert list(frames) == ["DC", "NM", "VT", "WY"]
+            for state in ["DC", "NM", "VT"]:
+                expected = pd.read_sql(
+                    f"SELECT {', '.join(spec.input_columns)} FROM {spec.name} WHERE state = ? "
+                    f"AND {time_column} >= ? AND {time_column} < ? ORDER BY 1", plain,
+                    params=[state, month.isoformat(),
+                            dt.date(2024, month.month + 1, 1).isoformat()])
+                expected = expected.astype(object).where(expected.notna(), "").astype(str)
+                assert len(expected) > 0
+                pd.testing.assert_frame_equal(frames[state], expected)
+            assert frames["WY"].empty and list(frames["WY"].columns) == spec.input_columns
+    plain.close()
+
+
 def test_casemgmt_rows_are_checked_with_named_rules():
     spec = CASEMGMT_SPECS["calls"]
     frame = parsing.read_text_frame(

@@ -38,20 +38,29 @@ class CaseManagementDatabase(dg.ConfigurableResource):
 
     def extract(self, table: str, columns: list[str], state: str, month: dt.date) -> pd.DataFrame:
         """Rows of ``table`` whose event time falls in ``month`` for ``state``, as text."""
+        return self.extract_month(table, columns, month, [state])[state]
+
+    def extract_month(self, table: str, columns: list[str], month: dt.date,
+                      states: list[str]) -> dict[str, pd.DataFrame]:
+        """Rows of ``table`` whose event time falls in ``month``, as text, for each of ``states``
+        (a frame per state, empty where it has none) - one query for all of them."""
         time_column = EVENT_TIME[table]
         start, end = month, parts.add_months(month, 1)
         query = sa.text(
-            f"SELECT {', '.join(columns)} FROM {table} WHERE state = :state "
+            f"SELECT {', '.join(columns)} FROM {table} WHERE state IN :states "
             f"AND {time_column} >= :start AND {time_column} < :end ORDER BY 1"
-        )
+        ).bindparams(sa.bindparam("states", expanding=True))
         engine = sa.create_engine(self.url)
         try:
             with engine.connect() as connection:
                 frame = pd.read_sql(query, connection, params={
-                    "state": state, "start": start.isoformat(), "end": end.isoformat()})
+                    "states": list(states), "start": start.isoformat(), "end": end.isoformat()})
         finally:
             engine.dispose()
-        return frame.astype(object).where(frame.notna(), "").astype(str)
+        frame = frame.astype(object).where(frame.notna(), "").astype(str)
+        by_state = {state: rows.reset_index(drop=True)
+                    for state, rows in frame.groupby("state", sort=False)}
+        return {state: by_state.get(state, frame.iloc[0:0]) for state in states}
 
     def summary(self, table: str, time_column: str) -> dict[tuple[str, str], tuple[int, str]]:
         """``(state, 'YYYY-MM') -> (rows, latest updated_at to the second, UTC)`` per partition:
@@ -134,11 +143,9 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         chosen = [key for key in context.partition_keys if not wanted or key in wanted]
         with warehouse.batch() as batch:
             for first in range(0, len(chosen), CHUNK_PARTITIONS):
-                extracted = []
-                for partition in chosen[first:first + CHUNK_PARTITIONS]:
-                    state, month = parts.split_key(partition)
-                    extracted.append((partition, state, month, casemgmt.extract(
-                        spec.name, spec.input_columns, state, month)))
+                chunk = [(key, *parts.split_key(key))
+                         for key in chosen[first:first + CHUNK_PARTITIONS]]
+                extracted = _extract_chunk(casemgmt, spec, chunk)
                 # One contract call for the whole chunk; rejections still name their partition.
                 verdicts = parsing.validate_many([(f, s, m) for _, s, m, f in extracted], spec)
                 good = []
@@ -164,6 +171,20 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
 
 # Partitions extracted, validated and loaded together (memory stays bounded by the chunk).
 CHUNK_PARTITIONS = 200
+
+
+def _extract_chunk(casemgmt: CaseManagementDatabase, spec: FeedSpec,
+                   chunk: list[tuple[str, str, dt.date]]) -> list[tuple]:
+    """``(partition, state, month, frame)`` for each partition of ``chunk``: one query per month
+    (all of the chunk's states at once), not one per partition."""
+    states_by_month: dict[dt.date, list[str]] = {}
+    for _, state, month in chunk:
+        states_by_month.setdefault(month, []).append(state)
+    frames = {(state, month): frame
+              for month, states in states_by_month.items()
+              for state, frame in casemgmt.extract_month(spec.name, spec.input_columns, month,
+                                                         states).items()}
+    return [(partition, state, month, frames[(state, month)]) for partition, state, month in chunk]
 
 
 def _stage(context, spec: FeedSpec, key: dg.AssetKey, good: list, batch, lake: LakeResource,

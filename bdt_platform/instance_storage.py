@@ -1,0 +1,128 @@
+"""The local Dagster instance's storage: Dagster's own SQLite storage, with connections kept.
+
+Every partition a run materializes is one asset event (the provenance ``bdt explain`` reads), so a
+year of 51 states writes thousands of them. Dagster's stock SQLite event log builds a new
+SQLAlchemy engine for every write (so every statement is compiled again), opens and closes the
+file twice per asset event (the run's shard and the cross-run index), and commits with a full
+sync: about 20 ms of each event here, more than the data work of most partitions.
+
+``PooledSqliteStorage`` is ``DagsterSqliteStorage`` with one change: its event log keeps one
+engine (with its compiled-statement cache and one open connection) per shard, and runs the shards
+in SQLite's write-ahead-log mode with ``synchronous=NORMAL`` (SQLite's recommended setting for
+WAL: a committed event survives a crash of the process; a power cut can lose the last few, never
+corrupt the file). Files, tables and layout are Dagster's own, so a home written by either class
+reads with the other, and ``dagster-webserver`` reads it while a run writes.
+
+Production uses PostgreSQL instance storage (architecture.md); this is the embedded default only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (INDEX_SHARD_NAME,
+                                                                      SqliteEventLogStorage)
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+
+#: Shards whose engine (and open connection) a process keeps. A run writes its own shard and the
+#: index; the web server reads many runs' shards, so the least recently used ones are closed.
+KEPT_SHARDS = 16
+
+
+def _set_pragmas(dbapi_connection, _connection_record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's sharded SQLite event log, keeping one engine and connection per shard."""
+
+    def __init__(self, base_dir: str, inst_data=None):
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines_lock = threading.Lock()
+        self._tables_present: set[str] = set()
+        super().__init__(base_dir, inst_data=inst_data)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> PooledSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    def _engine(self, shard: str) -> Engine:
+        with self._engines_lock:
+            engine = self._engines.get(shard)
+            if engine is not None:
+                self._engines.move_to_end(shard)
+                return engine
+            engine = create_engine(self.conn_string_for_shard(shard), pool_size=1,
+                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            event.listen(engine, "connect", _set_pragmas)
+            self._engines[shard] = engine
+            while len(self._engines) > KEPT_SHARDS:
+                _, oldest = self._engines.popitem(last=False)
+                oldest.dispose()
+            return engine
+
+    def has_table(self, table_name: str) -> bool:
+        # Dagster asks this of the index for every asset event (is a migration's table there?);
+        # the stock class builds an engine to answer. Tables are never dropped while in use.
+        if table_name in self._tables_present:
+            return True
+        engine = self._engine(INDEX_SHARD_NAME)
+        with engine.connect() as conn:
+            present = bool(engine.dialect.has_table(conn, table_name))
+        if present:
+            self._tables_present.add(table_name)
+        return present
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        # Same contract as the parent: one connection at a time per storage, the shard's tables
+        # created on first use, one transaction per block.
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def wipe(self) -> None:
+        # The stock wipe deletes the run shards' files: close them first, so no kept connection
+        # writes on into a deleted file.
+        with self._db_lock, self._engines_lock:
+            for shard in [shard for shard in self._engines if shard != INDEX_SHARD_NAME]:
+                self._engines.pop(shard).dispose()
+        super().wipe()
+
+    def kept_shards(self) -> list[str]:
+        """Shards with an open engine, least recently used first."""
+        return list(self._engines)
+
+    def dispose(self) -> None:
+        super().dispose()
+        with self._db_lock, self._engines_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+
+class PooledSqliteStorage(DagsterSqliteStorage):
+    """``DagsterSqliteStorage`` (runs, event log, schedules under ``base_dir``) with the pooled
+    event log above. Named in the ``dagster.yaml`` that ``bdt`` writes (``runs.instance_for``)."""
+
+    def __init__(self, base_dir: str, inst_data=None):
+        super().__init__(base_dir, inst_data=inst_data)
+        self._event_log_storage = PooledSqliteEventLogStorage(
+            os.path.join(base_dir, "history", "runs", ""))
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> PooledSqliteStorage:
+        return cls.from_local(inst_data=inst_data, **config_value)

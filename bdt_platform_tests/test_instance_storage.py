@@ -1,0 +1,176 @@
+"""The local Dagster instance: bdt's dagster.yaml and the pooled SQLite event log behind it.
+
+Real SQLite files under a temp home, real Dagster instances, and a second process writing while
+this one reads (as a run writes while the web server reads).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+
+from bdt_platform.instance_storage import (KEPT_SHARDS, PooledSqliteEventLogStorage,
+                                           PooledSqliteStorage)
+from bdt_platform.runs import INSTANCE_CONFIG_MARK, instance_for
+from bdt_platform_tests.conftest import make_settings
+
+ASSET = dg.AssetKey(["feeds", "partner_eligibility_raw"])
+
+
+def _materialize(instance: dg.DagsterInstance, partitions: list[str]) -> None:
+    for partition in partitions:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=ASSET, partition=partition, metadata={"rows": dg.MetadataValue.int(3)}))
+
+
+def _materialized_partitions(instance: dg.DagsterInstance) -> set[str]:
+    return set(instance.get_materialized_partitions(ASSET))
+
+
+def _stock_instance(dagster_home: Path) -> dg.DagsterInstance:
+    """Dagster's own SQLite storage over the same directory (what a hand-written dagster.yaml
+    or a bare ``dagster dev`` pointed at the home would use)."""
+    other = dagster_home.parent / "stock-config"
+    other.mkdir(exist_ok=True)
+    (other / "dagster.yaml").write_text(
+        f"storage:\n  sqlite:\n    base_dir: \"{dagster_home}\"\n"
+        "telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.from_config(str(other))
+
+
+def test_bdt_writes_an_instance_config_with_the_pooled_storage(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    instance = instance_for(settings)
+    try:
+        config = (settings.dagster_home / "dagster.yaml").read_text()
+        assert config.startswith(INSTANCE_CONFIG_MARK)
+        assert "PooledSqliteStorage" in config and "enabled: false" in config
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        _materialize(instance, ["NJ|2024-01", "NJ|2024-02"])
+        assert _materialized_partitions(instance) == {"NJ|2024-01", "NJ|2024-02"}
+    finally:
+        instance.dispose()
+
+
+def test_an_earlier_bdt_config_is_upgraded_and_a_users_own_is_kept(tmp_path):
+    earlier = make_settings(tmp_path / "earlier")
+    earlier.dagster_home.mkdir(parents=True)
+    (earlier.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    instance_for(earlier).dispose()
+    assert "PooledSqliteStorage" in (earlier.dagster_home / "dagster.yaml").read_text()
+
+    moved = make_settings(tmp_path / "moved")
+    moved.dagster_home.mkdir(parents=True)
+    (moved.dagster_home / "dagster.yaml").write_text(
+        (earlier.dagster_home / "dagster.yaml").read_text())
+    instance_for(moved).dispose()
+    assert str(moved.dagster_home) in (moved.dagster_home / "dagster.yaml").read_text()
+
+    own = make_settings(tmp_path / "own")
+    own.dagster_home.mkdir(parents=True)
+    users = "telemetry:\n  enabled: false\nrun_retries:\n  enabled: true\n"
+    (own.dagster_home / "dagster.yaml").write_text(users)
+    instance = instance_for(own)
+    try:
+        assert (own.dagster_home / "dagster.yaml").read_text() == users
+        assert not isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+    finally:
+        instance.dispose()
+
+
+def test_history_reads_the_same_with_dagsters_stock_sqlite_storage(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    pooled = instance_for(settings)
+    _materialize(pooled, ["PA|2024-01", "PA|2024-02"])
+    stock = _stock_instance(settings.dagster_home)
+    try:
+        assert _materialized_partitions(stock) == {"PA|2024-01", "PA|2024-02"}
+        _materialize(stock, ["PA|2024-03"])
+        assert _materialized_partitions(pooled) == {"PA|2024-01", "PA|2024-02", "PA|2024-03"}
+    finally:
+        stock.dispose()
+        pooled.dispose()
+
+
+def test_shards_run_in_wal_mode_with_normal_sync(tmp_path):
+    instance = instance_for(make_settings(tmp_path / "home"))
+    try:
+        _materialize(instance, ["NJ|2024-01"])
+        with instance.event_log_storage.index_connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        instance.dispose()
+
+
+def test_a_long_lived_process_keeps_a_bounded_number_of_shards_open(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    instance = instance_for(settings)
+    try:
+        storage = instance.event_log_storage
+        run_ids = []
+        for number in range(KEPT_SHARDS + 5):
+            run = instance.create_run_for_job(dg.GraphDefinition(name="noop").to_job(),
+                                              run_id=None)
+            run_ids.append(run.run_id)
+            instance.report_engine_event(f"event {number}", run)
+        kept = storage.kept_shards()
+        assert len(kept) <= KEPT_SHARDS
+        assert kept[-1] == run_ids[-1]
+        # A shard that was closed opens again on demand, with everything in it.
+        assert [e.message for e in instance.all_logs(run_ids[0])] == ["event 0"]
+    finally:
+        instance.dispose()
+    assert storage.kept_shards() == []
+
+
+def test_a_run_writing_in_another_process_is_read_live(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    reader = instance_for(settings)
+    _materialize(reader, ["NY|2023-12"])  # the reader holds open connections from here on
+    writer = textwrap.dedent(f"""
+        import dagster as dg
+        from bdt_platform.runs import instance_for
+        from bdt_platform_tests.conftest import make_settings
+        instance = instance_for(make_settings(__import__("pathlib").Path({str(tmp_path / "home")!r})))
+        for month in range(1, 13):
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key=dg.AssetKey(["feeds", "partner_eligibility_raw"]),
+                partition=f"NY|2024-{{month:02d}}"))
+        instance.dispose()
+    """)
+    try:
+        process = subprocess.Popen([sys.executable, "-c", writer])
+        snapshots = []
+        while process.poll() is None:
+            snapshots.append(_materialized_partitions(reader))  # while the other one writes
+        assert process.returncode == 0
+        everything = _materialized_partitions(reader)
+        assert everything == {"NY|2023-12"} | {f"NY|2024-{m:02d}" for m in range(1, 13)}
+        # Every read saw a consistent prefix of the writes, never a stale or torn state.
+        assert all("NY|2023-12" in seen and seen <= everything for seen in snapshots)
+        assert isinstance(reader.event_log_storage, PooledSqliteEventLogStorage)
+        assert PooledSqliteStorage.__name__ in (settings.dagster_home / "dagster.yaml").read_text()
+    finally:
+        reader.dispose()
+
+
+def test_wiping_the_history_closes_run_shards_before_deleting_them(tmp_path):
+    instance = instance_for(make_settings(tmp_path / "home"))
+    try:
+        run = instance.create_run_for_job(dg.GraphDefinition(name="noop").to_job())
+        instance.report_engine_event("before the wipe", run)
+        assert run.run_id in instance.event_log_storage.kept_shards()
+        instance.wipe()
+        assert instance.event_log_storage.kept_shards() in ([], ["index"])
+        instance.report_engine_event("after the wipe", run)  # the same run's shard
+        # Written to a file that exists (not the deleted one), read back by a fresh instance.
+        reread = instance_for(make_settings(tmp_path / "home"))
+        assert [e.message for e in reread.all_logs(run.run_id)] == ["after the wipe"]
+        reread.dispose()
+    finally:
+        instance.dispose()
