@@ -308,6 +308,25 @@ def test_one_casemgmt_query_per_month_gives_each_partition_its_own_rows(tmp_path
     plain.close()
 
 
+def test_a_column_holding_anything_but_text_is_rejected():
+    """Columns are checked as text for the whole column at once (``contracts.Text``); a
+    value that is not a string still fails the dtype rule, and a null the nullable rule."""
+    import numpy as np
+
+    spec = CASEMGMT_SPECS["calls"]
+    frame = parsing.read_text_frame(
+        "call_id,client_id,state,started_at,duration_s,outcome,updated_at\n"
+        "C1,CL1,PA,2024-03-01 10:00:00+00:00,60,completed,2024-03-01T10:01:00Z\n"
+        "C2,CL2,PA,2024-03-01 11:00:00+00:00,15,completed,2024-03-01T11:01:00Z\n", spec)
+    parsing.validate(frame, spec, "PA", MONTH)
+    for value, rule in [(15, "dtype('str')"), (np.nan, "not_nullable"), (None, "not_nullable")]:
+        broken = frame.copy()
+        broken.loc[1, "duration_s"] = value
+        with pytest.raises(parsing.FileRejected) as caught:
+            parsing.validate(broken, spec, "PA", MONTH)
+        assert rule in caught.value.rules
+
+
 def test_casemgmt_rows_are_checked_with_named_rules():
     spec = CASEMGMT_SPECS["calls"]
     frame = parsing.read_text_frame(

@@ -43,6 +43,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pandera.pandas as pa
+from pandas.api.types import infer_dtype
+from pandera import dtypes as pandera_dtypes
+from pandera.engines import pandas_engine
 from pandera.typing import Series
 
 from bdt_platform.pii import TOKEN_PATTERN
@@ -173,7 +176,7 @@ def column_rule(column: str, name: str, description: str,
     def check(cls, values: Series[str]) -> Series[bool]:
         return test(values).astype(bool)
     check.__name__ = name
-    return pa.check(column, name=name, error=description)(check)
+    return pa.check(column, name=name, error=description, ignore_na=False)(check)
 
 
 def frame_rule(name: str, column: str, description: str,
@@ -189,7 +192,7 @@ def frame_rule(name: str, column: str, description: str,
     # pandera reports a failing dataframe check with every column of every failing row, and
     # reshaping that is quadratic in the rows: keep a sample; ``parsing`` re-runs the check for
     # the exact rows and count.
-    return pa.dataframe_check(name=name, error=description,
+    return pa.dataframe_check(name=name, error=description, ignore_na=False,
                               n_failure_cases=FRAME_RULE_SAMPLE)(check)
 
 
@@ -275,11 +278,26 @@ def state_matches(name: str, description: str):
 # ---------------------------------------------------------------------------------------------
 # The contracts
 
+@pandas_engine.Engine.register_dtype
+@pandera_dtypes.immutable
+class Text(pandas_engine.NpString):
+    """A text column as read from a file: every value a Python ``str``. pandera's ``str`` check
+    calls ``isinstance`` once per value in Python; this one asks pandas for the column's
+    inferred type (one pass in C) and falls back to pandera's own check (and its failure
+    cases) only when the column holds anything else."""
+
+    def check(self, pandera_dtype, data_container=None):
+        if data_container is not None and infer_dtype(data_container, skipna=False) in (
+                "string", "empty"):
+            return True
+        return super().check(pandera_dtype, data_container)
+
+
 class FileContract(pa.DataFrameModel):
     """Context every feed shares: the state and month named in the file name."""
 
-    file_state: Series[str]
-    file_month: Series[str]
+    file_state: Series[Text]
+    file_month: Series[Text]
 
     class Config:
         strict = True
@@ -298,23 +316,23 @@ def _ssn_rules():
 class EligibilityContract(FileContract):
     """``eligibility``: people a partner believes eligible for benefits they do not receive."""
 
-    record_id: Series[str]
-    first_name: Series[str]
-    last_name: Series[str]
-    ssn: Series[str]
-    date_of_birth: Series[str]
-    address_line1: Series[str]
-    address_line2: Series[str]
-    city: Series[str]
-    state: Series[str]
-    zip: Series[str]
-    phone: Series[str]
-    email: Series[str]
-    language: Series[str]
-    household_size: Series[str]
-    monthly_income: Series[str]
-    programs_enrolled: Series[str]
-    programs_eligible: Series[str]
+    record_id: Series[Text]
+    first_name: Series[Text]
+    last_name: Series[Text]
+    ssn: Series[Text]
+    date_of_birth: Series[Text]
+    address_line1: Series[Text]
+    address_line2: Series[Text]
+    city: Series[Text]
+    state: Series[Text]
+    zip: Series[Text]
+    phone: Series[Text]
+    email: Series[Text]
+    language: Series[Text]
+    household_size: Series[Text]
+    monthly_income: Series[Text]
+    programs_enrolled: Series[Text]
+    programs_eligible: Series[Text]
 
     _record_id_not_blank = not_blank("record_id")
     _record_id_unique = unique("record_id")
@@ -354,11 +372,11 @@ class EligibilityContract(FileContract):
 class OutcomesContract(FileContract):
     """``outcomes``: state decisions on applications we helped submit."""
 
-    application_id: Series[str]
-    program: Series[str]
-    decision: Series[str]
-    decision_date: Series[str]
-    monthly_benefit_usd: Series[str]
+    application_id: Series[Text]
+    program: Series[Text]
+    decision: Series[Text]
+    decision_date: Series[Text]
+    monthly_benefit_usd: Series[Text]
 
     _application_id_not_blank = not_blank("application_id")
     _program = one_of("program", "program_code_known", PROGRAMS)
@@ -381,10 +399,10 @@ class OutcomesContract(FileContract):
 class MailReturnsContract(FileContract):
     """``mailreturns``: what became of each mail piece, from the print-and-mail vendor."""
 
-    mail_piece_id: Series[str]
-    mailed_date: Series[str]
-    status: Series[str]
-    status_date: Series[str]
+    mail_piece_id: Series[Text]
+    mailed_date: Series[Text]
+    status: Series[Text]
+    status_date: Series[Text]
 
     _mail_piece_id_not_blank = not_blank("mail_piece_id")
     _mail_piece_id_unique = unique("mail_piece_id")
@@ -400,13 +418,13 @@ class MailReturnsContract(FileContract):
 class NudgesContract(FileContract):
     """``nudges``: text and call campaign events from the nudge vendor."""
 
-    event_id: Series[str]
-    campaign_id: Series[str]
-    arm: Series[str]
-    channel: Series[str]
-    recipient_key: Series[str]
-    event_type: Series[str]
-    event_ts: Series[str]
+    event_id: Series[Text]
+    campaign_id: Series[Text]
+    arm: Series[Text]
+    channel: Series[Text]
+    recipient_key: Series[Text]
+    event_type: Series[Text]
+    event_ts: Series[Text]
 
     _event_id_not_blank = not_blank("event_id")
     _event_id_unique = unique("event_id")
@@ -428,21 +446,21 @@ class NudgesContract(FileContract):
 class ClientsContract(FileContract):
     """Case-management ``clients``: people who called or applied through us."""
 
-    client_id: Series[str]
-    first_name: Series[str]
-    last_name: Series[str]
-    ssn: Series[str]
-    date_of_birth: Series[str]
-    address_line1: Series[str]
-    address_line2: Series[str]
-    city: Series[str]
-    state: Series[str]
-    zip: Series[str]
-    phone: Series[str]
-    email: Series[str]
-    language: Series[str]
-    created_at: Series[str]
-    updated_at: Series[str]
+    client_id: Series[Text]
+    first_name: Series[Text]
+    last_name: Series[Text]
+    ssn: Series[Text]
+    date_of_birth: Series[Text]
+    address_line1: Series[Text]
+    address_line2: Series[Text]
+    city: Series[Text]
+    state: Series[Text]
+    zip: Series[Text]
+    phone: Series[Text]
+    email: Series[Text]
+    language: Series[Text]
+    created_at: Series[Text]
+    updated_at: Series[Text]
 
     _client_id_not_blank = not_blank("client_id")
     _client_id_unique = unique("client_id", "the partition")
@@ -465,13 +483,13 @@ class ClientsContract(FileContract):
 class ApplicationsContract(FileContract):
     """Case-management ``applications`` submitted with our help."""
 
-    application_id: Series[str]
-    client_id: Series[str]
-    program: Series[str]
-    state: Series[str]
-    channel: Series[str]
-    submitted_at: Series[str]
-    updated_at: Series[str]
+    application_id: Series[Text]
+    client_id: Series[Text]
+    program: Series[Text]
+    state: Series[Text]
+    channel: Series[Text]
+    submitted_at: Series[Text]
+    updated_at: Series[Text]
 
     _application_id_not_blank = not_blank("application_id")
     _application_id_unique = unique("application_id", "the partition")
@@ -486,13 +504,13 @@ class ApplicationsContract(FileContract):
 class CallsContract(FileContract):
     """Case-management ``calls`` between clients and our call center."""
 
-    call_id: Series[str]
-    client_id: Series[str]
-    state: Series[str]
-    started_at: Series[str]
-    duration_s: Series[str]
-    outcome: Series[str]
-    updated_at: Series[str]
+    call_id: Series[Text]
+    client_id: Series[Text]
+    state: Series[Text]
+    started_at: Series[Text]
+    duration_s: Series[Text]
+    outcome: Series[Text]
+    updated_at: Series[Text]
 
     _call_id_not_blank = not_blank("call_id")
     _call_id_unique = unique("call_id", "the partition")
