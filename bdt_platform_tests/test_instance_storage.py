@@ -56,6 +56,19 @@ def test_bdt_writes_an_instance_config_with_the_pooled_storage(tmp_path):
         instance.dispose()
 
 
+def test_run_workers_and_the_web_server_get_the_same_storage(tmp_path):
+    """Processes Dagster starts (run workers, the daemon) rebuild the instance from its ref."""
+    instance = instance_for(make_settings(tmp_path / "home"))
+    rebuilt = dg.DagsterInstance.from_ref(instance.get_ref())
+    try:
+        assert isinstance(rebuilt.event_log_storage, PooledSqliteEventLogStorage)
+        _materialize(rebuilt, ["VT|2024-05"])
+        assert _materialized_partitions(instance) == {"VT|2024-05"}
+    finally:
+        rebuilt.dispose()
+        instance.dispose()
+
+
 def test_an_earlier_bdt_config_is_upgraded_and_a_users_own_is_kept(tmp_path):
     earlier = make_settings(tmp_path / "earlier")
     earlier.dagster_home.mkdir(parents=True)
