@@ -116,6 +116,27 @@ def test_listing_mirrors_the_folder_inbox(server):
     assert int(over_sftp[0].mtime) == int(old) and over_sftp[0].size == 8
 
 
+def test_a_folder_longer_than_many_directory_reads_is_listed_whole_every_time(server):
+    """A partner folder is listed with pipelined directory reads (the server answers a batch of
+    names per read): every file once, sizes right, and the session stays usable after."""
+    root = server.root / "inbox" / "mailvendor"
+    old = time.time() - 3600
+    names = [f"mailvendor_PA_{2000 + n // 12:04d}{n % 12 + 1:02d}_mail_returns.csv"
+             for n in range(700)]
+    for number, name in enumerate(names):
+        write(root / name, b"x" * (number % 50 + 1), old)
+    inbox = inbox_for(server)
+    try:
+        for _ in range(3):
+            listed = inbox.list_files()
+            assert [f.name for f in listed] == sorted(names)
+            assert {f.name: f.size for f in listed} == {
+                name: number % 50 + 1 for number, name in enumerate(names)}
+        assert inbox.read_bytes(f"mailvendor/{names[7]}") == b"x" * 8
+    finally:
+        inbox.close()
+
+
 def test_missing_root_lists_nothing(server):
     inbox = SftpInbox.from_url(server.url("/no/such/inbox"), str(server.client_key_file),
                                str(server.known_hosts_file))

@@ -328,7 +328,7 @@ class SftpInbox(dg.ConfigurableResource, Inbox):
                         or folder.filename == PROCESSED):
                     continue
                 try:
-                    attrs = sftp.listdir_attr(f"{root}/{folder.filename}")
+                    attrs = list(sftp.listdir_iter(f"{root}/{folder.filename}"))
                 except FileNotFoundError:
                     continue  # removed since the first listing
                 entries = {a.filename: a for a in attrs if stat.S_ISREG(a.st_mode or 0)}
