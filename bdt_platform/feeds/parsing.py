@@ -308,11 +308,14 @@ def validate_many(frames: list[tuple[pd.DataFrame, str, dt.date]], spec: FeedSpe
     been validated alone (its lines, its rows). Returns, per input, None or the rejection."""
     if len(frames) <= 1:
         return [_rejection(frame, spec, state, month) for frame, state, month in frames]
-    offsets = np.cumsum([0] + [len(frame) for frame, _, _ in frames])
-    combined = pd.concat(
-        [frame.assign(file_state=state, file_month=month.isoformat())
-         for frame, state, month in frames], ignore_index=True)
+    lengths = [len(frame) for frame, _, _ in frames]
+    offsets = np.cumsum([0] + lengths)
+    combined = pd.concat([frame for frame, _, _ in frames], ignore_index=True)
     combined.attrs.clear()
+    combined["file_state"] = np.repeat(np.array([state for _, state, _ in frames], dtype=object),
+                                       lengths)
+    combined["file_month"] = np.repeat(
+        np.array([month.isoformat() for _, _, month in frames], dtype=object), lengths)
     try:
         spec.contract.validate(combined, lazy=True)
         return [None] * len(frames)
