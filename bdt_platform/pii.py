@@ -6,7 +6,6 @@ or of the normalized ``first|last|dob|zip5`` when the SSN is empty (feeds.md, "P
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import unicodedata
@@ -17,11 +16,12 @@ import pandas as pd
 TOKEN_PATTERN = r"^tok_[0-9a-f]{32}$"
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
 _SSN_RE = re.compile(r"\d{3}-?\d{2}-?\d{4}")
+_NON_DIGITS = re.compile(r"\D")
 
 
 def normalize_ssn(ssn: str | None) -> str:
     """Digits only; ``''`` when empty."""
-    return re.sub(r"\D", "", ssn or "")
+    return _NON_DIGITS.sub("", ssn or "")
 
 
 def normalize_name(text: str | None) -> str:
@@ -35,7 +35,7 @@ def identity_string(ssn: str | None, first_name: str | None, last_name: str | No
     digits = normalize_ssn(ssn)
     if digits:
         return f"ssn:{digits}"
-    zip5 = re.sub(r"\D", "", zip_code or "")[:5]
+    zip5 = _NON_DIGITS.sub("", zip_code or "")[:5]
     return (f"name:{normalize_name(first_name)}|{normalize_name(last_name)}"
             f"|{(date_of_birth or '').strip()}|{zip5}")
 
@@ -43,9 +43,12 @@ def identity_string(ssn: str | None, first_name: str | None, last_name: str | No
 def person_token(key: str, ssn: str | None = None, first_name: str | None = None,
                  last_name: str | None = None, date_of_birth: str | None = None,
                  zip_code: str | None = None) -> str:
-    identity = identity_string(ssn, first_name, last_name, date_of_birth, zip_code)
-    digest = hmac.new(key.encode(), identity.encode(), hashlib.sha256).hexdigest()
-    return "tok_" + digest[:32]
+    return _token(key.encode(), identity_string(ssn, first_name, last_name, date_of_birth,
+                                                zip_code))
+
+
+def _token(key: bytes, identity: str) -> str:
+    return "tok_" + hmac.digest(key, identity.encode(), "sha256")[:16].hex()
 
 
 def tokenize_frame(frame: pd.DataFrame, key: str, *, ssn_column: str = "ssn",
@@ -58,7 +61,9 @@ def tokenize_frame(frame: pd.DataFrame, key: str, *, ssn_column: str = "ssn",
 
     ssns, firsts, lasts = column(ssn_column), column("first_name"), column("last_name")
     dobs, zips = column("date_of_birth"), column("zip")
-    tokens = [person_token(key, *values) for values in zip(ssns, firsts, lasts, dobs, zips)]
+    key_bytes = key.encode()
+    tokens = [_token(key_bytes, identity_string(*values))
+              for values in zip(ssns, firsts, lasts, dobs, zips)]
     out = frame.drop(columns=[ssn_column], errors="ignore").copy()
     out.insert(0, token_column, pd.array(tokens, dtype="string"))
     return out

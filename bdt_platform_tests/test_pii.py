@@ -30,3 +30,24 @@ def test_tokenize_frame_drops_ssn():
 
 def test_mask_ssn():
     assert pii.mask_ssn("ssn 123-45-6789 and 987654321") == "ssn ***-**-6789 and ***-**-4321"
+
+
+def test_tokens_follow_the_documented_formula():
+    """tok_ + the first 128 bits of HMAC-SHA256(key, normalized identity), as feeds.md defines:
+    tokens join across loads and versions, so the formula must never drift."""
+    import hashlib
+    import hmac
+
+    import pandas as pd
+
+    def expected(identity: str) -> str:
+        return "tok_" + hmac.new(b"k1", identity.encode(), hashlib.sha256).hexdigest()[:32]
+
+    assert pii.person_token("k1", "123-45-6789") == expected("ssn:123456789")
+    assert pii.person_token("k1", "", "José", "O'Brien", "1980-02-03", "08540-1234") == expected(
+        "name:JOSE|OBRIEN|1980-02-03|08540")
+    frame = pd.DataFrame({"ssn": ["123456789", ""], "first_name": ["A", "José"],
+                          "last_name": ["B", "O'Brien"], "date_of_birth": ["", "1980-02-03"],
+                          "zip": ["", "08540"]})
+    assert pii.tokenize_frame(frame, "k1")["person_token"].tolist() == [
+        expected("ssn:123456789"), expected("name:JOSE|OBRIEN|1980-02-03|08540")]
