@@ -84,7 +84,7 @@ def _local(settings: Settings) -> dict:
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
-        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir),
+        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir, settings.home / "dbt"),
     }
 
 
@@ -108,7 +108,7 @@ def _prod(settings: Settings) -> dict:
                                        api_endpoint=settings.bigquery_emulator_host),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
-        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir),
+        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir, settings.home / "dbt"),
     }
 
 

@@ -114,3 +114,27 @@ def test_bundled_dbt_version_is_what_the_executable_reports():
         pass
     else:
         raise AssertionError("a foreign executable must be asked for its version")
+
+
+def test_dbt_commands_get_folders_in_the_home_seeded_with_its_parse_state(tmp_path):
+    import os
+
+    from bdt_platform.warehouse.project import KEPT_TARGETS, PARSE_STATE, dbt_resource
+
+    resource = dbt_resource("duckdb", work_dir=tmp_path / "dbt")
+    first = resource._new_target_path()
+    assert first.parent == tmp_path / "dbt" / "runs" and not (first / PARSE_STATE).exists()
+    (tmp_path / "dbt" / PARSE_STATE).write_bytes(b"state of the last good command")
+    folders = [resource._new_target_path() for _ in range(KEPT_TARGETS + 3)]
+    assert (folders[-1] / PARSE_STATE).read_bytes() == b"state of the last good command"
+    kept = sorted((tmp_path / "dbt" / "runs").iterdir())
+    assert len(kept) == KEPT_TARGETS and kept[-1] == folders[-1] and first not in kept
+
+    os.environ.pop("BDT_DBT_STATES", None)
+    os.environ["BDT_DBT_MIN_MONTH"] = "left alone"
+    with resource.partition_env({"min_month": "2024-01-01", "max_month": "2024-03-01",
+                                 "states": ["NJ", "PA"]}):
+        assert os.environ["BDT_DBT_MIN_MONTH"] == "2024-01-01"
+        assert os.environ["BDT_DBT_STATES"] == "NJ,PA"
+    assert os.environ.pop("BDT_DBT_MIN_MONTH") == "left alone"
+    assert "BDT_DBT_STATES" not in os.environ and "BDT_DBT_MAX_MONTH" not in os.environ

@@ -231,3 +231,20 @@ def test_single_run_backfills_plan_each_asset_once(world):
                    == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
         keys = [event.asset_key for event in planned]
         assert keys and len(keys) == len(set(keys)), (run.run_id, keys)
+
+
+def test_dbt_works_in_the_home_and_reuses_its_parse_state(world):
+    """dbt's per-command folders live under $BDT_HOME/dbt (not in the package), and a command
+    after the first starts from the kept parse state: partitions are passed as environment
+    variables, so only the models that read them are parsed again, not the whole project."""
+    from bdt_platform.warehouse.project import DBT_PROJECT_DIR
+
+    work = world["settings"].home / "dbt"
+    assert (work / "partial_parse.msgpack").exists()
+    logs = {folder.name: (folder / "dbt.log").read_text()
+            for folder in sorted((work / "runs").iterdir())}
+    assert len(logs) >= 2
+    later = list(logs.values())[1:]
+    assert all("Partial parsing enabled" in log for log in later), [
+        name for name, log in logs.items() if "Partial parsing enabled" not in log]
+    assert not any(str(DBT_PROJECT_DIR / "target") in log for log in logs.values())

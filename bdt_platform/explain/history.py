@@ -104,7 +104,9 @@ def check_failures_between(instance: dg.DagsterInstance, keys: Iterable[dg.Asset
             continue
         for execution in executions:
             event = execution.event
-            if event is None or not (start < execution.create_timestamp <= end):
+            # The evaluation's own time: the execution row's create_timestamp is when the check
+            # was planned (run start), and SQLite stores it to the second only.
+            if event is None or not (start < event.timestamp <= end):
                 continue
             evaluation = event.dagster_event.event_specific_data
             if getattr(evaluation, "passed", True):
@@ -113,5 +115,5 @@ def check_failures_between(instance: dg.DagsterInstance, keys: Iterable[dg.Asset
             for item in (rejected.value if rejected is not None else []):
                 if item.get("partition") == partition:
                     found.append({"asset": key.to_user_string(), **item,
-                                  "at": execution.create_timestamp})
+                                  "at": event.timestamp})
     return found

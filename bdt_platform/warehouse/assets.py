@@ -2,23 +2,25 @@
 
 Models tagged ``partitioned`` (the ``fct_`` marts) are one ``@dbt_assets`` partitioned
 ``state x month`` with a single-run backfill policy: a run over many partitions is one dbt
-invocation whose ``--vars`` name the months and states. Everything else (staging and
+invocation whose partition selection (``BDT_DBT_MIN_MONTH``/``MAX_MONTH``/``STATES``, read by
+``macros/partitioning.sql``; dbt ``--vars`` of the same names take precedence) names the months
+and states. Everything else (staging and
 intermediate views, ``dim_person``) is a second, unpartitioned ``@dbt_assets``. dbt tests show
 as asset checks on the models they test.
 """
 
 
 import functools
-import json
 from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from bdt_platform import partitions as parts
-from bdt_platform.warehouse.project import DBT_PROJECT_DIR, prepare_manifest
+from bdt_platform.warehouse.project import (DBT_PROJECT_DIR, BundledDbtCliResource,
+                                            prepare_manifest)
 
 PARTITIONED_TAG = "partitioned"
 
@@ -63,11 +65,14 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> tuple[dg.AssetsDefi
         dagster_dbt_translator=TRANSLATOR,
         name="dbt_partitioned_models",
     )
-    def dbt_partitioned_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    def dbt_partitioned_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
         """Fact tables rebuilt for the run's state x month partitions (delete + insert)."""
         variables = dbt_vars(context.partition_keys)
         context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): {variables}")
-        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+        with dbt.partition_env(variables):
+            invocation = dbt.cli(["build"], context=context)
+        yield from invocation.stream()
+        dbt.keep_parse_state(invocation)
 
     @dbt_assets(
         manifest=manifest,
@@ -75,8 +80,10 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> tuple[dg.AssetsDefi
         dagster_dbt_translator=TRANSLATOR,
         name="dbt_models",
     )
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    def dbt_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
         """Staging and intermediate views and whole-table marts such as the person dimension."""
-        yield from dbt.cli(["build"], context=context).stream()
+        invocation = dbt.cli(["build"], context=context)
+        yield from invocation.stream()
+        dbt.keep_parse_state(invocation)
 
     return dbt_models, dbt_partitioned_models

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import os
+import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource
+from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from packaging import version
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -60,7 +67,72 @@ class BundledDbtCliResource(DbtCliResource):
             return version.parse(dbt_core_version)
         return super()._cli_version
 
+    # -- Artifacts and parse state in the home, not in the package ------------------------
 
-def dbt_resource(target: str, project_dir: Path = DBT_PROJECT_DIR) -> DbtCliResource:
+    work_dir: str = ""
+    """``$BDT_HOME/dbt``: each dbt command's target folder (``runs/``, the newest
+    ``KEPT_TARGETS`` kept) and dbt's parse state (``partial_parse.msgpack``) for this home.
+    Empty: dagster-dbt's default (a new folder under the project's ``target/`` per command)."""
+
+    def cli(self, args: Sequence[str], *, target_path: Path | None = None,
+            **kwargs) -> DbtCliInvocation:
+        if target_path is None and self.work_dir:
+            target_path = self._new_target_path()
+        return super().cli(args, target_path=target_path, **kwargs)
+
+    def _new_target_path(self) -> Path:
+        runs = Path(self.work_dir) / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        for old in sorted(runs.iterdir())[:-(KEPT_TARGETS - 1) or None]:
+            shutil.rmtree(old, ignore_errors=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        target = runs / f"{stamp}-{uuid.uuid4().hex[:8]}"  # sorts by start
+        target.mkdir()
+        state = Path(self.work_dir) / PARSE_STATE
+        if state.exists():
+            # dbt re-reads only the files changed since (or using an env var that changed);
+            # dagster-dbt copies the project's own state only into an empty target.
+            shutil.copy(state, target / PARSE_STATE)
+        return target
+
+    def keep_parse_state(self, invocation: DbtCliInvocation) -> None:
+        """After a dbt command that succeeded, keep its parse state for the next command."""
+        produced = Path(invocation.target_path) / PARSE_STATE
+        if self.work_dir and produced.exists():
+            kept = Path(self.work_dir) / PARSE_STATE
+            partial = kept.with_name(f".{PARSE_STATE}.{uuid.uuid4().hex[:8]}")
+            shutil.copy(produced, partial)
+            os.replace(partial, kept)  # atomic: a concurrent command reads old or new, whole
+
+    @staticmethod
+    @contextlib.contextmanager
+    def partition_env(variables: Mapping[str, object]) -> Iterator[None]:
+        """The partition selection for the dbt command started inside this block, as the
+        environment variables ``macros/partitioning.sql`` reads (``BDT_DBT_MIN_MONTH``,
+        ``BDT_DBT_MAX_MONTH``, ``BDT_DBT_STATES``). Unlike ``--vars``, which make dbt parse the
+        whole project again whenever they change, a changed variable re-parses only the models
+        that read it. The command's process inherits them; this process gets its own back."""
+        values = {f"BDT_DBT_{name.upper()}": ",".join(value) if isinstance(value, list)
+                  else str(value) for name, value in variables.items()}
+        previous = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+PARSE_STATE = "partial_parse.msgpack"
+#: dbt commands whose target folder (manifest, run results, compiled SQL, dbt.log) is kept.
+KEPT_TARGETS = 20
+
+
+def dbt_resource(target: str, project_dir: Path = DBT_PROJECT_DIR,
+                 work_dir: Path | None = None) -> BundledDbtCliResource:
     return BundledDbtCliResource(project_dir=str(project_dir), profiles_dir=str(project_dir),
-                                 target=target, dbt_executable=dbt_executable())
+                                 target=target, dbt_executable=dbt_executable(),
+                                 work_dir=str(work_dir) if work_dir else "")

@@ -1,7 +1,10 @@
 {#-
   State x month partitions for the incremental `fct_` models (tag `partitioned`).
 
-  Vars (all optional, each independent):
+  Vars (all optional, each independent; each falls back to an environment variable,
+  BDT_DBT_MIN_MONTH / BDT_DBT_MAX_MONTH / BDT_DBT_STATES (comma-separated), which is how
+  Dagster passes them: a changed --vars makes dbt re-parse the whole project, a changed env var
+  only the models that read it):
     min_month  first month to build, inclusive: 'YYYY-MM-DD' (or 'YYYY-MM'); any day is read as
                the first of its month
     max_month  last month to build, inclusive, same format
@@ -21,7 +24,7 @@
 
     {%- set months = {} -%}
     {%- for name in ['min_month', 'max_month'] -%}
-        {%- set raw = var(name, none) -%}
+        {%- set raw = var(name, env_var('BDT_DBT_' ~ (name | upper), '')) -%}
         {%- if raw is none or (raw | string | trim) == '' -%}
             {%- do months.update({name: none}) -%}
         {%- else -%}
@@ -40,7 +43,7 @@
             "var min_month (" ~ months.min_month ~ ") is after max_month (" ~ months.max_month ~ ")") -%}
     {%- endif -%}
 
-    {%- set raw_states = var('states', none) -%}
+    {%- set raw_states = var('states', env_var('BDT_DBT_STATES', '')) -%}
     {%- set states = none -%}
     {%- if raw_states is string -%}
         {%- if raw_states | trim != '' -%}
