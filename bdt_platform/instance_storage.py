@@ -24,8 +24,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import (INDEX_SHARD_NAME,
-                                                                      SqliteEventLogStorage)
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME, SqliteEventLogStorage, SqliteEventLogStorageWatchdog)
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from sqlalchemy import create_engine, event
@@ -103,6 +103,19 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self._engines.pop(shard).dispose()
         super().wipe()
 
+    def watch(self, run_id: str, cursor, callback) -> None:
+        # The UI follows a running run by watching its shard's file. A writer that keeps its
+        # connection appends to the write-ahead log (``<run>.db-wal``) and folds it into
+        # ``<run>.db`` only now and then: watch both files, or the UI would lag behind.
+        from watchdog.observers import Observer
+
+        if not self._obs:
+            self._obs = Observer()
+            self._obs.start()
+        watchdog = _ShardAndLogWatchdog(self, run_id, callback, cursor)
+        self._watchers[run_id][callback] = (
+            watchdog, self._obs.schedule(watchdog, self._base_dir, recursive=True))
+
     def kept_shards(self) -> list[str]:
         """Shards with an open engine, least recently used first."""
         return list(self._engines)
@@ -112,6 +125,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock, self._engines_lock:
             while self._engines:
                 self._engines.popitem()[1].dispose()
+
+
+class _ShardAndLogWatchdog(SqliteEventLogStorageWatchdog):
+    """Dagster's run-shard watcher, woken by the shard's write-ahead log as well."""
+
+    @property
+    def patterns(self) -> list[str]:
+        return [self._log_path, f"{self._log_path}-wal"]
+
+    def on_modified(self, event) -> None:
+        self._process_log()
 
 
 class PooledSqliteStorage(DagsterSqliteStorage):

@@ -187,3 +187,28 @@ def test_wiping_the_history_closes_run_shards_before_deleting_them(tmp_path):
         reread.dispose()
     finally:
         instance.dispose()
+
+
+def test_a_watched_run_streams_events_while_its_writer_keeps_the_connection(tmp_path):
+    """The UI follows a running run through ``watch``: events must arrive as they are written,
+    not when the writer's write-ahead log is next folded into the shard file."""
+    import time as clock
+
+    settings = make_settings(tmp_path / "home")
+    writer, reader = instance_for(settings), instance_for(settings)
+    try:
+        run = writer.create_run_for_job(dg.GraphDefinition(name="noop").to_job())
+        writer.report_engine_event("first", run)
+        received: list[str] = []
+        reader.watch_event_logs(run.run_id, None,
+                                lambda entry, cursor: received.append(entry.message))
+        for number in range(3):
+            writer.report_engine_event(f"live {number}", run)
+        deadline = clock.monotonic() + 15
+        while "live 2" not in received and clock.monotonic() < deadline:
+            clock.sleep(0.05)
+        assert run.run_id in writer.event_log_storage.kept_shards()  # connection still open
+        assert [m for m in received if m.startswith("live")] == ["live 0", "live 1", "live 2"]
+    finally:
+        reader.dispose()
+        writer.dispose()
