@@ -4,16 +4,17 @@ Every partition a run materializes is one asset event (the provenance ``bdt expl
 year of 51 states writes thousands of them. Dagster's stock SQLite event log builds a new
 SQLAlchemy engine for every write (so every statement is compiled again), opens and closes the
 file twice per asset event (the run's shard and the cross-run index), and commits with a full
-sync: about 20 ms of each event here, more than the data work of most partitions.
+sync: about 20-24 ms of each event here, more than the data work of most partitions.
 
 ``PooledSqliteStorage`` is ``DagsterSqliteStorage`` with one change: its event log keeps one
 engine (with its compiled-statement cache and one open connection) per shard, and runs the shards
 in SQLite's write-ahead-log mode with ``synchronous=NORMAL`` (SQLite's recommended setting for
 WAL: a committed event survives a crash of the process; a power cut can lose the last few, never
 corrupt the file). Files, tables and layout are Dagster's own, so a home written by either class
-reads with the other, and ``dagster-webserver`` reads it while a run writes.
+reads with the other, and ``dagster-webserver`` reads it while a run writes (its live run view
+watches the shard's write-ahead log too, where a kept connection writes).
 
-Production uses PostgreSQL instance storage (architecture.md); this is the embedded default only.
+Production uses PostgreSQL instance storage (dagster-postgres); this is the embedded default only.
 """
 
 from __future__ import annotations
