@@ -166,9 +166,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     """Start the Dagster UI on the same $BDT_HOME (``dagster dev`` from the repository root)."""
-    from bdt_platform.resources import PLANNED_EVENTS_SWITCH
+    from bdt_platform.resources import (EVENT_BATCH_SWITCH, LOCAL_EVENT_BATCH_SIZE,
+                                        PLANNED_EVENTS_SWITCH)
 
-    env = {PLANNED_EVENTS_SWITCH: "true", **os.environ, "DAGSTER_HOME": str(settings.dagster_home),
+    batching = {EVENT_BATCH_SWITCH: LOCAL_EVENT_BATCH_SIZE} if settings.env == "local" else {}
+    env = {PLANNED_EVENTS_SWITCH: "true", **batching, **os.environ,
+           "DAGSTER_HOME": str(settings.dagster_home),
            "BDT_HOME": str(settings.home)}
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     root = Path(__file__).resolve().parents[1]

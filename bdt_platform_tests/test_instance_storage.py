@@ -212,3 +212,57 @@ def test_a_watched_run_streams_events_while_its_writer_keeps_the_connection(tmp_
     finally:
         reader.dispose()
         writer.dispose()
+
+
+def _range_output_job():
+    import datetime as dt
+
+    from bdt_platform import partitions as parts
+
+    @dg.asset(key=ASSET, partitions_def=parts.state_month_partitions,
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def ranged(context) -> None:  # one output for the range: one event per partition
+        return None
+
+    job = dg.define_asset_job("ranged", selection=[ranged]).resolve(
+        asset_graph=dg.Definitions(assets=[ranged]).resolve_asset_graph())
+    tags = parts.range_tags(["NJ", "NM"], [dt.date(2024, m, 1) for m in range(1, 8)])
+    return job, tags
+
+
+def test_batched_partition_events_land_as_one_by_one_would(tmp_path, monkeypatch):
+    """With Dagster's event batching on (bdt's local default), a range output's per-partition
+    materializations are stored through ``store_event_batch``; what any reader sees must be
+    what storing them one by one gives: partitions, per-partition look-ups (explain), tags."""
+    job, tags = _range_output_job()
+    batches = []
+    original = PooledSqliteEventLogStorage.store_event_batch
+
+    def counting(self, events):
+        batches.append(len(events))
+        return original(self, events)
+
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", counting)
+    seen = {}
+    for name, batch_size in [("one_by_one", None), ("batched", "8")]:
+        if batch_size is None:
+            monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
+        instance = instance_for(make_settings(tmp_path / name))
+        try:
+            assert job.execute_in_process(instance=instance, tags=tags).success
+            partitions = sorted(instance.get_materialized_partitions(ASSET))
+            per_partition = {
+                key: [r.partition_key for r in instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=ASSET, asset_partitions=[key]),
+                    limit=5).records]
+                for key in partitions}
+            latest = instance.get_latest_materialization_event(ASSET)
+            seen[name] = (partitions, per_partition, latest.asset_materialization.partition)
+        finally:
+            instance.dispose()
+    assert len(seen["batched"][0]) == 14  # 2 states x 7 months
+    assert all(found == [key] for key, found in seen["batched"][1].items())
+    assert seen["batched"] == seen["one_by_one"]
+    assert batches and max(batches) == 8 and sum(batches) >= 14
