@@ -53,6 +53,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_lock = threading.Lock()
         self._tables_present: set[str] = set()
+        self._asset_key_index_cols = False
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -73,6 +74,13 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 _, oldest = self._engines.popitem(last=False)
                 oldest.dispose()
             return engine
+
+    def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
+        # Asked (with a schema inspection) for every asset event; migrations only add columns.
+        if self._asset_key_index_cols:
+            return True
+        self._asset_key_index_cols = super()._has_asset_key_index_cols_on_connection(conn)
+        return self._asset_key_index_cols
 
     def has_table(self, table_name: str) -> bool:
         # Dagster asks this of the index for every asset event (is a migration's table there?);
@@ -100,9 +108,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def store_event_batch(self, events) -> None:
         """A batch of asset events (Dagster batches the per-partition materializations of a
-        range output when ``DAGSTER_EVENT_BATCH_SIZE`` is set): the same rows as
-        ``store_event`` one by one, in one transaction on the run's shard and one on the index
-        instead of two per event. Anything else is stored one by one, as before."""
+        range output when ``DAGSTER_EVENT_BATCH_SIZE`` is set; ``partition_events`` batches
+        logged ones): the same rows as ``store_event`` one by one, in one transaction on the
+        run's shard and one on the index instead of two per event. The asset's row (its latest
+        materialization) is written once per asset: a materialization followed by a later one
+        of the same asset in the batch would be overwritten column for column. Anything else
+        is stored one by one, as before."""
         run_ids = {event.run_id for event in events}
         if len(run_ids) != 1 or not all(
                 event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS
@@ -111,17 +122,19 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self.store_event(event)
             return
         statements = [self.prepare_insert_event(event) for event in events]
+        superseded = _superseded_materializations(events)
         with self.run_connection(run_ids.pop()) as conn:
             for statement in statements:
                 conn.execute(statement)
         with self.index_transaction() as conn:
-            for event, statement in zip(events, statements):
+            for index, (event, statement) in enumerate(zip(events, statements)):
                 event_id = conn.execute(statement).inserted_primary_key[0]
                 if event_id is None:
                     raise DagsterInvariantViolationError(
                         "Cannot store asset event tags for null event id.")
                 self._store_asset_event_tags(conn, [event], [event_id])
-                self._store_asset_event(conn, event, event_id)
+                if index not in superseded:
+                    self._store_asset_event(conn, event, event_id)
 
     def wipe(self) -> None:
         # The stock wipe deletes the run shards' files: close them first, so no kept connection
@@ -153,6 +166,24 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock, self._engines_lock:
             while self._engines:
                 self._engines.popitem()[1].dispose()
+
+
+def _superseded_materializations(events) -> set[int]:
+    """Positions of materializations followed by a later materialization of the same asset.
+
+    Storing an asset event updates the asset's row: a materialization sets its latest
+    materialization, run and timestamp; other asset events set a subset of those. So a later
+    materialization of the same asset overwrites everything an earlier one wrote."""
+    superseded, later = set(), set()
+    for index in range(len(events) - 1, -1, -1):
+        dagster_event = events[index].dagster_event
+        if not dagster_event.is_step_materialization:
+            continue
+        key = dagster_event.asset_key
+        if key in later:
+            superseded.add(index)
+        later.add(key)
+    return superseded
 
 
 class _ShardAndLogWatchdog(SqliteEventLogStorageWatchdog):

@@ -266,3 +266,80 @@ def test_batched_partition_events_land_as_one_by_one_would(tmp_path, monkeypatch
     assert all(found == [key] for key, found in seen["batched"][1].items())
     assert seen["batched"] == seen["one_by_one"]
     assert batches and max(batches) == 8 and sum(batches) >= 14
+
+
+OTHER = dg.AssetKey(["feeds", "partner_outcomes_raw"])
+
+
+def _logging_job():
+    """Two assets materialized by one step that logs its own per-partition events, as the feed
+    loaders do: every partition of the run but the first (its file 'quarantined'), the two
+    assets' events interleaved, each with its own metadata."""
+    import datetime as dt
+
+    from bdt_platform import partitions as parts
+    from bdt_platform.partition_events import log_materializations
+
+    @dg.multi_asset(specs=[dg.AssetSpec(key, partitions_def=parts.state_month_partitions,
+                                        skippable=True) for key in (ASSET, OTHER)],
+                    backfill_policy=dg.BackfillPolicy.single_run(), can_subset=False)
+    def loader(context):
+        loaded = sorted(context.partition_keys)[1:]
+        log_materializations(context, [
+            dg.AssetMaterialization(asset_key=key, partition=partition,
+                                    metadata={"rows": dg.MetadataValue.int(index)})
+            for index, partition in enumerate(loaded) for key in (ASSET, OTHER)])
+        yield from ()  # no outputs: the logged events are the materializations
+
+    job = dg.define_asset_job("logging", selection=[loader]).resolve(
+        asset_graph=dg.Definitions(assets=[loader]).resolve_asset_graph())
+    tags = parts.range_tags(["NJ", "NM"], [dt.date(2024, m, 1) for m in range(1, 8)])
+    return job, tags
+
+
+def test_logged_partition_events_are_stored_in_batches_as_one_by_one_would(tmp_path,
+                                                                            monkeypatch):
+    """``partition_events.log_materializations`` (the feed loaders' and the report's events)
+    goes through ``store_event_batch`` when batching is on, which writes each asset's latest
+    row once per batch; readers must see exactly what one-by-one ``log_event`` gives."""
+    job, tags = _logging_job()
+    batches = []
+    original = PooledSqliteEventLogStorage.store_event_batch
+
+    def counting(self, events):
+        if all(event.dagster_event.is_step_materialization for event in events):
+            batches.append(len(events))
+        return original(self, events)
+
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", counting)
+    seen = {}
+    for name, batch_size in [("one_by_one", None), ("batched", "5")]:
+        if batch_size is None:
+            monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
+        instance = instance_for(make_settings(tmp_path / name))
+        try:
+            result = job.execute_in_process(instance=instance, tags=tags)
+            assert result.success
+            reported = [(e.asset_key, e.partition) for e in result.get_asset_materialization_events()]
+            per_asset = {}
+            for key in (ASSET, OTHER):
+                partitions = sorted(instance.get_materialized_partitions(key))
+                rows = {record.partition_key: record.asset_materialization.metadata["rows"].value
+                        for record in instance.fetch_materializations(key, limit=100).records}
+                latest = instance.get_latest_materialization_event(key)
+                last_run = instance.get_asset_records([key])[0].asset_entry.last_run_id
+                per_asset[key] = (partitions, rows, latest.asset_materialization.partition,
+                                  latest.asset_materialization.metadata["rows"].value,
+                                  last_run == result.run_id)
+            seen[name] = (reported, per_asset)
+        finally:
+            instance.dispose()
+    reported, per_asset = seen["batched"]
+    assert len(reported) == 26 and reported[0] == (ASSET, reported[1][1])  # 13 partitions x 2
+    for partitions, rows, latest_partition, latest_rows, last_run_is_this in per_asset.values():
+        assert len(partitions) == 13 and sorted(rows) == partitions
+        assert latest_partition == reported[-1][1] and latest_rows == 12 and last_run_is_this
+    assert seen["batched"] == seen["one_by_one"]
+    assert batches == [5] * 5  # and the 26th event alone, stored as a single event

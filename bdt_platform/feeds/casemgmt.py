@@ -19,6 +19,7 @@ from bdt_platform import partitions as parts
 from bdt_platform.feeds import parsing
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
+from bdt_platform.partition_events import log_materializations
 from bdt_platform.pii_resource import PiiKeyResource
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import Warehouse
@@ -160,8 +161,7 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                     events.extend(_stage(context, spec, key, good, batch, lake, casemgmt, report,
                                          pii_key, source))
             context.log.info(f"{spec.name}: {report.summary()}")
-        for event in events:
-            context.log_event(event)
+        log_materializations(context, events)
         yield dg.AssetCheckResult(check_name=CONTRACT_CHECK, asset_key=key,
                                   passed=not report.rejected, description=report.summary(),
                                   metadata=report.as_metadata())

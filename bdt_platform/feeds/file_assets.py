@@ -31,6 +31,7 @@ from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
 from bdt_platform.inbox.base import Inbox
+from bdt_platform.partition_events import log_materializations
 from bdt_platform.pii import mask_ssn
 from bdt_platform.pii_resource import PiiKeyResource
 from bdt_platform.storage.lake import ArchivedFile, LakeResource
@@ -131,8 +132,7 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                                      f"{report.summary()}")
             loaded_events.extend(loader.flush(batch))
         # Committed: only now is it true that these partitions hold the new rows.
-        for event in loaded_events:
-            context.log_event(event)
+        log_materializations(context, loaded_events)
         context.log.info(f"{spec.name}: {report.summary()}")
         for path in landed_inbox_paths:
             inbox.mark_processed(path)

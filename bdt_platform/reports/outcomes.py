@@ -19,6 +19,7 @@ from pandera.typing import Series
 
 from bdt_platform import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
+from bdt_platform.partition_events import log_materializations
 from bdt_platform.reports.ledger import ledger_query, write_ledgers
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import Warehouse
@@ -182,6 +183,7 @@ def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
                             context.run.run_id)
     with warehouse.batch() as batch:
         batch.replace(TABLE, table, covered)
+    materializations = []
     for row in frame.itertuples(index=False):
         key = parts.partition_key(row.state, row.month)
         metadata = {"dagster/row_count": 1, "code_version": CODE_VERSION, "table": TABLE,
@@ -191,7 +193,9 @@ def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
             metadata[name] = (dg.MetadataValue.null() if pd.isna(value)
                               else dg.MetadataValue.float(float(value)) if isinstance(value, float)
                               else dg.MetadataValue.int(int(value)))
-        context.log_event(dg.AssetMaterialization(asset_key=KEY, partition=key, metadata=metadata))
+        materializations.append(dg.AssetMaterialization(asset_key=KEY, partition=key,
+                                                        metadata=metadata))
+    log_materializations(context, materializations)
     context.log.info(f"reports.outcomes: {len(frame)} row(s) for {len(covered)} partition(s) in "
                      f"{time.perf_counter() - started:.2f}s")
     yield check
