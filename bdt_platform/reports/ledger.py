@@ -51,15 +51,23 @@ def ledger_path(state: str, month, run_id: str) -> str:
 
 
 def write_ledgers(lake: LakeResource, frame: pd.DataFrame, run_id: str) -> dict[str, str]:
-    """One Parquet file per partition; returns ``partition key -> lake path``."""
-    paths = {}
-    for (state, month), rows in frame.groupby(["state", "month"], sort=True):
+    """One Parquet file per partition; returns ``partition key -> lake path``.
+
+    The frame goes to Arrow once; each partition's file is a zero-copy slice of it (rows keep
+    their order within a partition)."""
+    if frame.empty:
+        return {}
+    ordered = frame.sort_values(["state", "month"], kind="stable").reset_index(drop=True)
+    table = pa.Table.from_pandas(ordered[["metric", "record_id", "amount"]],
+                                 preserve_index=False)
+    sizes = ordered.groupby(["state", "month"], sort=False).size()
+    paths, start = {}, 0
+    for (state, month), rows in sizes.items():
         month = pd.Timestamp(month).date()
         path = ledger_path(state, month, run_id)
         buffer = io.BytesIO()
-        table = pa.Table.from_pandas(rows[["metric", "record_id", "amount"]].reset_index(drop=True),
-                                     preserve_index=False)
-        pq.write_table(table, buffer)
+        pq.write_table(table.slice(start, rows), buffer)
+        start += rows
         target = lake.path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(buffer.getvalue())
