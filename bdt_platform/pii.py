@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,30 +44,52 @@ def identity_string(ssn: str | None, first_name: str | None, last_name: str | No
 def person_token(key: str, ssn: str | None = None, first_name: str | None = None,
                  last_name: str | None = None, date_of_birth: str | None = None,
                  zip_code: str | None = None) -> str:
-    return _token(key.encode(), identity_string(ssn, first_name, last_name, date_of_birth,
-                                                zip_code))
+    return _tokens(key.encode(), [identity_string(ssn, first_name, last_name, date_of_birth,
+                                                  zip_code)])[0]
 
 
-def _token(key: bytes, identity: str) -> str:
-    return "tok_" + hmac.digest(key, identity.encode(), "sha256")[:16].hex()
+def _tokens(key: bytes, identities: Iterable[str]) -> list[str]:
+    """``tok_`` + the first 16 bytes of HMAC-SHA256(key, identity), hex, for each identity.
+    The keyed state is set up once and copied per identity."""
+    keyed = hmac.new(key, digestmod="sha256")
+    tokens = []
+    for identity in identities:
+        mac = keyed.copy()
+        mac.update(identity.encode())
+        tokens.append("tok_" + mac.digest()[:16].hex())
+    return tokens
 
 
 def tokenize_frame(frame: pd.DataFrame, key: str, *, ssn_column: str = "ssn",
                    token_column: str = "person_token") -> pd.DataFrame:
-    """Return a copy with ``person_token`` added and the SSN column dropped."""
-    def column(name: str) -> list:
-        if name in frame.columns:
-            return frame[name].astype("string").fillna("").tolist()
-        return [""] * len(frame)
+    """Return a copy with ``person_token`` added and the SSN column dropped.
 
-    ssns, firsts, lasts = column(ssn_column), column("first_name"), column("last_name")
-    dobs, zips = column("date_of_birth"), column("zip")
+    Same tokens as ``person_token`` row by row; the name, date of birth and ZIP columns are only
+    read for the rows without an SSN (most rows have one)."""
     key_bytes = key.encode()
-    tokens = [_token(key_bytes, identity_string(*values))
-              for values in zip(ssns, firsts, lasts, dobs, zips)]
+    digits = [normalize_ssn(ssn) for ssn in _text(frame, ssn_column, range(len(frame)))]
+    identities = [f"ssn:{ssn}" for ssn in digits]
+    missing = [row for row, ssn in enumerate(digits) if not ssn]
+    if missing:
+        columns = [_text(frame, name, missing)
+                   for name in ("first_name", "last_name", "date_of_birth", "zip")]
+        for row, values in zip(missing, zip(*columns)):
+            identities[row] = identity_string("", *values)
+    tokens = _tokens(key_bytes, identities)
     out = frame.drop(columns=[ssn_column], errors="ignore").copy()
     out.insert(0, token_column, pd.array(tokens, dtype="string"))
     return out
+
+
+def _text(frame: pd.DataFrame, column: str, rows: Sequence[int]) -> list[str]:
+    """The column's values at row positions ``rows`` as text (``''`` for a missing column or
+    value)."""
+    if column not in frame.columns:
+        return [""] * len(rows)
+    values = frame[column]
+    if len(rows) != len(frame):
+        values = values.iloc[list(rows)]
+    return values.astype("string").fillna("").tolist()
 
 
 def is_token(value: str | None) -> bool:

@@ -51,3 +51,20 @@ def test_tokens_follow_the_documented_formula():
                           "zip": ["", "08540"]})
     assert pii.tokenize_frame(frame, "k1")["person_token"].tolist() == [
         expected("ssn:123456789"), expected("name:JOSE|OBRIEN|1980-02-03|08540")]
+
+
+def test_tokenize_frame_equals_person_token_row_by_row_whatever_the_index():
+    """Rows with and without an SSN, missing values, and an index with repeats (frames of many
+    files are concatenated): each row's token is ``person_token`` of that row's own values."""
+    import pandas as pd
+
+    rows = [("123-45-6789", "A", "B", "1990-01-01", "19104"),
+            ("", "José", "O'Brien", "1980-02-03", "08540-1234"),
+            (None, "Ann", None, " 1971-05-06 ", None),
+            ("987654321", "", "", "", ""),
+            ("  ", "Bo", "Li", "2001-12-31", "02134")]
+    frame = pd.DataFrame(rows, columns=["ssn", "first_name", "last_name", "date_of_birth", "zip"],
+                         index=[7, 7, 0, 3, 0])
+    tokens = pii.tokenize_frame(frame, "k2")["person_token"].tolist()
+    assert tokens == [pii.person_token("k2", *row) for row in rows]
+    assert len(set(tokens)) == len(rows)
