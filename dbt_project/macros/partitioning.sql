@@ -3,8 +3,8 @@
 
   Vars (all optional, each independent; each falls back to an environment variable,
   BDT_DBT_MIN_MONTH / BDT_DBT_MAX_MONTH / BDT_DBT_STATES (comma-separated), which is how
-  Dagster passes them: a changed --vars makes dbt re-parse the whole project, a changed env var
-  only the models that read it):
+  Dagster passes them: a changed --vars makes dbt re-parse the whole project, while env vars read
+  only when nodes are compiled, never while parsing, leave the saved parse state valid):
     min_month  first month to build, inclusive: 'YYYY-MM-DD' (or 'YYYY-MM'); any day is read as
                the first of its month
     max_month  last month to build, inclusive, same format
@@ -20,6 +20,12 @@
 -#}
 
 {% macro bdt_partition_selection() %}
+    {#- Parsing only needs the SQL's shape: read no var or env var then, so dbt's saved parse
+        state does not depend on the partitions and a command for other partitions re-parses
+        nothing. Nodes are compiled (execute is true) with the command's own values. -#}
+    {%- if execute is defined and not execute -%}
+        {{ return({'min_month': none, 'max_month': none, 'states': none}) }}
+    {%- endif -%}
     {%- set re = modules.re -%}
 
     {%- set months = {} -%}
