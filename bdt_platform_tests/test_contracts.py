@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import re
 import time
 from pathlib import Path
 
+import pandas
 import pyarrow as pa
 import pytest
 
 from bdt_platform.feeds import contracts, parsing
 from bdt_platform.feeds.casemgmt import CaseManagementDatabase
 from bdt_platform.feeds.filenames import parse_drop_name
-from bdt_platform.feeds.specs import CASEMGMT_SPECS, FILE_FEED_SPECS
+from bdt_platform.feeds.specs import (ALL_SPECS, CASEMGMT_SPECS, DATE, FILE_FEED_SPECS,
+                                      TIMESTAMP, FeedSpec)
 from bdt_platform.pii import TOKEN_PATTERN
 from bdt_platform.synthetic import generate
 
@@ -436,3 +439,289 @@ def test_identifiers_may_repeat_across_files_but_not_within_one():
     assert verdicts[0] is None and verdicts[1] is None
     assert verdicts[2] is not None and verdicts[2].rules == ["mail_piece_id_unique"]
     assert verdicts[2].failures[0].count == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules and typing read whole columns (RE2 via pyarrow, numpy); they must judge and parse every
+# value exactly as the per-value Python they replaced, kept here as the reference.
+
+REF_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+REF_TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}"
+                           r"(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})$")
+REF_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
+REF_SSN_INSIDE = re.compile(r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|(?<!\d)\d{9}(?!\d)")
+
+
+def ref_date(value: object) -> dt.date | None:
+    if not isinstance(value, str) or not REF_DATE.match(value):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def ref_timestamp(value: object) -> dt.datetime | None:
+    if not isinstance(value, str) or not REF_TIMESTAMP.match(value):
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else None
+
+
+def ref_utc(value: object) -> dt.datetime | None:
+    stamp = ref_timestamp(value)
+    return None if stamp is None else stamp.astimezone(dt.timezone.utc)
+
+
+def ref_codes(text: str) -> list[str]:
+    return text.split(";") if text != "" else []
+
+
+def ref_next_month(month: dt.date) -> dt.date:
+    return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _full(pattern: str, *, optional: bool = False):
+    return lambda v: (optional and v == "") or bool(re.fullmatch(pattern, v))
+
+
+# Every rule that reads text with a pattern or a parser, by name (column rules: by suffix too).
+REFERENCE_RULES = {
+    "ssn_9_digits_or_empty": _full(r"[0-9]{9}", optional=True),
+    "zip_format": _full(r"[0-9]{5}(-[0-9]{4})?"),
+    "zip_format_or_empty": _full(r"[0-9]{5}(-[0-9]{4})?", optional=True),
+    "phone_10_digits_or_empty": _full(r"[0-9]{10}", optional=True),
+    "recipient_key_is_person_token": _full(TOKEN_PATTERN[1:-1]),
+    "duration_s_whole_seconds": _full(r"[0-9]+"),
+    "household_size_1_to_20": lambda v: bool(re.fullmatch(r"[0-9]{1,2}", v)) and 1 <= int(v) <= 20,
+    "_is_date": lambda v: ref_date(v) is not None,
+    "_is_timestamp": lambda v: ref_timestamp(v) is not None,
+    "_is_decimal": lambda v: bool(re.fullmatch(REF_DECIMAL, v)),
+    "_not_negative": lambda v: not re.fullmatch(REF_DECIMAL, v) or not v.startswith("-"),
+    "_has_no_ssn": lambda v: not REF_SSN_INSIDE.search(v),
+    "_known_codes": lambda v: all(code in contracts.PROGRAMS for code in ref_codes(v)),
+    "_no_duplicates": lambda v: len(set(ref_codes(v))) == len(ref_codes(v)),
+}
+REFERENCE_FRAME_RULES = {
+    "date_of_birth_between_1900_and_file_month": lambda r: (
+        (d := ref_date(r["date_of_birth"])) is None
+        or dt.date(1900, 1, 1) <= d < ref_next_month(r["month"])),
+    "decision_date_within_or_before_file_month": lambda r: (
+        (d := ref_date(r["decision_date"])) is None or d < ref_next_month(r["month"])),
+    "status_date_on_or_after_mailed_date": lambda r: (
+        (a := ref_date(r["status_date"])) is None or (b := ref_date(r["mailed_date"])) is None
+        or a >= b),
+    "event_ts_within_file_month": lambda r: (
+        (t := ref_timestamp(r["event_ts"])) is None
+        or (t.year, t.month) == (r["month"].year, r["month"].month)),
+}
+
+ADVERSARIAL = [
+    "", " ", "  ", "\n", "\t", "x", "2024-03-01", " 2024-03-01", "2024-03-01 ", "2024-03-01\n",
+    "\n2024-03-01", "２０２４-０３-０１", "٢٠٢٤-٠٣-٠١", "2024-02-29", "2023-02-29", "2024-02-30",
+    "2024-2-5", "2024-02-5", "0000-01-01", "0001-01-01", "9999-12-31", "10000-01-01",
+    "2024-13-01", "2024-00-10", "2024-01-00", "2024-01-32", "2024-04-31", "1900-02-29",
+    "2000-02-29", "2024-03-01T10:00:00Z", "2024-03-01T10:00Z", "2024-03-01 10:00:00+0000",
+    "2024-03-01T10:00:00+00:00", "2024-03-01T10:00:00-05:00", "2024-03-01T10:00:00",
+    "2024-03-01T10:00", "2024-03-01T10:00:00.5Z", "2024-03-01T10:00:00.123456+01:00",
+    "2024-03-01T10:00:00.1234567-05:00", "2024-03-01T10:00:00.999999999999Z",
+    "2024-03-01T10:00:00.Z", "2024-03-01T10:00:00,5Z", "2024-03-01T10:00:00Z\n",
+    "2024-03-01T10:00:00z", "2024-03-01t10:00:00Z", "2024-03-01T24:00:00Z", "2024-03-01T23:60Z",
+    "2024-03-01T23:59:60Z", "2024-03-01T10:00+23:59", "2024-03-01T10:00+24:00",
+    "2024-03-01T10:00+00:60", "2024-03-01T10:00-00:99", "2024-03-01T10:00+2359",
+    "2024-03-01T10:00+23:99", "2024-03-01T10:00+5:00", "2024-03-01T10:00+05",
+    "2024-03-31T22:00-05:00", "2024-04-01T01:00+05:00", "2024-02-30T10:00Z", "0000-12-31T23:00Z",
+    "0001-01-01T00:00Z",
+    "0001-01-01T00:00-01:00", "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59+01:00",
+    "0001-01-01T00:59:59.999999+01:00", "9999-12-31T23:00-01:00",  # UTC in year 0 / 10000
+    "２０２４-０３-０１T10:00Z", "2024-03-01T１０:00Z", "0", "00", "01", "1", "9", "10", "19", "20",
+    "21", "99", "100", "007", "-0", "-1", "-1.5", "1.", ".5", "1.5", "+1", "1e3", "1,000", "$5",
+    "１２", "12.50", "-0.00", "--1", "SNAP", "SNAP;WIC", "SNAP;;WIC", "SNAP;", ";SNAP", ";", ";;",
+    "SNAP;SNAP", "snap", "SNAP; WIC", " SNAP", "EXTRA_HELP;MSP;MEDICAID", "WIC;X;X", "LIHEAP\n",
+    "123-45-6789", "x123456789y", "1234567890", "12345678", "123 45 6789", "123456789",
+    "a123456789", "123456789a", "１２３-４５-６７８９", "１２３４５６７８９", "x１２３４５６７８９",
+    "١٢٣٤٥٦٧٨٩", "é123456789", "123456789é", "é1234567890", "12345٦789", "000000000",
+    "12345", "12345-6789", "12345-678", "2155550100", "tok_" + "0a" * 16, "tok_" + "A" * 32,
+    "tok_" + "a" * 32 + "\n", "tok_" + "a" * 31, "tok_" + "a" * 33, "\u200b", "\u3000",
+]
+DIGITS = "0123456789" * 6 + "０１２３４５６７８９" + "٠١٢٣٤٥٦٧٨٩" + "०१२३४५६७८९"
+ALPHABET = DIGITS + "-:T tZz+.,;\n\x0bé_" + "SNAPWIC"
+
+
+def _two(n: int) -> str:
+    return f"{n:02d}"
+
+
+def _random_date(draw: random.Random) -> str:
+    year = draw.choice([0, 1, 2, 1899, 1900, 1969, 1970, 2000, 2023, 2024, 2100, 9998, 9999,
+                        draw.randrange(10000)])
+    return f"{year:04d}-{_two(draw.randrange(14))}-{_two(draw.randrange(33))}"
+
+
+def _random_timestamp(draw: random.Random) -> str:
+    text = (_random_date(draw) + draw.choice("TT t") + _two(draw.randrange(26)) + ":"
+            + _two(draw.randrange(62)))
+    if draw.random() < 0.7:
+        text += ":" + _two(draw.randrange(62))
+        if draw.random() < 0.5:
+            text += "." + "".join(draw.choice("0123456789") for _ in range(draw.randrange(1, 13)))
+    hours, minutes = draw.choice([0, 1, 5, 12, 14, 23, 24, 99]), draw.choice([0, 30, 59, 60, 99])
+    return text + draw.choice(["Z", "", f"+{_two(hours)}:{_two(minutes)}",
+                               f"-{_two(hours)}{_two(minutes)}", f"+{_two(hours)}"])
+
+
+def _mutated(draw: random.Random, text: str) -> str:
+    """One character inserted, dropped or replaced (sometimes a full-width or Arabic digit)."""
+    at = draw.randrange(len(text) + 1)
+    new = draw.choice(ALPHABET)
+    return draw.choice([text[:at] + new + text[at:], text[:at] + text[at + 1:],
+                        text[:at] + new + text[at + 1:]])
+
+
+def _random_value(draw: random.Random) -> str:
+    kind = draw.randrange(8)
+    if kind == 0:
+        return "".join(draw.choice(ALPHABET) for _ in range(draw.randrange(25)))
+    if kind == 1:
+        return "".join(draw.choice(DIGITS + " -x") for _ in range(draw.randrange(8, 14)))
+    if kind == 2:
+        return ";".join(draw.choice([*contracts.PROGRAMS, "", "snap", "X"])
+                        for _ in range(draw.randrange(4)))
+    if kind == 3:
+        return draw.choice(["", "-"]) + "".join(draw.choice("0123456789.") for _ in range(4))
+    text = _random_date(draw) if kind == 4 else _random_timestamp(draw)
+    return _mutated(draw, text) if draw.random() < 0.3 else text
+
+
+def adversarial_values(n: int = 6000, seed: int = 20240301) -> list[str]:
+    draw = random.Random(seed)
+    return ADVERSARIAL + [_random_value(draw) for _ in range(n)]
+
+
+def _column_checks():
+    """(rule name, pandera check, reference) for every column rule of every contract that has
+    a reference above."""
+    for spec in ALL_SPECS.values():
+        for column in spec.contract.to_schema().columns.values():
+            for check in column.checks:
+                key = next((k for k in REFERENCE_RULES
+                            if check.name == k or (k[0] == "_" and check.name.endswith(k))), None)
+                if key is not None:
+                    yield check.name, check, REFERENCE_RULES[key]
+
+
+def test_column_rules_judge_every_value_as_the_per_value_reference():
+    values = adversarial_values()
+    column = pandas.Series(values, dtype=object)
+    checked = set()
+    for name, check, reference in _column_checks():
+        got = check(column).check_output.tolist()
+        expected = [reference(v) for v in values]
+        wrong = [v for v, a, b in zip(values, got, expected) if a != b]
+        assert not wrong, (name, wrong[:10])
+        checked.add(name)
+    assert {"ssn_9_digits_or_empty", "zip_format", "phone_10_digits_or_empty",
+            "recipient_key_is_person_token", "duration_s_whole_seconds",
+            "household_size_1_to_20", "date_of_birth_is_date", "event_ts_is_timestamp",
+            "monthly_income_is_decimal", "monthly_benefit_usd_not_negative",
+            "campaign_id_has_no_ssn", "programs_enrolled_known_codes",
+            "programs_eligible_no_duplicates"} <= checked
+
+
+def test_values_that_are_not_text_are_neither_dates_nor_timestamps():
+    values = [*ADVERSARIAL[:40], None, float("nan"), 15, 1.5, dt.date(2024, 3, 1)]
+    column = pandas.Series(values, dtype=object)
+    assert list(contracts.parse_dates(column).astype(object)) == [ref_date(v) for v in values]
+    assert list(contracts.parse_timestamps(column).local.astype(object)) == [
+        None if t is None else t.replace(tzinfo=None) for t in map(ref_timestamp, values)]
+
+
+def test_dates_and_timestamps_parse_as_the_per_value_reference():
+    values = adversarial_values()
+    column = pandas.Series(values, dtype=object)
+    assert list(contracts.parse_dates(column).astype(object)) == [ref_date(v) for v in values]
+    stamps = contracts.parse_timestamps(column)
+    expected_local = [None if t is None else t.replace(tzinfo=None)
+                      for t in map(ref_timestamp, values)]
+    assert list(stamps.local.astype(object)) == expected_local
+    for value, utc in zip(values, stamps.utc):
+        try:
+            expected = ref_utc(value)
+        except OverflowError:
+            continue  # no Python datetime for it: loading it fails (see the next test)
+        expected = None if expected is None else expected.replace(tzinfo=None)
+        assert utc.astype(object) == expected, value
+
+
+def test_a_pattern_that_reads_differently_in_re2_is_refused():
+    for pattern in (r"\d{5}", r"\w+", r"(?<![0-9])[0-9]{9}", r"[0-9]{5}(?!-)"):
+        with pytest.raises(ValueError):
+            contracts.matches("zip", "zip_probe", pattern, "probe")
+
+
+def _probe_spec() -> FeedSpec:
+    return FeedSpec(name="probe", description="", contract=contracts.FileContract,
+                    fields=(("d", DATE), ("t", TIMESTAMP)))
+
+
+def _outcome(load):
+    """What ``load()`` returns, or the type of the exception it raises."""
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001 - which exception is the point
+        return type(exc)
+
+
+def test_typed_dates_and_timestamps_are_the_per_value_reference():
+    values = adversarial_values()
+    loadable, overflowing = [], []
+    for value in values:
+        try:
+            ref_utc(value)
+            loadable.append(value)
+        except OverflowError:
+            overflowing.append(value)
+    # A UTC instant outside years 1..9999: loading fails as before (the value alone, too).
+    assert len(overflowing) >= 2
+    for value in overflowing:
+        frame = pandas.DataFrame({"d": [value], "t": [value]})
+        assert _outcome(lambda: parsing.to_table(
+            frame, _probe_spec(), state=STATE, month=MONTH, source_file="f.csv",
+            pii_key=KEY)) is OverflowError, value
+    frame = pandas.DataFrame({"d": loadable, "t": loadable})
+    table = parsing.to_table(frame, _probe_spec(), state=STATE, month=MONTH, source_file="f.csv",
+                             pii_key=KEY)
+    assert table.column("d").to_pylist() == [ref_date(v) for v in loadable]
+    assert table.column("t").to_pylist() == [ref_utc(v) for v in loadable]
+
+
+def _month_edges(month: dt.date) -> list[str]:
+    """Dates and timestamps just inside and just outside ``month``."""
+    first, after = month.replace(day=1), ref_next_month(month)
+    last = after - dt.timedelta(days=1)
+    days = [first - dt.timedelta(days=1), first, last, after]
+    return [*(d.isoformat() for d in days), "1900-01-01", "1899-12-31",
+            f"{first}T00:00Z", f"{first}T00:00:00+05:00", f"{last}T23:59:59.999999Z",
+            f"{last}T22:00-05:00", f"{after}T00:00Z", f"{after} 01:00+05:00"]
+
+
+def test_cross_field_rules_judge_every_row_as_the_per_value_reference():
+    draw = random.Random(7)
+    values = adversarial_values(3000)
+    months = [dt.date(2024, 1, 1), dt.date(2024, 3, 1), dt.date(2024, 12, 1), dt.date(1900, 1, 1),
+              dt.date(2024, 3, 15)]
+    rows = [{"date_of_birth": v, "decision_date": draw.choice(values), "status_date": v,
+             "mailed_date": draw.choice(values), "event_ts": draw.choice(values),
+             "month": draw.choice(months)} for v in values]
+    rows += [{"date_of_birth": a, "decision_date": a, "status_date": a, "mailed_date": b,
+              "event_ts": a, "month": month}
+             for month in months for a in _month_edges(month) for b in _month_edges(month)]
+    frame = pandas.DataFrame(rows).assign(
+        file_month=lambda f: f["month"].map(dt.date.isoformat), file_state=STATE)
+    for name, reference in REFERENCE_FRAME_RULES.items():
+        got = contracts.FRAME_RULE_TESTS[name](frame).tolist()
+        wrong = [row for row, a in zip(rows, got) if a != reference(row)]
+        assert not wrong, (name, wrong[:5])

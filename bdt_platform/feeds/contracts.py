@@ -9,7 +9,9 @@ Conversion to typed columns happens after validation (``feeds.parsing``) and can
 Every rule has a stable, human-readable name (``zip_format``, ``benefit_only_when_approved``)
 and a one-line description; both appear in quarantine reason files and in the Dagster UI.
 A rule checks one thing, so one broken rule gives one failure: a value that is not a date fails
-``<column>_is_date`` only, not also the range rule on that column.
+``<column>_is_date`` only, not also the range rule on that column. Patterns, dates and
+timestamps are read a whole column at a time (RE2 in ``pyarrow.compute``, numpy dates), not
+value by value in Python.
 
 Decisions where feeds.md is silent (what a user would expect):
 
@@ -40,9 +42,13 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 from pandas.api.types import infer_dtype
 from pandera import dtypes as pandera_dtypes
 from pandera.engines import pandas_engine
@@ -67,17 +73,25 @@ rm rn ro ru rw sa sc sd se sg sh si sk sl sm sn so sq sr ss st su sv sw ta te tg
 tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
 """.split())
 
+# Value patterns, run in RE2 (see "Reading text values" below).
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
                      r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 # SSN-shaped text inside a longer value: 123-45-6789, 123 45 6789 or nine digits on their own.
+# Python syntax: ``\d`` is any Unicode digit (full-width ones too). RE2 has no lookbehind and
+# its ``\d`` is ASCII only; ``_SSN_INSIDE_ASCII`` is the same test for ASCII text.
 SSN_INSIDE_PATTERN = r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|(?<!\d)\d{9}(?!\d)"
 CONTEXT_COLUMNS = ("file_state", "file_month")
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 
-_DATE_RE = re.compile(DATE_PATTERN)
-_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+_SSN_INSIDE_RE = re.compile(SSN_INSIDE_PATTERN)
+_SSN_INSIDE_ASCII = (r"[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}"
+                     r"|(?:^|[^0-9])[0-9]{9}(?:[^0-9]|$)")
+_PROGRAM = "|".join(re.escape(code) for code in PROGRAMS)
+_PROGRAM_LIST = f"(?:(?:{_PROGRAM})(?:;(?:{_PROGRAM}))*)?"  # empty, or known codes joined by ;
+# What RE2 reads differently from Python's ``re``: class escapes (ASCII-only there), lookaround.
+_NOT_PORTABLE = re.compile(r"\\[dDsSwWbB]|\(\?<?[=!]")
 
 
 @dataclass(frozen=True)
@@ -116,65 +130,146 @@ FRAME_RULE_SAMPLE = 20
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing text values (shared with ``parsing.to_table``, so what validates is what loads)
+# Reading text values, a whole column at a time (shared with ``parsing.to_table``, so what
+# validates is what loads). Patterns run in RE2 (``pyarrow.compute``, C++) and must mean there
+# what they mean in Python's ``re``: classes spelled out in ASCII (``[0-9]``, never ``\d``), no
+# lookaround, ``$`` only as the very end of the text.
 
-def _parse_date(text: str) -> dt.date | None:
-    if not _DATE_RE.match(text):
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _parse_timestamp(text: str) -> dt.datetime | None:
-    if not _TIMESTAMP_RE.match(text):
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else None
+def _text(values: pd.Series) -> pyarrow.Array:
+    """The column as an Arrow string array; a value that is not a ``str`` becomes null."""
+    array = values.to_numpy(dtype=object)
+    if infer_dtype(array, skipna=False) not in ("string", "empty"):
+        array = np.array([v if isinstance(v, str) else None for v in array], dtype=object)
+    return pyarrow.array(array, type=pyarrow.string())
 
 
-def as_date(values: pd.Series) -> pd.Series:
-    """ISO ``YYYY-MM-DD`` text -> ``datetime.date`` objects; anything else (including impossible
-    dates like 2024-02-30) -> None."""
-    return pd.Series([_parse_date(v) if isinstance(v, str) else None for v in values],
-                     index=values.index, dtype="object")
+def _only_text(values: pd.Series) -> pyarrow.Array:
+    """Like ``_text``, for rules that cannot judge anything but text: raises TypeError when a
+    value is not a ``str`` (pandera then reports the rule as failed; ``Text`` names the value)."""
+    text = _text(values)
+    if text.null_count:
+        raise TypeError(f"{values.name} holds values that are not text")
+    return text
 
 
-def as_timestamp(values: pd.Series) -> pd.Series:
-    """ISO 8601 timestamps with an offset -> aware ``datetime`` objects; anything else -> None."""
-    return pd.Series([_parse_timestamp(v) if isinstance(v, str) else None for v in values],
-                     index=values.index, dtype="object")
+def _booleans(flags: pyarrow.Array) -> np.ndarray:
+    """An Arrow boolean array as numpy booleans, null counting as False."""
+    return flags.fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _file_months(frame: pd.DataFrame) -> pd.Series:
-    """Each row's file month as a date. Rules read it per row, never from the first row: one
-    validation may cover the rows of many files (``parsing.validate_many``)."""
-    months = frame["file_month"]
-    lookup = {text: dt.date.fromisoformat(str(text)) for text in months.unique()}
-    return months.map(lookup)
+def _fullmatch(text: pyarrow.Array, pattern: str) -> np.ndarray:
+    """Per value: the whole text matches ``pattern`` (RE2); null -> False."""
+    return _booleans(pc.match_substring_regex(text, f"^(?:{pattern})$"))
 
 
-def _next_months(frame: pd.DataFrame) -> pd.Series:
-    """Per row: the first day after the row's file month."""
-    return _file_months(frame).map(_next_month)
+def _ascii_codes(text: pyarrow.Array, start: int, width: int) -> np.ndarray:
+    """Characters ``start`` .. ``start + width`` of each value (a negative ``start`` counts
+    from the end) as an (n, width) matrix of character codes, spaces past a value's end.
+    Values must be ASCII (``_shaped``); anything else makes the cast below raise."""
+    stop = start + width if start + width != 0 else None  # (-6, 0) would slice nothing
+    fixed = pc.utf8_rpad(pc.utf8_slice_codeunits(text, start, stop), width, " ")
+    fixed = fixed.cast(pyarrow.binary(width))  # every value now exactly ``width`` bytes
+    return np.frombuffer(fixed.buffers()[1], np.uint8, len(fixed) * width,
+                         fixed.offset * width).reshape(-1, width)
 
 
-def _next_month(month: dt.date) -> dt.date:
-    return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+def _number(codes: np.ndarray) -> np.ndarray:
+    """The number each row of ASCII digit codes spells (``b"2024"`` -> 2024), as int64."""
+    return (codes.astype(np.int64) - ord("0")) @ 10 ** np.arange(codes.shape[1] - 1, -1, -1)
+
+
+def _calendar_days(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """``datetime64[D]`` for each (year, month, day) that is a date ``datetime.date`` allows
+    (years 1..9999); NaT for the rest (year 0, month 13, 2024-02-30)."""
+    first = ((year - 1970) * 12 + (month - 1)).astype("datetime64[M]")
+    days = first.astype("datetime64[D]") + (day - 1).astype("timedelta64[D]")
+    real = ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+            & (days.astype("datetime64[M]") == first))  # a day past the month's end rolls over
+    return np.where(real, days, np.datetime64("NaT", "D"))
+
+
+def _shaped(text: pyarrow.Array, pattern: str, otherwise: str) -> pyarrow.Array:
+    """``text`` where it matches ``pattern``, else ``otherwise`` (of that shape, but no real
+    date, so it reads as NaT): every value is ASCII with digits where the pattern has them."""
+    return pc.if_else(_fullmatch(text, pattern), text, otherwise)
+
+
+def parse_dates(values: pd.Series) -> np.ndarray:
+    """ISO ``YYYY-MM-DD`` text -> ``datetime64[D]``; NaT for anything else (impossible dates
+    like 2024-02-30, year 0000, and values that are not text included)."""
+    codes = _ascii_codes(_shaped(_text(values), DATE_PATTERN, "0000-00-00"), 0, 10)
+    return _calendar_days(_number(codes[:, 0:4]), _number(codes[:, 5:7]), _number(codes[:, 8:10]))
+
+
+class Timestamps(NamedTuple):
+    """A column of timestamps, ``datetime64[us]`` each way; NaT where a value is not one."""
+
+    local: np.ndarray  # the date and time as written (at the value's own offset)
+    utc: np.ndarray  # the instant, in UTC
+
+
+def parse_timestamps(values: pd.Series) -> Timestamps:
+    """ISO 8601 timestamps with a UTC offset (``TIMESTAMP_PATTERN``), read as Python 3.11's
+    ``datetime.fromisoformat`` reads them: a real date, hour <= 23, minute and second <= 59,
+    the fraction cut to microseconds, and an offset ``HH:MM`` or ``HHMM`` under 24 hours (its
+    minutes may exceed 59: ``+00:90`` is 1:30)."""
+    text = _shaped(_text(values), TIMESTAMP_PATTERN, "0000-00-00T00:00Z")
+    head = _ascii_codes(text, 0, 26)  # YYYY-MM-DDTHH:MM, then maybe :SS and .ffffff
+    days = _calendar_days(_number(head[:, 0:4]), _number(head[:, 5:7]), _number(head[:, 8:10]))
+    hour, minute = _number(head[:, 11:13]), _number(head[:, 14:16])
+    has_seconds = head[:, 16] == ord(":")
+    second = np.where(has_seconds, _number(head[:, 17:19]), 0)
+    micros = np.where(head[:, 19] == ord("."), _fraction(head[:, 20:26]), 0)  # only after :SS
+    offset = _offset_minutes(_ascii_codes(text, -6, 6))
+    valid = (~np.isnat(days) & (hour <= 23) & (minute <= 59) & (second <= 59)
+             & (np.abs(offset) < 24 * 60))
+    clock = ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
+    local = np.where(valid, days.astype("datetime64[us]") + clock.astype("timedelta64[us]"),
+                     np.datetime64("NaT", "us"))
+    return Timestamps(local, local - (offset * 60_000_000).astype("timedelta64[us]"))
+
+
+def _fraction(codes: np.ndarray) -> np.ndarray:
+    """Microseconds from up to 6 characters after a decimal point: the digits up to the first
+    non-digit, cut (not rounded) to 6 as ``datetime.fromisoformat`` does (``.5`` -> 500000)."""
+    digits = codes.astype(np.int64) - ord("0")
+    leading = np.logical_and.accumulate((digits >= 0) & (digits <= 9), axis=1)
+    return np.where(leading, digits, 0) @ 10 ** np.arange(5, -1, -1)
+
+
+def _offset_minutes(tail: np.ndarray) -> np.ndarray:
+    """The signed UTC offset in minutes from a timestamp's last 6 characters: ``Z``, ``±HH:MM``
+    or ``±HHMM`` (minutes as written may exceed 59)."""
+    colon = tail[:, 3] == ord(":")
+    hours = np.where(colon, _number(tail[:, 1:3]), _number(tail[:, 2:4]))
+    minutes = hours * 60 + _number(tail[:, 4:6])
+    west = np.where(colon, tail[:, 0], tail[:, 1]) == ord("-")
+    return np.where(tail[:, 5] == ord("Z"), 0, np.where(west, -minutes, minutes))
+
+
+def _file_months(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's file month (``datetime64[M]``). Rules read it per row, never from the first
+    row: one validation may cover the rows of many files (``parsing.validate_many``)."""
+    codes, months = pd.factorize(frame["file_month"])
+    dates = np.array([dt.date.fromisoformat(str(month)) for month in months],
+                     dtype="datetime64[D]")
+    return dates.astype("datetime64[M]")[codes]
+
+
+def _next_months(frame: pd.DataFrame) -> np.ndarray:
+    """Per row: the first day after the row's file month (``datetime64[D]``)."""
+    return (_file_months(frame) + 1).astype("datetime64[D]")
 
 
 # ---------------------------------------------------------------------------------------------
 # Rule builders: each returns a pandera check to assign in a model's class body.
 
 def column_rule(column: str, name: str, description: str,
-                test: Callable[[pd.Series], pd.Series]):
-    """A rule on one column: ``test`` maps the column's text to True (row ok) / False."""
+                test: Callable[[pd.Series], pd.Series | np.ndarray]):
+    """A rule on one column: ``test`` maps the column's text to True (row ok) / False, as a
+    Series or an array in the column's row order."""
     def check(cls, values: Series[str]) -> Series[bool]:
-        return test(values).astype(bool)
+        return pd.Series(np.asarray(test(values)), index=values.index).astype(bool)
     check.__name__ = name
     return pa.check(column, name=name, error=description, ignore_na=False)(check)
 
@@ -208,10 +303,16 @@ def unique(column: str, within: str = "the file"):
 
 
 def matches(column: str, name: str, pattern: str, description: str, *, optional: bool = False):
-    regex = re.compile(pattern)
+    """The whole value matches ``pattern`` (or, if ``optional``, is empty). ``pattern`` runs in
+    RE2 and must mean the same there as in Python (see "Reading text values")."""
+    if _NOT_PORTABLE.search(pattern):
+        raise ValueError(f"{name}: {pattern!r} reads differently in RE2 (use [0-9], no "
+                         "lookaround)")
 
-    def test(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: (optional and v == "") or bool(regex.fullmatch(v)))
+    def test(values: pd.Series) -> np.ndarray:
+        text = _only_text(values)
+        found = _fullmatch(text, pattern)
+        return found | _booleans(pc.equal(text, "")) if optional else found
     return column_rule(column, name, description, test)
 
 
@@ -223,51 +324,69 @@ def one_of(column: str, name: str, allowed: tuple[str, ...]):
 def is_date(column: str):
     return column_rule(column, f"{column}_is_date",
                        f"{column} is a calendar date YYYY-MM-DD (2024-02-30 is not)",
-                       lambda s: as_date(s).notna())
+                       lambda s: ~np.isnat(parse_dates(s)))
 
 
 def is_timestamp(column: str):
     return column_rule(column, f"{column}_is_timestamp",
                        f"{column} is an ISO 8601 timestamp with a UTC offset "
                        "(2024-03-06T19:36:30-05:00, ...Z)",
-                       lambda s: as_timestamp(s).notna())
+                       lambda s: ~np.isnat(parse_timestamps(s).local))
 
 
 def is_decimal(column: str):
     return column_rule(column, f"{column}_is_decimal",
                        f"{column} is a plain decimal number like 1234.50 (no commas, $, + or "
                        "exponent)",
-                       lambda s: s.str.fullmatch(DECIMAL_PATTERN))
+                       lambda s: _fullmatch(_text(s), DECIMAL_PATTERN))
 
 
 def not_negative(column: str):
     # Only judged once the value is a decimal: ``is_decimal`` reports the rest.
-    return column_rule(column, f"{column}_not_negative", f"{column} is >= 0",
-                       lambda s: ~s.str.fullmatch(DECIMAL_PATTERN) | ~s.str.startswith("-"))
+    def test(values: pd.Series) -> np.ndarray:
+        text = _only_text(values)
+        return ~(_fullmatch(text, DECIMAL_PATTERN) & _booleans(pc.starts_with(text, "-")))
+    return column_rule(column, f"{column}_not_negative", f"{column} is >= 0", test)
+
+
+def _holds_ssn(text: pyarrow.Array) -> np.ndarray:
+    """Per value: SSN-shaped text inside it (``SSN_INSIDE_PATTERN``). ASCII values are searched
+    in RE2; the (rare) others with Python's ``re``, whose ``\\d`` knows every script's digits."""
+    found = np.array(_booleans(pc.match_substring_regex(text, _SSN_INSIDE_ASCII)))
+    other = np.flatnonzero(~_booleans(pc.string_is_ascii(text)))
+    found[other] = [bool(_SSN_INSIDE_RE.search(v)) for v in text.take(other).to_pylist()]
+    return found
 
 
 def no_ssn_inside(column: str):
     return column_rule(column, f"{column}_has_no_ssn",
                        f"{column} holds nothing SSN-shaped (vendor files carry person tokens, "
                        "never raw identifiers)",
-                       lambda s: ~s.str.contains(SSN_INSIDE_PATTERN, regex=True))
+                       lambda s: ~_holds_ssn(_only_text(s)))
 
 
-def _codes(text: str) -> list[str]:
-    return text.split(";") if text != "" else []
+def _repeats_a_code(text: pyarrow.Array) -> np.ndarray:
+    """Per value: some entry of its ;-separated list (known code or not) appears twice."""
+    lists = pc.split_pattern(text, ";")
+    rows = pc.list_parent_indices(lists).to_numpy()
+    entries = pc.dictionary_encode(pc.list_flatten(lists)).indices.to_numpy()  # entry -> int
+    repeated = pd.DataFrame({"row": rows, "entry": entries}).duplicated().to_numpy()
+    found = np.zeros(len(text), dtype=bool)
+    found[rows[repeated]] = True
+    return found
 
 
 def program_codes_known(column: str):
     return column_rule(column, f"{column}_known_codes",
                        f"{column} is a ;-separated list of program codes "
                        f"({', '.join(PROGRAMS)}), no spaces",
-                       lambda s: s.map(lambda v: all(code in PROGRAMS for code in _codes(v))))
+                       lambda s: _fullmatch(_only_text(s), _PROGRAM_LIST))
 
 
 def program_codes_once(column: str):
     return column_rule(column, f"{column}_no_duplicates",
                        f"{column} names each program at most once",
-                       lambda s: s.map(lambda v: len(set(_codes(v))) == len(_codes(v))))
+                       lambda s: ~_repeats_a_code(_only_text(s)))
 
 
 def state_matches(name: str, description: str):
@@ -351,7 +470,7 @@ class EligibilityContract(FileContract):
                             lambda s: s.isin(ISO_639_1))
     _household_size = column_rule(
         "household_size", "household_size_1_to_20", "household_size is a whole number 1..20",
-        lambda s: s.str.fullmatch(r"[0-9]{1,2}") & pd.to_numeric(s, errors="coerce").between(1, 20))
+        lambda s: _fullmatch(_text(s), "0?[1-9]|1[0-9]|20"))  # 1..20 in one or two digits
     _monthly_income_is_decimal = is_decimal("monthly_income")
     _monthly_income_not_negative = not_negative("monthly_income")
     _enrolled_known = program_codes_known("programs_enrolled")
@@ -412,7 +531,7 @@ class MailReturnsContract(FileContract):
     _status_after_mailing = frame_rule(
         "status_date_on_or_after_mailed_date", "status_date",
         "status_date is on or after mailed_date",
-        lambda f: _on_or_after(as_date(f["status_date"]), as_date(f["mailed_date"])))
+        lambda f: _on_or_after(f["status_date"], f["mailed_date"]))
 
 
 class NudgesContract(FileContract):
@@ -527,23 +646,27 @@ class CallsContract(FileContract):
 # Helpers for the cross-field rules. A value that is not a date at all passes these: the
 # column's ``_is_date``/``_is_timestamp`` rule reports it, once.
 
-def _dates_between(values: pd.Series, earliest: dt.date | None, before: pd.Series) -> pd.Series:
+def _dates_between(values: pd.Series, earliest: dt.date | None, before: np.ndarray
+                   ) -> pd.Series:
     """Per row: not a date, or ``earliest <= date < before`` (``before`` given per row)."""
-    dates = as_date(values)
-    return pd.Series([d is None or ((earliest is None or d >= earliest) and d < limit)
-                      for d, limit in zip(dates, before)], index=values.index, dtype=bool)
+    dates = parse_dates(values)
+    keeps = dates < before
+    if earliest is not None:
+        keeps &= dates >= np.datetime64(earliest, "D")
+    return pd.Series(np.isnat(dates) | keeps, index=values.index)
 
 
 def _on_or_after(later: pd.Series, earlier: pd.Series) -> pd.Series:
-    return pd.Series([a is None or b is None or a >= b for a, b in zip(later, earlier)],
-                     index=later.index)
+    """Per row: either value is not a date, or the ``later`` date is on or after the other."""
+    a, b = parse_dates(later), parse_dates(earlier)
+    return pd.Series(np.isnat(a) | np.isnat(b) | (a >= b), index=later.index)
 
 
-def _timestamps_in_month(values: pd.Series, months: pd.Series) -> pd.Series:
+def _timestamps_in_month(values: pd.Series, months: np.ndarray) -> pd.Series:
     """Per row: not a timestamp, or its date as written falls in the row's file month."""
-    stamps = as_timestamp(values)
-    return pd.Series([t is None or (t.year, t.month) == (m.year, m.month)
-                      for t, m in zip(stamps, months)], index=values.index, dtype=bool)
+    local = parse_timestamps(values).local
+    return pd.Series(np.isnat(local) | (local.astype("datetime64[M]") == months),
+                     index=values.index)
 
 
 def rules(model: type[pa.DataFrameModel]) -> list[Rule]:

@@ -458,16 +458,32 @@ def to_table_many(files: list[tuple[pd.DataFrame, str, dt.date, str]], spec: Fee
 
 
 def _typed(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
+    """A column (validated text, or the partition's dates) as an Arrow array of ``arrow_type``;
+    empty or missing values become nulls."""
     if arrow_type == pa.date32():
         if len(values) and isinstance(values.iloc[0], dt.date):
             return pa.array(values.tolist(), type=arrow_type)
-        return pa.array(contracts.as_date(values.fillna("")).tolist(), type=arrow_type)
+        days = contracts.parse_dates(values)
+        return pa.array(days, type=arrow_type, mask=np.isnat(days))
     if pa.types.is_timestamp(arrow_type):
-        stamps = contracts.as_timestamp(values.fillna(""))
-        return pa.array([None if t is None else t.astimezone(dt.timezone.utc) for t in stamps],
-                        type=arrow_type)
+        utc = _in_datetime_range(contracts.parse_timestamps(values).utc)
+        return pa.array(utc, type=arrow_type, mask=np.isnat(utc))
     if arrow_type == pa.int64():
         return pa.array(pd.to_numeric(values), type=arrow_type)
     if arrow_type == pa.float64():
         return pa.array(pd.to_numeric(values), type=arrow_type)
     return pa.array(values.tolist(), type=arrow_type)
+
+
+# The instants a Python ``datetime`` can hold: years 1..9999.
+_FIRST_INSTANT = np.datetime64("0001-01-01", "us")
+_INSTANT_AFTER = np.datetime64("9999-12-31", "us") + np.timedelta64(1, "D")
+
+
+def _in_datetime_range(utc: np.ndarray) -> np.ndarray:
+    """``utc``, if every instant lies in years 1..9999; OverflowError as from
+    ``datetime.astimezone`` otherwise (``0001-01-01T00:00+01:00`` is valid text whose UTC
+    instant falls in year 0)."""
+    if ((utc < _FIRST_INSTANT) | (utc >= _INSTANT_AFTER)).any():
+        raise OverflowError("date value out of range")
+    return utc
