@@ -110,8 +110,9 @@ class BundledDbtCliResource(DbtCliResource):
         """The partition selection for the dbt command started inside this block, as the
         environment variables ``macros/partitioning.sql`` reads (``BDT_DBT_MIN_MONTH``,
         ``BDT_DBT_MAX_MONTH``, ``BDT_DBT_STATES``). Unlike ``--vars``, which make dbt parse the
-        whole project again whenever they change, a changed variable re-parses only the models
-        that read it. The command's process inherits them; this process gets its own back."""
+        whole project again whenever they change, these are read only when models are compiled
+        (never while parsing), so the saved parse state stays valid for any partitions. The
+        command's process inherits them; this process gets its own back."""
         values = {f"BDT_DBT_{name.upper()}": ",".join(value) if isinstance(value, list)
                   else str(value) for name, value in variables.items()}
         previous = {name: os.environ.get(name) for name in values}
