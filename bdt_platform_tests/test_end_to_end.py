@@ -8,6 +8,7 @@ independently from the generated files, with pandas, not through the warehouse.
 import datetime as dt
 import gzip
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -249,3 +250,37 @@ def test_dbt_works_in_the_home_and_reuses_its_parse_state(world):
     assert all("Partial parsing enabled, no changes found" in log for log in later), [
         name for name, log in logs.items() if "no changes found" not in log]
     assert not any(str(DBT_PROJECT_DIR / "target") in log for log in logs.values())
+
+
+def test_a_malformed_partition_var_fails_each_partitioned_model_by_name(world, tmp_path):
+    """The partition selection is read only when models compile (never while parsing, nor to
+    label queries), so a malformed value must still stop every partitioned model with the
+    error that names the var - not a template error from the query comment - and change no
+    table."""
+    import shutil
+    import subprocess
+
+    import duckdb
+
+    from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(world["settings"].warehouse_path, warehouse)
+    before = duckdb.connect(str(warehouse), read_only=True).execute(
+        "select count(*) from marts.fct_calls").fetchone()
+    env = {**os.environ, "BDT_WAREHOUSE_PATH": str(warehouse), "BDT_DBT_TARGET": "duckdb"}
+    done = subprocess.run(
+        [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+         str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), "--select",
+         "tag:partitioned", "--vars", '{"min_month": "2024-13"}'],
+        env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "is undefined" not in output
+    for model in ("fct_applications", "fct_calls", "fct_enrollment_outcomes", "fct_outreach"):
+        assert f"Compilation Error in model {model}" in output, output[-3000:]
+    assert "var min_month must be an ISO month such as 2024-03-01 (or 2024-03), got 2024-13" \
+        in output
+    after = duckdb.connect(str(warehouse), read_only=True).execute(
+        "select count(*) from marts.fct_calls").fetchone()
+    assert after == before

@@ -19,12 +19,16 @@
   partitions built one by one equal one full build.
 -#}
 
-{% macro bdt_partition_selection() %}
+{% macro bdt_partition_selection(strict=true) %}
     {#- Parsing only needs the SQL's shape: read no var or env var then, so dbt's saved parse
         state does not depend on the partitions and a command for other partitions re-parses
-        nothing. Nodes are compiled (execute is true) with the command's own values. -#}
+        nothing. Nodes are compiled (execute is true) with the command's own values.
+        strict=false (the query comment, rendered where `exceptions` is undefined, before any
+        node compiles): a malformed value selects nothing to label instead of raising; the
+        first partitioned node then raises the error that names it. -#}
+    {%- set unrestricted = {'min_month': none, 'max_month': none, 'states': none} -%}
     {%- if execute is defined and not execute -%}
-        {{ return({'min_month': none, 'max_month': none, 'states': none}) }}
+        {{ return(unrestricted) }}
     {%- endif -%}
     {%- set re = modules.re -%}
 
@@ -37,6 +41,7 @@
             {%- set text = raw | string | trim -%}
             {%- set m = re.match('^(\\d{4})-(\\d{2})(-\\d{2})?$', text) -%}
             {%- if not m or (m.group(2) | int) < 1 or (m.group(2) | int) > 12 -%}
+                {%- if not strict -%}{{ return(unrestricted) }}{%- endif -%}
                 {%- do exceptions.raise_compiler_error(
                     "var " ~ name ~ " must be an ISO month such as 2024-03-01 (or 2024-03), got " ~ (raw | string)) -%}
             {%- endif -%}
@@ -45,6 +50,7 @@
     {%- endfor -%}
     {%- if months.min_month is not none and months.max_month is not none
           and months.min_month > months.max_month -%}
+        {%- if not strict -%}{{ return(unrestricted) }}{%- endif -%}
         {%- do exceptions.raise_compiler_error(
             "var min_month (" ~ months.min_month ~ ") is after max_month (" ~ months.max_month ~ ")") -%}
     {%- endif -%}
@@ -57,6 +63,7 @@
         {%- endif -%}
     {%- elif raw_states is not none -%}
         {%- if raw_states is mapping or raw_states is not iterable -%}
+            {%- if not strict -%}{{ return(unrestricted) }}{%- endif -%}
             {%- do exceptions.raise_compiler_error(
                 "var states must be a list of state codes such as [\"NJ\", \"PA\"], got " ~ (raw_states | string)) -%}
         {%- endif -%}
@@ -67,6 +74,7 @@
         {%- for s in states -%}
             {%- set code = (s | string | trim | upper) -%}
             {%- if not re.match('^[A-Z]{2}$', code) -%}
+                {%- if not strict -%}{{ return(unrestricted) }}{%- endif -%}
                 {%- do exceptions.raise_compiler_error(
                     "var states must hold two-letter state codes, got " ~ (s | string)) -%}
             {%- endif -%}

@@ -11,7 +11,7 @@
         {%- do labels.update({'asset': (node.schema ~ '__' ~ node.name) if node.resource_type == 'model'
                                        else (node.resource_type ~ '__' ~ node.name)}) -%}
     {%- endif -%}
-    {%- set sel = bdt_partition_selection() -%}
+    {%- set sel = bdt_partition_selection(strict=false) -%}
     {%- if sel.min_month is not none and sel.max_month is not none and sel.states -%}
         {%- set start = sel.min_month ~ '_' ~ sel.states[0] -%}
         {%- set end = sel.max_month ~ '_' ~ sel.states[-1] -%}
