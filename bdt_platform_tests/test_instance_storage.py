@@ -230,38 +230,59 @@ def _range_output_job():
     return job, tags
 
 
+def _count_store_batches(monkeypatch, materializations_only: bool = False) -> list[int]:
+    """Sizes of the batches ``store_event_batch`` is given from now on (optionally only the
+    batches made of materializations)."""
+    batches: list[int] = []
+    original = PooledSqliteEventLogStorage.store_event_batch
+
+    def counting(self, events):
+        if not materializations_only or all(
+                event.dagster_event.is_step_materialization for event in events):
+            batches.append(len(events))
+        return original(self, events)
+
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", counting)
+    return batches
+
+
+def _run_one_by_one_and_batched(monkeypatch, tmp_path, job, tags, batch_size: str, read):
+    """``{"one_by_one": read(instance, result), "batched": ...}``: the job run on a fresh home
+    without Dagster's event batching, then with batches of ``batch_size``."""
+    seen = {}
+    for name, size in [("one_by_one", None), ("batched", batch_size)]:
+        if size is None:
+            monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", size)
+        instance = instance_for(make_settings(tmp_path / name))
+        try:
+            result = job.execute_in_process(instance=instance, tags=tags)
+            assert result.success
+            seen[name] = read(instance, result)
+        finally:
+            instance.dispose()
+    return seen
+
+
 def test_batched_partition_events_land_as_one_by_one_would(tmp_path, monkeypatch):
     """With Dagster's event batching on (bdt's local default), a range output's per-partition
     materializations are stored through ``store_event_batch``; what any reader sees must be
     what storing them one by one gives: partitions, per-partition look-ups (explain), tags."""
     job, tags = _range_output_job()
-    batches = []
-    original = PooledSqliteEventLogStorage.store_event_batch
+    batches = _count_store_batches(monkeypatch)
 
-    def counting(self, events):
-        batches.append(len(events))
-        return original(self, events)
+    def read(instance, result):
+        partitions = sorted(instance.get_materialized_partitions(ASSET))
+        per_partition = {
+            key: [r.partition_key for r in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=ASSET, asset_partitions=[key]),
+                limit=5).records]
+            for key in partitions}
+        latest = instance.get_latest_materialization_event(ASSET)
+        return partitions, per_partition, latest.asset_materialization.partition
 
-    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", counting)
-    seen = {}
-    for name, batch_size in [("one_by_one", None), ("batched", "8")]:
-        if batch_size is None:
-            monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
-        else:
-            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
-        instance = instance_for(make_settings(tmp_path / name))
-        try:
-            assert job.execute_in_process(instance=instance, tags=tags).success
-            partitions = sorted(instance.get_materialized_partitions(ASSET))
-            per_partition = {
-                key: [r.partition_key for r in instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=ASSET, asset_partitions=[key]),
-                    limit=5).records]
-                for key in partitions}
-            latest = instance.get_latest_materialization_event(ASSET)
-            seen[name] = (partitions, per_partition, latest.asset_materialization.partition)
-        finally:
-            instance.dispose()
+    seen = _run_one_by_one_and_batched(monkeypatch, tmp_path, job, tags, "8", read)
     assert len(seen["batched"][0]) == 14  # 2 states x 7 months
     assert all(found == [key] for key, found in seen["batched"][1].items())
     assert seen["batched"] == seen["one_by_one"]
@@ -303,39 +324,23 @@ def test_logged_partition_events_are_stored_in_batches_as_one_by_one_would(tmp_p
     goes through ``store_event_batch`` when batching is on, which writes each asset's latest
     row once per batch; readers must see exactly what one-by-one ``log_event`` gives."""
     job, tags = _logging_job()
-    batches = []
-    original = PooledSqliteEventLogStorage.store_event_batch
+    batches = _count_store_batches(monkeypatch, materializations_only=True)
 
-    def counting(self, events):
-        if all(event.dagster_event.is_step_materialization for event in events):
-            batches.append(len(events))
-        return original(self, events)
+    def read(instance, result):
+        reported = [(e.asset_key, e.partition) for e in result.get_asset_materialization_events()]
+        per_asset = {}
+        for key in (ASSET, OTHER):
+            partitions = sorted(instance.get_materialized_partitions(key))
+            rows = {record.partition_key: record.asset_materialization.metadata["rows"].value
+                    for record in instance.fetch_materializations(key, limit=100).records}
+            latest = instance.get_latest_materialization_event(key)
+            last_run = instance.get_asset_records([key])[0].asset_entry.last_run_id
+            per_asset[key] = (partitions, rows, latest.asset_materialization.partition,
+                              latest.asset_materialization.metadata["rows"].value,
+                              last_run == result.run_id)
+        return reported, per_asset
 
-    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", counting)
-    seen = {}
-    for name, batch_size in [("one_by_one", None), ("batched", "5")]:
-        if batch_size is None:
-            monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
-        else:
-            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
-        instance = instance_for(make_settings(tmp_path / name))
-        try:
-            result = job.execute_in_process(instance=instance, tags=tags)
-            assert result.success
-            reported = [(e.asset_key, e.partition) for e in result.get_asset_materialization_events()]
-            per_asset = {}
-            for key in (ASSET, OTHER):
-                partitions = sorted(instance.get_materialized_partitions(key))
-                rows = {record.partition_key: record.asset_materialization.metadata["rows"].value
-                        for record in instance.fetch_materializations(key, limit=100).records}
-                latest = instance.get_latest_materialization_event(key)
-                last_run = instance.get_asset_records([key])[0].asset_entry.last_run_id
-                per_asset[key] = (partitions, rows, latest.asset_materialization.partition,
-                                  latest.asset_materialization.metadata["rows"].value,
-                                  last_run == result.run_id)
-            seen[name] = (reported, per_asset)
-        finally:
-            instance.dispose()
+    seen = _run_one_by_one_and_batched(monkeypatch, tmp_path, job, tags, "5", read)
     reported, per_asset = seen["batched"]
     assert len(reported) == 26 and reported[0] == (ASSET, reported[1][1])  # 13 partitions x 2
     for partitions, rows, latest_partition, latest_rows, last_run_is_this in per_asset.values():
