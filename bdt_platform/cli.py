@@ -24,12 +24,17 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _runtime(settings: Settings):
-    """Import Dagster and the definitions only for commands that run assets (slow imports)."""
+def _runtime(settings: Settings, feeds_only: bool = False):
+    """Import Dagster and the definitions only for commands that run assets (slow imports);
+    ``feeds_only``: the feed assets and their job alone, without importing dbt."""
     from bdt_platform.runs import instance_for, quiet_warnings
 
     quiet_warnings()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    if feeds_only:
+        from bdt_platform.feed_definitions import build_feed_definitions
+
+        return build_feed_definitions(settings), instance_for(settings)
     from bdt_platform.definitions import build_definitions
 
     defs = build_definitions(settings)
@@ -78,7 +83,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from bdt_platform.inbox.base import InboxUnavailable
     from bdt_platform.inbox.ingest import ingest
 
-    defs, instance = _runtime(settings)
+    defs, instance = _runtime(settings, feeds_only=True)
     resources = defs.resources
     _echo(f"ingesting from {resources['inbox'].describe()}")
     try:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from bdt_platform import partitions as parts
-from bdt_platform.feeds.casemgmt import CASEMGMT_ASSETS
-from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
+from bdt_platform.feed_definitions import FEED_ASSETS, ingest_job
 from bdt_platform.inbox.sensor import SENSORS
 from bdt_platform.outbox.mail_list import OUTBOX_ASSETS
 from bdt_platform.reports.outcomes import REPORT_ASSETS
@@ -18,16 +17,6 @@ from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
 from bdt_platform.resources import build_resources
 from bdt_platform.settings import Settings, load_settings
 from bdt_platform.warehouse.assets import build_dbt_assets
-
-FEED_ASSETS = [*FILE_FEED_ASSETS, *CASEMGMT_ASSETS]
-
-# Landing: the partner files and the case-management extract, many partitions per run.
-ingest_job = dg.define_asset_job(
-    "ingest_feeds",
-    selection=dg.AssetSelection.assets(*FEED_ASSETS),
-    partitions_def=parts.state_month_partitions,
-    description="Land partner files and case-management rows into raw.* tables.",
-)
 
 
 def build_jobs(dbt_models: dg.AssetsDefinition, dbt_partitioned_models: dg.AssetsDefinition):

@@ -20,11 +20,9 @@ from bdt_platform.outbox.base import FolderOutbox
 from bdt_platform.outbox.sftp import SftpOutbox
 from bdt_platform.pii_resource import PiiKeyResource
 from bdt_platform.settings import Settings, SettingsError
-from bdt_platform.storage.bigquery import BigQueryWarehouse
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.lake_io import LakeIOManager
 from bdt_platform.storage.warehouse import DuckDBWarehouse
-from bdt_platform.warehouse.project import dbt_resource
 
 
 def _sftp_credentials(settings: Settings) -> tuple[str, str]:
@@ -84,7 +82,6 @@ def _local(settings: Settings) -> dict:
         "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
-        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir, settings.home / "dbt"),
     }
 
 
@@ -96,6 +93,8 @@ def _lake_storage_options(settings: Settings) -> dict[str, str]:
 
 
 def _prod(settings: Settings) -> dict:
+    from bdt_platform.storage.bigquery import BigQueryWarehouse  # google-cloud: prod only
+
     options = _lake_storage_options(settings)
     return {
         "inbox": build_inbox(settings),
@@ -108,8 +107,14 @@ def _prod(settings: Settings) -> dict:
                                        api_endpoint=settings.bigquery_emulator_host),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
-        "dbt": dbt_resource(settings.dbt_target, settings.dbt_project_dir, settings.home / "dbt"),
     }
+
+
+def _dbt(settings: Settings):
+    """dagster-dbt's resource for the dbt project (imports dbt: only builds that run it ask)."""
+    from bdt_platform.warehouse.project import dbt_resource
+
+    return dbt_resource(settings.dbt_target, settings.dbt_project_dir, settings.home / "dbt")
 
 
 def _dbt_bigquery_env(settings: Settings) -> dict[str, str]:
@@ -133,8 +138,9 @@ EVENT_BATCH_SWITCH = "DAGSTER_EVENT_BATCH_SIZE"
 LOCAL_EVENT_BATCH_SIZE = "100"
 
 
-def build_resources(settings: Settings) -> dict:
-    """The resources for ``settings.env``; also exports what the dbt profile reads."""
+def build_resources(settings: Settings, *, dbt: bool = True) -> dict:
+    """The resources for ``settings.env``; also exports what the dbt profile reads.
+    ``dbt=False`` leaves out the dbt resource (and the import of dbt) for the feeds alone."""
     # dbt runs as a subprocess that inherits this environment; its profile reads these.
     os.environ["BDT_WAREHOUSE_PATH"] = str(settings.warehouse_path)
     os.environ["BDT_DBT_TARGET"] = settings.dbt_target
@@ -147,4 +153,7 @@ def build_resources(settings: Settings) -> dict:
     if settings.env == "local":
         # ~5 ms -> ~3 ms per event on the local instance (3,060 such events in a 51x12 build).
         os.environ.setdefault(EVENT_BATCH_SWITCH, LOCAL_EVENT_BATCH_SIZE)
-    return {"local": _local, "prod": _prod}[settings.env](settings)
+    resources = {"local": _local, "prod": _prod}[settings.env](settings)
+    if dbt:
+        resources["dbt"] = _dbt(settings)
+    return resources

@@ -59,3 +59,21 @@ def test_generate_then_ingest_prints_one_line_per_file(tmp_path):
     assert all("[2024-01-01|PA]" in line and "rows into raw." in line for line in files)
     again = _run([str(BIN / "bdt"), "ingest", "--settle", "0"], tmp_path)
     assert again.returncode == 0 and "nothing new in the inbox" in again.stdout
+
+
+def test_ingest_lands_files_without_importing_dbt(tmp_path):
+    """``bdt ingest`` builds the feed definitions alone: neither dbt nor dagster-dbt (nor the
+    BigQuery client) is imported by a whole ingest that loads files and case-management rows."""
+    generated = _run([str(BIN / "bdt"), "generate", "--states", "PA", "--months", "2024-01",
+                      "--scale", "0.2"], tmp_path)
+    assert generated.returncode == 0, generated.stderr
+    script = ("import sys\n"
+              "from bdt_platform.cli import main\n"
+              "code = main(['ingest', '--settle', '0'])\n"
+              "print('IMPORTED', sorted({m for m in sys.modules if m.split('.')[0] in "
+              "('dbt', 'dagster_dbt') or m.startswith('google.cloud.bigquery')}))\n"
+              "sys.exit(code)\n")
+    ingested = _run([sys.executable, "-c", script], tmp_path)
+    assert ingested.returncode == 0, ingested.stdout + ingested.stderr
+    assert "4 file(s) loaded" in ingested.stdout and "rows into raw.clients" in ingested.stdout
+    assert "IMPORTED []" in ingested.stdout

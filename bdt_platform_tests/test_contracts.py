@@ -504,6 +504,7 @@ REFERENCE_RULES = {
     "_has_no_ssn": lambda v: not REF_SSN_INSIDE.search(v),
     "_known_codes": lambda v: all(code in contracts.PROGRAMS for code in ref_codes(v)),
     "_no_duplicates": lambda v: len(set(ref_codes(v))) == len(ref_codes(v)),
+    "_not_blank": lambda v: v.strip() != "",
 }
 REFERENCE_FRAME_RULES = {
     "date_of_birth_between_1900_and_file_month": lambda r: (
@@ -546,6 +547,7 @@ ADVERSARIAL = [
     "١٢٣٤٥٦٧٨٩", "é123456789", "123456789é", "é1234567890", "12345٦789", "000000000",
     "12345", "12345-6789", "12345-678", "2155550100", "tok_" + "0a" * 16, "tok_" + "A" * 32,
     "tok_" + "a" * 32 + "\n", "tok_" + "a" * 31, "tok_" + "a" * 33, "\u200b", "\u3000",
+    "\u00a0", "\x1c\x1f", "\x85", "\u2028 ", " x ", "\tx", "\u3000\u200b", "\r\n", "\x0b\x0c",
 ]
 DIGITS = "0123456789" * 6 + "０１２３４５６７８９" + "٠١٢٣٤٥٦٧٨٩" + "०१२३४५६७८९"
 ALPHABET = DIGITS + "-:T tZz+.,;\n\x0bé_" + "SNAPWIC"
@@ -628,7 +630,7 @@ def test_column_rules_judge_every_value_as_the_per_value_reference():
             "household_size_1_to_20", "date_of_birth_is_date", "event_ts_is_timestamp",
             "monthly_income_is_decimal", "monthly_benefit_usd_not_negative",
             "campaign_id_has_no_ssn", "programs_enrolled_known_codes",
-            "programs_eligible_no_duplicates"} <= checked
+            "programs_eligible_no_duplicates", "first_name_not_blank"} <= checked
 
 
 def test_values_that_are_not_text_are_neither_dates_nor_timestamps():

@@ -291,9 +291,23 @@ def frame_rule(name: str, column: str, description: str,
                               n_failure_cases=FRAME_RULE_SAMPLE)(check)
 
 
+def _not_blank(values: pd.Series) -> np.ndarray:
+    """Per value: ``value.strip() != ""`` (Python's whitespace); a value that is not text
+    passes (the dtype rule judges it). Only values that start with whitespace, or are empty,
+    are stripped in Python: any other first character already makes a value not blank."""
+    text = _text(values)
+    first = pc.utf8_slice_codeunits(text, 0, 1)
+    spaces = [c for c in pc.unique(first).to_pylist() if c is not None and not c.strip()]
+    ok = np.ones(len(text), dtype=bool)
+    if spaces:
+        suspects = np.flatnonzero(_booleans(pc.is_in(first, pyarrow.array(spaces))))
+        ok[suspects] = [bool(value.strip()) for value in text.take(suspects).to_pylist()]
+    return ok
+
+
 def not_blank(column: str):
     return column_rule(column, f"{column}_not_blank", f"{column} is not empty or only spaces",
-                       lambda s: s.str.strip() != "")
+                       _not_blank)
 
 
 def unique(column: str, within: str = "the file"):
