@@ -202,3 +202,24 @@ def test_archived_partner_files_keep_their_bytes(lake):
     where = resource.quarantine("mailvendor", "bad.csv", b"\x00\xffbad", {"rule": "x"})
     assert _path(lake, where).read_bytes() == b"\x00\xffbad"
     assert _path(lake, where + ".reason.json").exists()
+
+
+def test_a_second_rejected_file_of_the_same_name_never_replaces_the_first(lake):
+    root, options = lake
+    resource = LakeResource(root=root, storage_options=options)
+    name = "communitycare_PA_202401_eligibility.csv.gz"
+    first = resource.quarantine("communitycare", name, b"first bad", {"rule": "one"})
+    assert first == f"quarantine/communitycare/{name}"
+    second = resource.quarantine("communitycare", name, b"second bad", {"rule": "two"})
+    digest = hashlib.sha256(b"second bad").hexdigest()[:12]
+    assert second == f"quarantine/communitycare/communitycare_PA_202401_eligibility.{digest}.csv.gz"
+    assert _path(lake, first).read_bytes() == b"first bad"
+    assert '"one"' in _path(lake, first + ".reason.json").read_text()
+    assert _path(lake, second).read_bytes() == b"second bad"
+    assert '"two"' in _path(lake, second + ".reason.json").read_text()
+    # The same bytes again are the same quarantined file, not a third copy.
+    assert resource.quarantine("communitycare", name, b"first bad", {"rule": "one"}) == first
+    assert resource.quarantine("communitycare", name, b"second bad", {"rule": "two"}) == second
+    assert sorted(p.name for p in _path(lake, "quarantine", "communitycare").iterdir()) == sorted(
+        [name, name + ".reason.json", second.rsplit("/", 1)[1],
+         second.rsplit("/", 1)[1] + ".reason.json"])

@@ -5,6 +5,7 @@ only in the root. Archive layout (readable, and sorted by arrival within a parti
 
     archive/<feed>/month=YYYY-MM/state=XX/<arrival:%Y%m%dT%H%M%SZ>_<sha256[:12]>_<file name>
     quarantine/<partner>/<file name>            (+ <file name>.reason.json)
+    quarantine/<partner>/<stem>.<sha256[:12]>.<ext>   (a different file of the same name, later)
 """
 
 from __future__ import annotations
@@ -84,11 +85,20 @@ class LakeResource(dg.ConfigurableResource):
         return archived, data
 
     def quarantine(self, partner: str, filename: str, data: bytes, reason: dict) -> str:
-        """Keep a rejected file byte for byte with ``<file>.reason.json`` beside it."""
-        folder = self.path("quarantine", partner or "_unknown")
+        """Keep a rejected file byte for byte with ``<file>.reason.json`` beside it.
+
+        A partner may send a file of the same name again (a corrected file that is still
+        wrong): a different file never replaces an earlier one. It is kept beside it as
+        ``<name>.<sha256[:12]><extensions>``; the same bytes again are the same quarantined file."""
+        partner = partner or "_unknown"
+        folder = self.path("quarantine", partner)
         folder.mkdir(parents=True, exist_ok=True)
-        folder.joinpath(filename).write_bytes(data)
-        folder.joinpath(filename + ".reason.json").write_text(
+        name = filename
+        if folder.joinpath(name).exists() and folder.joinpath(name).read_bytes() != data:
+            stem, dot, extensions = filename.partition(".")
+            name = f"{stem}.{hashlib.sha256(data).hexdigest()[:12]}{dot}{extensions}"
+        folder.joinpath(name).write_bytes(data)
+        folder.joinpath(name + ".reason.json").write_text(
             json.dumps(reason, indent=2, default=str, ensure_ascii=False)
         )
-        return f"quarantine/{partner or '_unknown'}/{filename}"
+        return f"quarantine/{partner}/{name}"
