@@ -454,6 +454,10 @@ CASES: list[Case] = [
               setter(4, event_type="clicked")),
     rows_case("event_ts_without_offset", "nudges", "event_ts_is_timestamp", "event_ts",
               setter(1, event_ts=lambda s, m: f"{m.isoformat()}T09:30:00")),
+    # Valid text whose UTC instant lies in year 0: no datetime holds it, so it cannot load.
+    rows_case("event_ts_utc_before_year_1", "nudges", "event_ts_is_timestamp", "event_ts",
+              setter(1, event_ts="0001-01-01T00:30:00+01:00"),
+              also=("event_ts_within_file_month",)),
     rows_case("event_ts_next_month", "nudges", "event_ts_within_file_month", "event_ts",
               setter(5, event_ts=lambda s, m: f"{add_months(m, 1).isoformat()}T00:00:00Z")),
     rows_case("event_ts_previous_month_at_offset", "nudges", "event_ts_within_file_month",

@@ -476,6 +476,14 @@ def ref_utc(value: object) -> dt.datetime | None:
     return None if stamp is None else stamp.astimezone(dt.timezone.utc)
 
 
+def ref_fits_utc(value: object) -> bool:
+    try:
+        ref_utc(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def ref_codes(text: str) -> list[str]:
     return text.split(";") if text != "" else []
 
@@ -498,7 +506,7 @@ REFERENCE_RULES = {
     "duration_s_whole_seconds": _full(r"[0-9]+"),
     "household_size_1_to_20": lambda v: bool(re.fullmatch(r"[0-9]{1,2}", v)) and 1 <= int(v) <= 20,
     "_is_date": lambda v: ref_date(v) is not None,
-    "_is_timestamp": lambda v: ref_timestamp(v) is not None,
+    "_is_timestamp": lambda v: ref_timestamp(v) is not None and ref_fits_utc(v),
     "_is_decimal": lambda v: bool(re.fullmatch(REF_DECIMAL, v)),
     "_not_negative": lambda v: not re.fullmatch(REF_DECIMAL, v) or not v.startswith("-"),
     "_has_no_ssn": lambda v: not REF_SSN_INSIDE.search(v),

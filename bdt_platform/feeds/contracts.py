@@ -344,8 +344,20 @@ def is_date(column: str):
 def is_timestamp(column: str):
     return column_rule(column, f"{column}_is_timestamp",
                        f"{column} is an ISO 8601 timestamp with a UTC offset "
-                       "(2024-03-06T19:36:30-05:00, ...Z)",
-                       lambda s: ~np.isnat(parse_timestamps(s).local))
+                       "(2024-03-06T19:36:30-05:00, ...Z), in years 1..9999 in UTC too",
+                       _is_timestamp)
+
+
+# The instants a Python ``datetime`` (and so the warehouse loader) can hold: years 1..9999.
+FIRST_INSTANT = np.datetime64("0001-01-01", "us")
+INSTANT_AFTER = np.datetime64("9999-12-31", "us") + np.timedelta64(1, "D")
+
+
+def _is_timestamp(values: pd.Series) -> np.ndarray:
+    """A timestamp whose UTC instant a ``datetime`` holds: ``0001-01-01T00:00+01:00`` is
+    valid text, but its instant lies in year 0, so it could not be loaded."""
+    utc = parse_timestamps(values).utc
+    return ~np.isnat(utc) & (utc >= FIRST_INSTANT) & (utc < INSTANT_AFTER)
 
 
 def is_decimal(column: str):

@@ -475,15 +475,10 @@ def _typed(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
     return pa.array(values.tolist(), type=arrow_type)
 
 
-# The instants a Python ``datetime`` can hold: years 1..9999.
-_FIRST_INSTANT = np.datetime64("0001-01-01", "us")
-_INSTANT_AFTER = np.datetime64("9999-12-31", "us") + np.timedelta64(1, "D")
-
-
 def _in_datetime_range(utc: np.ndarray) -> np.ndarray:
     """``utc``, if every instant lies in years 1..9999; OverflowError as from
     ``datetime.astimezone`` otherwise (``0001-01-01T00:00+01:00`` is valid text whose UTC
-    instant falls in year 0)."""
-    if ((utc < _FIRST_INSTANT) | (utc >= _INSTANT_AFTER)).any():
+    instant falls in year 0; the contract's ``*_is_timestamp`` rule rejects such files)."""
+    if ((utc < contracts.FIRST_INSTANT) | (utc >= contracts.INSTANT_AFTER)).any():
         raise OverflowError("date value out of range")
     return utc
