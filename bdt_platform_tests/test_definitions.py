@@ -116,6 +116,22 @@ def test_bundled_dbt_version_is_what_the_executable_reports():
         raise AssertionError("a foreign executable must be asked for its version")
 
 
+def test_dbt_commands_open_no_adapter_in_this_process_unless_asked(tmp_path, monkeypatch):
+    """dagster-dbt opens a dbt adapter in the calling process before every command, only for
+    ``fetch_row_counts``/``fetch_column_metadata``; bdt's resource skips it unless asked."""
+    from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_resource, prepare_manifest
+
+    monkeypatch.setenv("BDT_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    resource = dbt_resource("duckdb", work_dir=tmp_path / "dbt")
+    invocation = resource.cli(["ls", "--resource-type", "model"], manifest=prepare_manifest())
+    listed = [event.raw_event["info"]["msg"] for event in invocation.stream_raw_events()]
+    assert invocation.is_successful() and "bdt_platform.marts.fct_outreach" in listed
+    assert invocation.adapter is None
+    asked = resource.model_copy(update={"metadata_adapter": True})
+    monkeypatch.chdir(DBT_PROJECT_DIR)
+    assert type(asked._initialize_dbt_core_adapter(["ls"])).__name__ == "DuckDBAdapter"
+
+
 def test_dbt_commands_get_folders_in_the_home_seeded_with_its_parse_state(tmp_path):
     import os
 
