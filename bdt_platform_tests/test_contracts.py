@@ -735,3 +735,15 @@ def test_cross_field_rules_judge_every_row_as_the_per_value_reference():
         got = contracts.FRAME_RULE_TESTS[name](frame).tolist()
         wrong = [row for row, a in zip(rows, got) if a != reference(row)]
         assert not wrong, (name, wrong[:5])
+
+
+def test_benefit_rule_leaves_values_that_are_not_decimal_text_to_the_other_rules():
+    """``benefit_only_when_approved`` judges decimal text only: a missing value or one that is
+    not text is the not-null and dtype rules' to report, never a TypeError inside this one."""
+    values = [None, float("nan"), 5, 0.0, "5", "0", "0.00", "x", "-1"]
+    frame = pandas.DataFrame({"decision": ["denied"] * len(values),
+                              "monthly_benefit_usd": pandas.Series(values, dtype=object)})
+    judged = contracts.FRAME_RULE_TESTS["benefit_only_when_approved"](frame).tolist()
+    assert judged == [True, True, True, True, False, True, True, True, False]
+    approved = frame.assign(decision="approved")
+    assert contracts.FRAME_RULE_TESTS["benefit_only_when_approved"](approved).all()

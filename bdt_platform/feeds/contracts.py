@@ -537,7 +537,7 @@ class OutcomesContract(FileContract):
         "benefit_only_when_approved", "monthly_benefit_usd",
         "monthly_benefit_usd is 0 unless decision is approved",
         lambda f: ~f["decision"].isin(DECISIONS) | (f["decision"] == "approved")
-        | ~f["monthly_benefit_usd"].str.fullmatch(DECIMAL_PATTERN)
+        | ~_fullmatch(_text(f["monthly_benefit_usd"]), DECIMAL_PATTERN)  # judged by *_is_decimal
         | (pd.to_numeric(f["monthly_benefit_usd"], errors="coerce") == 0))
 
 
