@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from bdt_platform import partitions as parts
 from bdt_platform.feeds import parsing
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
+from bdt_platform.feeds.retries import retried_when_transient
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
 from bdt_platform.partition_events import log_materializations
 from bdt_platform.pii_resource import PiiKeyResource
@@ -142,7 +143,9 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         source = f"casemgmt.{spec.name}"
         wanted = set(config.only)
         chosen = [key for key in context.partition_keys if not wanted or key in wanted]
-        with warehouse.batch() as batch:
+        # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
+        # committed before the batch ends.
+        with retried_when_transient(context), warehouse.batch() as batch:
             for first in range(0, len(chosen), CHUNK_PARTITIONS):
                 chunk = [(key, *parts.split_key(key))
                          for key in chosen[first:first + CHUNK_PARTITIONS]]

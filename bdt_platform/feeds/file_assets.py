@@ -29,6 +29,7 @@ from bdt_platform import partitions as parts
 from bdt_platform.feeds import contracts, parsing
 from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
+from bdt_platform.feeds.retries import retried_when_transient
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
 from bdt_platform.inbox.base import Inbox
 from bdt_platform.partition_events import log_materializations
@@ -99,7 +100,9 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         landed_inbox_paths: list[str] = []
         loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret())
         keys = context.partition_keys
-        with warehouse.batch() as batch:
+        # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
+        # committed before the batch ends.
+        with retried_when_transient(context), warehouse.batch() as batch:
             for index, partition in enumerate(keys, start=1):
                 state, month = parts.split_key(partition)
                 refs = config.files.get(partition, [])

@@ -18,6 +18,10 @@ import pandas as pd
 import pyarrow as pa
 
 
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse's write lock (DuckDB allows one writing process)."""
+
+
 class WarehouseBatch:
     """An open transaction; each :meth:`replace` swaps one table's partitions."""
 
@@ -84,7 +88,13 @@ class DuckDBWarehouse(Warehouse):
 
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.path, read_only=read_only)
+        try:
+            con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise WarehouseBusy(f"warehouse {self.path} is in use by another process: "
+                                f"{str(exc).splitlines()[0]}") from exc
         try:
             yield con
         finally:
