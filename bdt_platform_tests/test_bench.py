@@ -30,6 +30,6 @@ def test_bench_produces_every_figure(tmp_path):
     assert set(figures["sensor_tick"]) == {"folder", "sftp"}, figures["notes"]
     for line in ["ingest vs DuckDB read_csv", "ingest vs read_csv with union_by_name",
                  "bdt build vs plain dbt build",
-                 "Dagster runs started", "peak RSS above import floor", "sensor tick (folder)",
+                 "Dagster runs started", "peak RSS above start-up floor", "sensor tick (folder)",
                  "sensor tick (sftp)", "bdt explain, one partition"]:
         assert line in result.stdout
