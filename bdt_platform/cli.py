@@ -79,7 +79,15 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _quiet_dagster() -> None:
+    """Silence Dagster's beta/preview notices before the asset modules (which trigger them) load."""
+    from bdt_platform.runs import quiet_warnings
+
+    quiet_warnings()
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    _quiet_dagster()
     from bdt_platform.inbox.base import InboxUnavailable
     from bdt_platform.inbox.ingest import ingest
 
@@ -130,6 +138,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    _quiet_dagster()
     import dagster as dg
 
     from bdt_platform.explain.engine import ExplainError, explain, parse_when
