@@ -24,12 +24,19 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def _quiet_dagster() -> None:
+    """Silence Dagster's beta/preview notices before the asset modules (which trigger them) load."""
+    from bdt_platform.runs import quiet_warnings
+
+    quiet_warnings()
+
+
 def _runtime(settings: Settings, feeds_only: bool = False):
     """Import Dagster and the definitions only for commands that run assets (slow imports);
     ``feeds_only``: the feed assets and their job alone, without importing dbt."""
-    from bdt_platform.runs import instance_for, quiet_warnings
+    from bdt_platform.runs import instance_for
 
-    quiet_warnings()
+    _quiet_dagster()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     if feeds_only:
         from bdt_platform.feed_definitions import build_feed_definitions
@@ -77,13 +84,6 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     _echo(f"generated {len(summary.files)} file(s) in {inbox} and the case-management database "
           f"{settings.casemgmt_sqlite_path} in {time.perf_counter() - started:.1f}s ({rows})")
     return EXIT_OK
-
-
-def _quiet_dagster() -> None:
-    """Silence Dagster's beta/preview notices before the asset modules (which trigger them) load."""
-    from bdt_platform.runs import quiet_warnings
-
-    quiet_warnings()
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
