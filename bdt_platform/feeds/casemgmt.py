@@ -143,7 +143,7 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         source = f"casemgmt.{spec.name}"
         wanted = set(config.only)
         chosen = [key for key in context.partition_keys if not wanted or key in wanted]
-        # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
+        # A warehouse locked by another process is retried (feeds/retries.py): nothing is
         # committed before the batch ends.
         with retried_when_transient(context), warehouse.batch() as batch:
             for first in range(0, len(chosen), CHUNK_PARTITIONS):
