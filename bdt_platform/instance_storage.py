@@ -27,6 +27,7 @@ from contextlib import contextmanager
 
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.events import ASSET_EVENTS
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME, SqliteEventLogStorage, SqliteEventLogStorageWatchdog)
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
@@ -110,7 +111,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         """A batch of asset events (Dagster batches the per-partition materializations of a
         range output when ``DAGSTER_EVENT_BATCH_SIZE`` is set; ``partition_events`` batches
         logged ones): the same rows as ``store_event`` one by one, in one transaction on the
-        run's shard and one on the index instead of two per event. The asset's row (its latest
+        run's shard and one on the index instead of two per event, each a single multi-row
+        statement (the index's returns the new event ids, in order). The asset's row (its latest
         materialization) is written once per asset: a materialization followed by a later one
         of the same asset in the batch would be overwritten column for column. Anything else
         is stored one by one, as before."""
@@ -121,18 +123,21 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             for event in events:
                 self.store_event(event)
             return
-        statements = [self.prepare_insert_event(event) for event in events]
+        rows = [self._event_to_row(event) for event in events]  # each event serialized once
         superseded = _superseded_materializations(events)
         with self.run_connection(run_ids.pop()) as conn:
-            for statement in statements:
-                conn.execute(statement)
+            conn.execute(SqlEventLogStorageTable.insert(), rows)  # one executemany
         with self.index_transaction() as conn:
-            for index, (event, statement) in enumerate(zip(events, statements)):
-                event_id = conn.execute(statement).inserted_primary_key[0]
-                if event_id is None:
-                    raise DagsterInvariantViolationError(
-                        "Cannot store asset event tags for null event id.")
-                self._store_asset_event_tags(conn, [event], [event_id])
+            # One multi-row insert that returns each row's id, in the order of ``rows``.
+            event_ids = conn.execute(
+                SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id,
+                                                           sort_by_parameter_order=True),
+                rows).scalars().all()
+            if len(event_ids) != len(events) or None in event_ids:
+                raise DagsterInvariantViolationError(
+                    "Cannot store asset event tags for null event id.")
+            self._store_asset_event_tags(conn, events, event_ids)
+            for index, (event, event_id) in enumerate(zip(events, event_ids)):
                 if index not in superseded:
                     self._store_asset_event(conn, event, event_id)
 

@@ -334,17 +334,26 @@ def test_logged_partition_events_are_stored_in_batches_as_one_by_one_would(tmp_p
             rows = {record.partition_key: record.asset_materialization.metadata["rows"].value
                     for record in instance.fetch_materializations(key, limit=100).records}
             latest = instance.get_latest_materialization_event(key)
-            last_run = instance.get_asset_records([key])[0].asset_entry.last_run_id
+            entry = instance.get_asset_records([key])[0].asset_entry
+            # The asset's row points at its latest event by storage id: that id must be the
+            # event's own (a batch insert hands out ids; they must not be shuffled).
+            partition_by_id = {record.storage_id: record.partition_key for record in
+                               instance.fetch_materializations(key, limit=100).records}
+            latest_record = entry.last_materialization_record
             per_asset[key] = (partitions, rows, latest.asset_materialization.partition,
                               latest.asset_materialization.metadata["rows"].value,
-                              last_run == result.run_id)
+                              entry.last_run_id == result.run_id,
+                              partition_by_id[latest_record.storage_id]
+                              == latest_record.partition_key)
         return reported, per_asset
 
     seen = _run_one_by_one_and_batched(monkeypatch, tmp_path, job, tags, "5", read)
     reported, per_asset = seen["batched"]
     assert len(reported) == 26 and reported[0] == (ASSET, reported[1][1])  # 13 partitions x 2
-    for partitions, rows, latest_partition, latest_rows, last_run_is_this in per_asset.values():
+    for (partitions, rows, latest_partition, latest_rows, last_run_is_this,
+         latest_id_is_its_own) in per_asset.values():
         assert len(partitions) == 13 and sorted(rows) == partitions
         assert latest_partition == reported[-1][1] and latest_rows == 12 and last_run_is_this
+        assert latest_id_is_its_own
     assert seen["batched"] == seen["one_by_one"]
     assert batches == [5] * 5  # and the 26th event alone, stored as a single event
