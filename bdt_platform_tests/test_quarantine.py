@@ -66,10 +66,21 @@ def _partition(frame: pd.DataFrame, state: str, month: dt.date) -> pd.DataFrame:
     return part.sort_values(list(part.columns)).reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["in_process", "worker_processes"])
+def world(tmp_path_factory, request):
+    """The corpus landed twice: in the run's own process, and with every feed's files read,
+    validated and tokenized in two worker processes (as a run of many files does; the
+    rejections then travel back from the workers). Every test below holds for both."""
     from bdt_platform.definitions import build_definitions
+    from bdt_platform.feeds import workers
 
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "worker_processes":
+            patch.setattr(workers, "worker_count", lambda requested, files: 2)
+        yield from _world(tmp_path_factory, build_definitions, request.param)
+
+
+def _world(tmp_path_factory, build_definitions, mode: str):
     home = tmp_path_factory.mktemp("quarantine") / "home"
     settings = make_settings(home)
     defs = build_definitions(settings)
@@ -128,7 +139,7 @@ def world(tmp_path_factory):
         third = run_ingest(lines3)
         after_fix = {feed: _raw(warehouse, feed) for feed in bf.FEEDS}
 
-    yield {"settings": settings, "instance": instance, "lake": Path(settings.lake),
+    yield {"mode": mode, "settings": settings, "instance": instance, "lake": Path(settings.lake),
            "first": first, "second": second, "third": third,
            "lines": (lines1, lines2, lines3), "console": console.getvalue(),
            "before": before, "after_corpus": after_corpus, "after_fix": after_fix,
@@ -144,6 +155,24 @@ def test_baseline_loads_in_one_run(world):
     for feed in bf.FEEDS:
         assert len(world["before"][feed]) == len(BASELINE) * len(bf.good_rows(feed, "AK",
                                                                              MONTHS[0]))
+
+
+def test_files_are_read_where_the_run_says(world):
+    """Each chunk's log line names the worker process that read it, when one did."""
+    import re
+
+    messages = [entry.user_message
+                for ingest in (world["first"], world["second"], world["third"])
+                for run in ingest.runs for entry in world["instance"].all_logs(run.run_id)]
+    chunks = [re.search(r"rows staged for raw\.\w+ in [0-9.]+s(?:, read in worker (\d+))?$",
+                        message) for message in messages]
+    chunks = [found.group(1) for found in chunks if found]
+    assert len(chunks) >= 2 * len(bf.FEEDS) + 1  # the first two ingests load every feed
+    workers = {int(pid) for pid in chunks if pid}
+    if world["mode"] == "worker_processes":
+        assert all(chunks) and workers and os.getpid() not in workers
+    else:
+        assert not workers
 
 
 def test_corpus_ingest_exits_1_and_prints_one_line_per_file(world):

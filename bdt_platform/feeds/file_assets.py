@@ -4,8 +4,9 @@ One asset per feed, partitioned ``state x month``, able to load many partitions 
 (single-run backfills). For each partition in the run it takes the file(s) named in the run
 config - or, when none is named, re-loads the newest file archived in the lake - then:
 
-1. decodes and validates them against the feed's pandera contract (files are read one by one
-   and validated in chunks of ~8 MB: one pandera call per chunk, see ``parsing.validate_many``),
+1. decodes and validates them against the feed's pandera contract, in chunks of files (one
+   pandera call per chunk, see ``parsing.validate_many``); a run of many files does this in
+   worker processes while the run's own process lands the chunks already done (``workers``),
 2. archives the original bytes of each valid file in the lake (verified by checksum),
 3. replaces SSNs with person tokens,
 4. replaces the partitions' rows in ``raw.<feed>`` (all partitions of the run in one transaction).
@@ -19,14 +20,16 @@ of the run was rejected, so nothing downstream builds from a bad run.
 
 import datetime as dt
 import hashlib
+import os
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import dagster as dg
-import pandas as pd
 
 from bdt_platform import partitions as parts
-from bdt_platform.feeds import contracts, parsing
+from bdt_platform.feeds import contracts, parsing, workers
 from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.retries import retried_when_transient
@@ -56,6 +59,10 @@ class FeedFilesConfig(dg.Config):
 
     files: dict[str, list[InboxFileRef]] = {}
     only_listed: bool = False
+    worker_processes: int = -1
+    """Processes that decode, validate and tokenize files beside the run's own (which writes
+    the warehouse). -1: one per core (at most 4) for runs of 64 files or more, none for
+    smaller ones; 0: all in the run's process."""
 
 
 def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
@@ -98,11 +105,17 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         report = FeedLoadReport(spec.name)
         loaded_events: list[dg.AssetMaterialization] = []
         landed_inbox_paths: list[str] = []
-        loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret())
         keys = context.partition_keys
+        listed = sum(len(config.files.get(key, [])) for key in keys)
+        processes = workers.worker_count(config.worker_processes,
+                                         listed if config.only_listed else max(listed, len(keys)))
+        if processes:
+            context.log.info(f"{spec.name}: validating in {processes} worker processes")
         # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
         # committed before the batch ends.
-        with retried_when_transient(context), warehouse.batch() as batch:
+        with retried_when_transient(context), workers.chunk_runner(processes) as runner, \
+                warehouse.batch() as batch:
+            loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret(), runner)
             for index, partition in enumerate(keys, start=1):
                 state, month = parts.split_key(partition)
                 refs = config.files.get(partition, [])
@@ -128,12 +141,11 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                     incoming = _Incoming(partition, state, month, archived.filename, data,
                                          archived.received_at, archived)
                 loader.add(incoming)
-                if loader.pending_bytes >= CHUNK_BYTES:
-                    loaded_events.extend(loader.flush(batch))
+                loaded_events.extend(loader.land_finished(batch))
                 if index % 100 == 0:
                     context.log.info(f"{spec.name}: {index}/{len(keys)} partitions read; "
                                      f"{report.summary()}")
-            loaded_events.extend(loader.flush(batch))
+            loaded_events.extend(loader.land_all(batch))
         # Committed: only now is it true that these partitions hold the new rows.
         log_materializations(context, loaded_events)
         context.log.info(f"{spec.name}: {report.summary()}")
@@ -152,14 +164,16 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
 
 
 # Files are validated and loaded in chunks of about this many bytes: one pandera call and one
-# warehouse write per chunk instead of per file, while memory stays bounded by the chunk (or by
-# the largest file, when one file is bigger).
+# warehouse write per chunk instead of per file, while memory stays bounded by a few chunks (or
+# by the largest file, when one file is bigger).
 CHUNK_BYTES = 8 * 2**20
+# With worker processes, smaller chunks keep every worker busy until the run's last files.
+PARALLEL_CHUNK_BYTES = 2 * 2**20
 
 
 @dataclass
 class _Incoming:
-    """One file to land in one partition: its bytes, and once read, its text frame."""
+    """One file to land in one partition: its bytes, and where it came from."""
 
     partition: str
     state: str
@@ -168,38 +182,59 @@ class _Incoming:
     data: bytes
     received: dt.datetime
     archived: ArchivedFile | None = None  # set when re-loaded from the lake's archive
-    frame: pd.DataFrame | None = None
 
 
 class _ChunkLoader:
-    """Reads files as they come (rejecting unreadable ones at once), then validates, tokenizes
-    and stages a whole chunk of them together."""
+    """Gathers files into chunks, has each chunk decoded, validated and tokenized
+    (``parsing.prepare_files``, in a worker process when the runner has them), then lands the
+    finished chunks in order: quarantines the rejected files, archives the accepted ones, stages
+    their rows in the warehouse batch and makes their materializations."""
 
     def __init__(self, context, spec: FeedSpec, key: dg.AssetKey, partner: str,
-                 lake: LakeResource, report: FeedLoadReport, pii_key: str):
+                 lake: LakeResource, report: FeedLoadReport, pii_key: str,
+                 runner: workers.ChunkRunner):
         self.context, self.spec, self.key, self.partner = context, spec, key, partner
-        self.lake, self.report, self.pii_key = lake, report, pii_key
+        self.lake, self.report, self.pii_key, self.runner = lake, report, pii_key, runner
+        self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
         self.pending: list[_Incoming] = []
         self.pending_bytes = 0
+        self.in_flight: deque[tuple[list[_Incoming], Future]] = deque()
 
     def add(self, incoming: _Incoming) -> None:
-        try:
-            text = parsing.decode(incoming.data, incoming.filename)
-            incoming.frame = parsing.read_text_frame(text, self.spec)
-        except parsing.FileRejected as rejected:
-            self._quarantine(incoming, rejected)
-            return
         self.pending.append(incoming)
         self.pending_bytes += len(incoming.data)
+        if self.pending_bytes >= self.chunk_bytes:
+            self._submit()
 
-    def flush(self, batch) -> list[dg.AssetMaterialization]:
+    def land_finished(self, batch) -> list[dg.AssetMaterialization]:
+        """Land the chunks that are done, oldest first; wait only when too many are in flight."""
+        events = []
+        while self.in_flight and (self.in_flight[0][1].done()
+                                  or len(self.in_flight) > self.runner.in_flight_limit):
+            chunk, future = self.in_flight.popleft()
+            events.extend(self._land(chunk, future.result(), batch))
+        return events
+
+    def land_all(self, batch) -> list[dg.AssetMaterialization]:
+        self._submit()
+        events = []
+        while self.in_flight:
+            chunk, future = self.in_flight.popleft()
+            events.extend(self._land(chunk, future.result(), batch))
+        return events
+
+    def _submit(self) -> None:
         chunk, self.pending, self.pending_bytes = self.pending, [], 0
-        if not chunk:
-            return []
+        if chunk:
+            self.in_flight.append((chunk, self.runner.submit(
+                parsing.prepare_files, self.spec.name,
+                [(i.filename, i.data, i.state, i.month) for i in chunk], self.pii_key)))
+
+    def _land(self, chunk: list[_Incoming], prepared: parsing.PreparedFiles, batch
+              ) -> list[dg.AssetMaterialization]:
         started = time.perf_counter()
-        verdicts = parsing.validate_many([(i.frame, i.state, i.month) for i in chunk], self.spec)
         good = []
-        for incoming, rejected in zip(chunk, verdicts):
+        for incoming, rejected in zip(chunk, prepared.verdicts):
             if rejected is None:
                 good.append(incoming)
             else:
@@ -208,13 +243,10 @@ class _ChunkLoader:
             return []
         archived = [i.archived or self.lake.archive(self.spec.name, i.state, i.month, i.filename,
                                                     i.data, i.received) for i in good]
-        lengths = [len(i.frame) for i in good]
-        table = parsing.to_table_many([(i.frame, i.state, i.month, i.filename) for i in good],
-                                      self.spec, pii_key=self.pii_key)
-        batch.replace(self.spec.table, table, [(i.state, i.month) for i in good])
-        seconds = round(time.perf_counter() - started, 3)
+        batch.replace(self.spec.table, prepared.table, [(i.state, i.month) for i in good])
+        seconds = round(prepared.seconds + time.perf_counter() - started, 3)
         events = []
-        for incoming, stored, rows in zip(good, archived, lengths):
+        for incoming, stored, rows in zip(good, archived, prepared.rows):
             self.report.load(incoming.partition, incoming.filename, rows)
             events.append(dg.AssetMaterialization(
                 asset_key=self.key,
@@ -229,8 +261,10 @@ class _ChunkLoader:
                     "chunk_seconds": seconds,
                 },
             ))
-        self.context.log.info(f"{self.spec.name}: {len(good)} file(s), {table.num_rows} rows "
-                              f"staged for {self.spec.table} in {seconds}s")
+        worker = "" if prepared.process == os.getpid() else f", read in worker {prepared.process}"
+        self.context.log.info(f"{self.spec.name}: {len(good)} file(s), "
+                              f"{prepared.table.num_rows} rows staged for {self.spec.table} in "
+                              f"{seconds}s{worker}")
         return events
 
     def _quarantine(self, incoming: _Incoming, rejected: parsing.FileRejected) -> None:

@@ -1,0 +1,83 @@
+"""Where the feed loaders' CPU work runs: in the run's own process, or in worker processes.
+
+Decoding, reading, validating and tokenizing a chunk of files (``parsing.prepare_files``) is pure
+CPU work in pandas and pandera, bound to one core by Python. A year of 51 states is ~2,500
+files; on a machine with more than one core the loader sends chunks to worker processes and
+meanwhile archives, writes and records the chunks already done (the warehouse has one writer:
+the run's process). Small runs stay in-process: starting workers costs more than they save.
+
+Workers are forked from a *fork server* that has imported the parsing code once (Python's
+``forkserver`` start method): each starts in milliseconds, and none is forked from the run's
+process, whose threads (DuckDB's, Dagster's) must not be copied mid-operation.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+
+#: Runs landing at least this many files use worker processes (when the machine has 2+ cores).
+PARALLEL_MIN_FILES = 64
+#: Worker processes at most, whatever the number of cores (memory: each holds one chunk).
+MAX_WORKERS = 4
+# The fork server imports the parsing code, and the program's main module, once: a worker forked
+# from it then finds ``__main__`` in place instead of importing it again (multiprocessing's
+# spawn rule), which for a Dagster run worker would be all of Dagster per worker.
+_PRELOADED = ["__main__", "bdt_platform.feeds.parsing"]
+
+
+def worker_count(requested: int, files: int) -> int:
+    """How many worker processes a run uses: ``requested`` when it is 0 or more; otherwise one
+    per core (at most ``MAX_WORKERS``) when the run lands ``PARALLEL_MIN_FILES`` files or more
+    on a machine with two cores or more, else none."""
+    if requested >= 0:
+        return requested
+    cores = os.cpu_count() or 1
+    return min(cores, MAX_WORKERS) if cores > 1 and files >= PARALLEL_MIN_FILES else 0
+
+
+class ChunkRunner:
+    """Runs functions on chunks: at once in this process (``processes == 0``), or in a pool."""
+
+    def __init__(self, processes: int):
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        if processes > 0:
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(_PRELOADED)
+            else:  # Windows: each worker starts a new interpreter
+                context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+
+    @property
+    def in_flight_limit(self) -> int:
+        """Chunks submitted and not yet collected, at most: one per worker plus one queued, so
+        no worker waits while memory stays bounded by a few chunks."""
+        return self.processes + 1 if self._pool else 0
+
+    def submit(self, function: Callable, *args) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(function, *args)
+        done: Future = Future()
+        try:
+            done.set_result(function(*args))
+        except Exception as exc:  # noqa: BLE001 - raised to the caller by .result()
+            done.set_exception(exc)
+        return done
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def chunk_runner(processes: int) -> Iterator[ChunkRunner]:
+    runner = ChunkRunner(processes)
+    try:
+        yield runner
+    finally:
+        runner.close()
