@@ -127,9 +127,9 @@ def _tree(pid: int) -> list[int]:
     while todo:
         current = todo.pop()
         found.append(current)
-        try:
-            todo.extend(int(child) for child in Path(
-                f"/proc/{current}/task/{current}/children").read_text().split())
+        try:  # children are listed per thread of their parent
+            for children in Path(f"/proc/{current}/task").glob("*/children"):
+                todo.extend(int(child) for child in children.read_text().split())
         except OSError:
             continue
     return found
