@@ -15,12 +15,14 @@ MONTH = dt.date(2024, 3, 1)
 
 
 def test_runs_of_many_files_use_one_worker_per_core_and_small_ones_none(monkeypatch):
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(workers, "usable_cores", lambda: 8)
     assert workers.worker_count(-1, workers.PARALLEL_MIN_FILES - 1) == 0
     assert workers.worker_count(-1, workers.PARALLEL_MIN_FILES) == workers.MAX_WORKERS
     assert workers.worker_count(0, 10_000) == 0 and workers.worker_count(3, 1) == 3
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(workers, "usable_cores", lambda: 1)
     assert workers.worker_count(-1, 10_000) == 0  # one core: a worker would only compete
+    monkeypatch.undo()
+    assert 1 <= workers.usable_cores() <= (os.cpu_count() or 1)
 
 
 def _chunk() -> list[tuple[str, bytes, str, dt.date]]:

@@ -35,8 +35,16 @@ def worker_count(requested: int, files: int) -> int:
     on a machine with two cores or more, else none."""
     if requested >= 0:
         return requested
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     return min(cores, MAX_WORKERS) if cores > 1 and files >= PARALLEL_MIN_FILES else 0
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's share where it is
+    set that way; the machine's count elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 class ChunkRunner:
