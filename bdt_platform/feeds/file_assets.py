@@ -206,10 +206,11 @@ class _ChunkLoader:
         if self.pending_bytes >= self.chunk_bytes:
             self._submit()
 
-    def land_finished(self, batch) -> list[dg.AssetMaterialization]:
-        """Land the chunks that are done, oldest first; wait only when too many are in flight."""
+    def land_finished(self, batch, everything: bool = False) -> list[dg.AssetMaterialization]:
+        """Land the chunks that are done, oldest first; wait only when too many are in flight
+        (or, with ``everything``, for all of them)."""
         events = []
-        while self.in_flight and (self.in_flight[0][1].done()
+        while self.in_flight and (everything or self.in_flight[0][1].done()
                                   or len(self.in_flight) > self.runner.in_flight_limit):
             chunk, future = self.in_flight.popleft()
             events.extend(self._land(chunk, future.result(), batch))
@@ -217,11 +218,7 @@ class _ChunkLoader:
 
     def land_all(self, batch) -> list[dg.AssetMaterialization]:
         self._submit()
-        events = []
-        while self.in_flight:
-            chunk, future = self.in_flight.popleft()
-            events.extend(self._land(chunk, future.result(), batch))
-        return events
+        return self.land_finished(batch, everything=True)
 
     def _submit(self) -> None:
         chunk, self.pending, self.pending_bytes = self.pending, [], 0
