@@ -19,23 +19,17 @@ from bdt_platform.settings import Settings, load_settings
 from bdt_platform.warehouse.assets import build_dbt_assets
 
 
-def build_jobs(dbt_models: dg.AssetsDefinition, dbt_partitioned_models: dg.AssetsDefinition):
-    # Building, step 1: the unpartitioned dbt models (staging/intermediate views, dimensions).
-    shared_models_job = dg.define_asset_job(
-        "build_shared_models",
-        selection=dg.AssetSelection.assets(dbt_models),
-        description="Build the unpartitioned dbt models: staging and intermediate views, "
-                    "dim_person.",
-    )
-    # Building, step 2: partitioned facts and reports for a rectangle of partitions, one run.
+def build_jobs(dbt_models: dg.AssetsDefinition):
+    # Building, step 1: every dbt model (one dbt command: views and dimensions whole, facts for
+    # the run's rectangle of partitions) and the reports, in one run.
     build_job = dg.define_asset_job(
         "build_warehouse",
-        selection=dg.AssetSelection.assets(dbt_partitioned_models, *REPORT_ASSETS),
+        selection=dg.AssetSelection.assets(dbt_models, *REPORT_ASSETS),
         partitions_def=parts.state_month_partitions,
-        description="Build the partitioned dbt facts and the reports for state x month "
-                    "partitions.",
+        description="Build the dbt models (staging and intermediate views, dimensions, and the "
+                    "facts for the run's state x month partitions) and the reports.",
     )
-    # Building, step 3: the report as Parquet in the lake. A run of its own: the report logs
+    # Building, step 2: the report as Parquet in the lake. A run of its own: the report logs
     # its materializations per partition (no output), so its dependants would be skipped in
     # the same run.
     export_job = dg.define_asset_job(
@@ -44,14 +38,14 @@ def build_jobs(dbt_models: dg.AssetsDefinition, dbt_partitioned_models: dg.Asset
         partitions_def=parts.state_month_partitions,
         description="Publish reports as Parquet files in the lake, for analysts' notebooks.",
     )
-    return [ingest_job, shared_models_job, build_job, export_job]
+    return [ingest_job, build_job, export_job]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    dbt_models, dbt_partitioned_models = build_dbt_assets(settings.dbt_project_dir)
-    assets = [*FEED_ASSETS, dbt_models, dbt_partitioned_models, *REPORT_ASSETS, *OUTBOX_ASSETS,
+    dbt_models = build_dbt_assets(settings.dbt_project_dir)
+    assets = [*FEED_ASSETS, dbt_models, *REPORT_ASSETS, *OUTBOX_ASSETS,
               *EXPORT_ASSETS]
-    return dg.Definitions(assets=assets, jobs=build_jobs(dbt_models, dbt_partitioned_models),
+    return dg.Definitions(assets=assets, jobs=build_jobs(dbt_models),
                           sensors=SENSORS, resources=build_resources(settings))
 
 

@@ -84,6 +84,8 @@ class RunOutcome:
 def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
                    pairs: Iterable[tuple[str, dt.date]],
                    selection: list[dg.AssetKey] | None = None,
+                   later_selection: list[dg.AssetKey] | None = None,
+                   stop_on_failure: bool = False,
                    run_config_for: Callable[[list[str], list[dt.date]], dict] | None = None,
                    tags: dict[str, str] | None = None,
                    progress: Callable[[str], None] | None = None,
@@ -91,8 +93,10 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
                    exact: bool = True) -> list[RunOutcome]:
     """Execute ``job_name`` once per rectangle covering ``pairs`` - exactly (no partition
     outside ``pairs``) or, with ``exact=False``, in one run over their bounding rectangle, for
-    jobs whose assets skip the partitions they were not given. The console shows Dagster's own
-    log lines from ``log_level`` up; the instance records everything regardless."""
+    jobs whose assets skip the partitions they were not given. ``later_selection``: the assets
+    of the runs after the first (default ``selection``), e.g. only the partitioned ones when the
+    first run built the rest; ``stop_on_failure``: no run after a failed one. The console shows Dagster's own log lines from ``log_level`` up;
+    the instance records everything regardless."""
     job = defs.resolve_job_def(job_name)
     outcomes = []
     rectangles = parts.rectangles(pairs) if exact else parts.bounding_rectangle(pairs)
@@ -103,8 +107,11 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
                      f"{months[0]:%Y-%m}..{months[-1]:%Y-%m})")
         run_config = dict(run_config_for(states, months)) if run_config_for else {}
         outcomes.append(execute(job, instance, run_config, {**parts.range_tags(states, months),
-                                                            **(tags or {})}, selection, states,
-                                months, log_level, tool_log))
+                                                            **(tags or {})},
+                                selection if number == 1 or later_selection is None
+                                else later_selection, states, months, log_level, tool_log))
+        if stop_on_failure and not outcomes[-1].success:
+            break
     return outcomes
 
 

@@ -71,6 +71,54 @@ def test_jobs(graph):
     assert defs.resolve_job_def("ingest_feeds") and defs.resolve_job_def("build_warehouse")
 
 
+def test_every_dbt_model_is_one_asset_definition_and_only_facts_are_partitioned(graph):
+    """One dbt command builds the whole warehouse: every model belongs to one multi-asset,
+    whose facts are partitioned and whose views and dimensions are not."""
+    from bdt_platform.warehouse.build import BUILD_JOB, job_assets
+
+    defs, asset_graph = graph
+    dbt_keys = [key for key in asset_graph.get_all_asset_keys()
+                if key.path[0] in ("staging", "intermediate", "marts")]
+    assert len({asset_graph.get(key).assets_def.op.name for key in dbt_keys}) == 1
+    partitioned = {key.to_user_string() for key in job_assets(defs, BUILD_JOB, partitioned=True)}
+    whole = {key.to_user_string() for key in job_assets(defs, BUILD_JOB, partitioned=False)}
+    assert partitioned == {f"marts/{name}" for name in MARTS - {"dim_person"}} | {
+        "reports/outcomes"}
+    assert "marts/dim_person" in whole and all(
+        key.startswith(("staging/", "intermediate/", "marts/dim_")) for key in whole)
+    assert len(partitioned | whole) == len(dbt_keys) + 1
+
+
+def test_a_subset_of_models_runs_only_the_tests_it_can_build(tmp_path, monkeypatch):
+    """dbt picks the tests of a subset of models by ``--indirect-selection``: bdt's resource
+    makes it ``buildable``, so the staging views alone do not run a fact's relationship test
+    (which reads a fact table that may not exist yet), unless the environment says otherwise."""
+    import os
+
+    from bdt_platform.warehouse.project import dbt_resource, prepare_manifest
+
+    monkeypatch.setenv("BDT_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.delenv("DBT_INDIRECT_SELECTION", raising=False)
+    resource = dbt_resource("duckdb", work_dir=tmp_path / "dbt")
+
+    def tests_selected_with_the_clients_view() -> list[str]:
+        invocation = resource.cli(["ls", "--resource-type", "test", "--output", "name",
+                                   "--select", "stg_casemgmt__clients"],
+                                  manifest=prepare_manifest())
+        listed = [event.raw_event["info"]["msg"] for event in invocation.stream_raw_events()
+                  if event.raw_event["info"]["name"] == "PrintEvent"]
+        assert invocation.is_successful()
+        return listed
+
+    buildable = tests_selected_with_the_clients_view()
+    assert "unique_stg_casemgmt__clients_client_id" in buildable
+    assert not [name for name in buildable if name.startswith("relationships_fct_")]
+    assert "DBT_INDIRECT_SELECTION" not in os.environ  # set for the command only
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "eager")
+    eager = tests_selected_with_the_clients_view()
+    assert [name for name in eager if name.startswith("relationships_fct_calls_client_id")]
+
+
 def test_settings_switch():
     local = load_settings({"BDT_HOME": "/tmp/x", "BDT_PII_KEY": "k"})
     assert (local.env, local.dbt_target) == ("local", "duckdb")

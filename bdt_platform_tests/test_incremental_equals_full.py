@@ -26,15 +26,17 @@ other partition has any (so a too-wide delete cannot hide behind a later step th
 everything). At the end every partitioned table, ``marts.dim_person`` and the Parquet export of
 the report equal home A's, with no duplicated key.
 
-How B builds a step: ``build()`` runs the unpartitioned dbt models (views, ``dim_person``) first,
-then the ``build_warehouse`` job over the rectangles of the chosen partitions, then the
-``export_reports`` job. B runs that first part once, when its pristine home is prepared, and each
-step runs the other two exactly as ``build()`` does (same jobs, same ``select_partitions``). The
-shared models do not depend on which partitions are asked for; running them again per step
-would only add a ~40 s dbt invocation per step. Cost: every ``build_warehouse`` run is one dbt
-invocation (~20-30 s on a busy 2-core machine: ``dbt build`` re-parses the project because its
-``--vars`` change, then runs the models and their tests), which is why the grid is 2 x 2 and
-hypothesis draws only a few examples, and why shrinking is off (each shrink step would rebuild).
+How B builds a step: ``build()`` runs the ``build_warehouse`` job over the rectangles of the
+chosen partitions (its first run builds every dbt model in one dbt command: the unpartitioned
+views and ``dim_person`` too; later runs only the partitioned assets), then the
+``export_reports`` job. B builds the unpartitioned models once, when its pristine home is
+prepared, and each step runs ``build_warehouse`` with the partitioned assets only, as ``build()``
+does after its first run (same jobs, same ``select_partitions``), then the export. The
+unpartitioned models do not depend on which partitions are asked for; running them again per
+step would only add their tests to every step. Cost: every ``build_warehouse`` run is one dbt
+invocation (~20-30 s on a busy 2-core machine: dbt start-up, then the models and their tests),
+which is why the grid is 2 x 2 and hypothesis draws only a few examples, and why shrinking is
+off (each shrink step would rebuild).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from bdt_platform.inbox.ingest import ingest
 from bdt_platform.runs import RunOutcome, execute, instance_for, run_rectangles
 from bdt_platform.settings import Settings
 from bdt_platform.synthetic import generate
-from bdt_platform.warehouse.build import (BUILD_JOB, EXPORT_JOB, SHARED_JOB, build,
+from bdt_platform.warehouse.build import (BUILD_JOB, EXPORT_JOB, build, job_assets,
                                           partitions_with_raw_data, select_partitions)
 
 from .conftest import make_settings
@@ -250,8 +252,8 @@ def reference(tmp_path_factory) -> Reference:
                       tool_log=home.log())
         assert built.exit_code == 0, lines
         assert set(built.partitions) == set(GRID)
-        # shared models, then ONE build_warehouse run over the whole grid, then one export run
-        assert len(built.runs) == 3, lines
+        # ONE build_warehouse run over the whole grid (every model), then one export run
+        assert len(built.runs) == 2, lines
         tables = {t: _table(home, t) for t in [*PARTITIONED, *DIMENSIONS, *RAW]}
         for table, key in {**PARTITIONED, **DIMENSIONS}.items():
             _assert_no_duplicates(home, table, key)
@@ -268,7 +270,7 @@ def reference(tmp_path_factory) -> Reference:
 @pytest.fixture(scope="module")
 def pristine_b(tmp_path_factory, reference) -> Path:
     """Home B before any partition is built: generated and ingested on its own, with the
-    unpartitioned models built once (build()'s first run). Examples build copies of it."""
+    unpartitioned models built once (as in build()'s first run). Examples build copies of it."""
     path = tmp_path_factory.mktemp("pristine") / "home"
     assert _inputs_digest(_generate(path)) == reference.inputs, "inputs are not byte-identical"
     home = _open(path)
@@ -277,8 +279,9 @@ def pristine_b(tmp_path_factory, reference) -> Path:
         for table in RAW:  # same inputs, same ingest: same raw tables
             pd.testing.assert_frame_equal(_table(home, table), reference.tables[table], obj=table)
         _check_dbt_target(home)
-        shared = execute(home.defs.resolve_job_def(SHARED_JOB), home.instance, {}, {}, None, [],
-                         [], tool_log=home.log())
+        shared = execute(home.defs.resolve_job_def(BUILD_JOB), home.instance, {}, {},
+                         job_assets(home.defs, BUILD_JOB, partitioned=False), [], [],
+                         tool_log=home.log())
         _assert_ok([shared], home, "shared models")
         for table in PARTITIONED:
             assert not home.warehouse.table_exists(table), f"{table} built before any partition"
@@ -288,11 +291,14 @@ def pristine_b(tmp_path_factory, reference) -> Path:
 
 
 def _build_step(home: Home, states: list[str], months: list[dt.date]) -> set:
-    """What ``build(..., states=states, months=months)`` runs after its shared-models run."""
+    """What ``build(..., states=states, months=months)`` runs, its unpartitioned models left
+    out (``pristine_b`` built them), as its runs after the first leave them out."""
     _check_dbt_target(home)
     chosen = select_partitions(partitions_with_raw_data(home.warehouse), states, months)
     assert chosen, (states, months)
-    _assert_ok(run_rectangles(home.defs, home.instance, BUILD_JOB, chosen, tool_log=home.log()),
+    partitioned = job_assets(home.defs, BUILD_JOB, partitioned=True)
+    _assert_ok(run_rectangles(home.defs, home.instance, BUILD_JOB, chosen, selection=partitioned,
+                              tool_log=home.log()),
                home, f"{BUILD_JOB} {states} x {months}")
     _assert_ok(run_rectangles(home.defs, home.instance, EXPORT_JOB, chosen, tool_log=home.log()),
                home, f"{EXPORT_JOB} {states} x {months}")
@@ -410,6 +416,7 @@ def test_partition_without_report_rows_builds_alone(pristine_b, tmp_path_factory
         _ingest_new(home)
         assert (state, month) in partitions_with_raw_data(home.warehouse)
         runs = run_rectangles(home.defs, home.instance, BUILD_JOB, [(state, month)],
+                              selection=job_assets(home.defs, BUILD_JOB, partitioned=True),
                               tool_log=home.log())
         # Once failed with KeyError 'state': reports/outcomes.py `_only` indexed an empty frame
         # with an empty list, which selects no columns.

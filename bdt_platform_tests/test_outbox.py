@@ -17,6 +17,7 @@ from bdt_platform.outbox.base import FolderOutbox, OutboxUnavailable
 from bdt_platform.outbox.mail_list import COLUMNS, KEY, mail_list, mail_list_filename
 from bdt_platform.outbox.sftp import SftpOutbox
 from bdt_platform.synthetic import generate
+from bdt_platform.warehouse.build import BUILD_JOB, job_assets
 
 from .conftest import make_settings
 from .sftp_server import SftpTestServer, openssh_sftp, start_server
@@ -118,8 +119,9 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
         assert not [p for p in server.local("/inbox").glob("*/*") if p.is_file()
                     and p.parent.name != "processed"]  # `bdt ingest` over SFTP moved them all
         assert len(list(server.local("/inbox/processed").rglob("*.csv*"))) == 4
-        shared = defs.resolve_job_def("build_shared_models").execute_in_process(
-            instance=instance, raise_on_error=False)
+        shared = defs.resolve_job_def(BUILD_JOB).execute_in_process(
+            instance=instance, raise_on_error=False,
+            asset_selection=job_assets(defs, BUILD_JOB, partitioned=False))
         assert shared.success
 
         def publish() -> dg.ExecuteInProcessResult:

@@ -1,11 +1,13 @@
-"""dbt models as assets: partitioned facts run for the run's partitions, the rest whole.
+"""dbt models as assets: one multi-asset, partitioned facts built for the run's partitions.
 
-Models tagged ``partitioned`` (the ``fct_`` marts) are one ``@dbt_assets`` partitioned
-``state x month`` with a single-run backfill policy: a run over many partitions is one dbt
-invocation whose partition selection (``BDT_DBT_MIN_MONTH``/``MAX_MONTH``/``STATES``, read by
-``macros/partitioning.sql``; dbt ``--vars`` of the same names take precedence) names the months
-and states. Everything else (staging and
-intermediate views, ``dim_person``) is a second, unpartitioned ``@dbt_assets``. dbt tests show
+Every model is an asset of one ``@dbt_assets``, so a run that builds the warehouse is one dbt
+command, and dbt runs the whole graph at once (a fact starts as soon as its staging views exist,
+while tests of other models run beside it). Models tagged ``partitioned`` (the ``fct_`` marts)
+are partitioned ``state x month`` (``BdtDbtTranslator.get_partitions_def``); everything else
+(staging and intermediate views, ``dim_person``) is unpartitioned, materialized once per run.
+The single-run backfill policy makes a run over many partitions one dbt command whose partition
+selection (``BDT_DBT_MIN_MONTH``/``MAX_MONTH``/``STATES``, read by ``macros/partitioning.sql``;
+dbt ``--vars`` of the same names take precedence) names the months and states. dbt tests show
 as asset checks on the models they test.
 """
 
@@ -35,6 +37,13 @@ class BdtDbtTranslator(DagsterDbtTranslator):
         schema = dbt_resource_props["config"].get("schema") or dbt_resource_props["schema"]
         return dg.AssetKey([schema, dbt_resource_props["name"]])
 
+    def get_partitions_def(self, dbt_resource_props: Mapping[str, Any],
+                           ) -> dg.PartitionsDefinition | None:
+        """``state x month`` for models tagged ``partitioned``; none for the rest."""
+        if PARTITIONED_TAG in (dbt_resource_props.get("tags") or []):
+            return parts.state_month_partitions
+        return None
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
         return fqn[1] if len(fqn) > 2 else "warehouse"
@@ -53,37 +62,28 @@ def dbt_vars(partition_keys: Sequence[str]) -> dict[str, Any]:
 
 
 @functools.cache
-def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
-    """``(shared models, partitioned models)`` for the dbt project in ``project_dir``."""
+def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition:
+    """Every model of the dbt project in ``project_dir`` as one multi-asset."""
     manifest = prepare_manifest(project_dir)
 
     @dbt_assets(
         manifest=manifest,
-        select=f"tag:{PARTITIONED_TAG}",
-        partitions_def=parts.state_month_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=TRANSLATOR,
-        name="dbt_partitioned_models",
+        name="dbt_models",
     )
-    def dbt_partitioned_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
-        """Fact tables rebuilt for the run's state x month partitions (delete + insert)."""
-        variables = dbt_vars(context.partition_keys)
-        context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): {variables}")
+    def dbt_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
+        """The run's selected models in one dbt command: staging and intermediate views, the
+        person dimension, and the fact tables for the run's state x month partitions (delete +
+        insert)."""
+        variables = {}
+        if context.has_partition_key or context.has_partition_key_range:
+            variables = dbt_vars(context.partition_keys)
+            context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): "
+                             f"{variables}")
         with dbt.partition_env(variables):
             invocation = dbt.cli(["build"], context=context)
         yield from invocation.stream()
         dbt.keep_parse_state(invocation)
 
-    @dbt_assets(
-        manifest=manifest,
-        exclude=f"tag:{PARTITIONED_TAG}",
-        dagster_dbt_translator=TRANSLATOR,
-        name="dbt_models",
-    )
-    def dbt_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
-        """Staging and intermediate views and whole-table marts such as the person dimension."""
-        invocation = dbt.cli(["build"], context=context)
-        yield from invocation.stream()
-        dbt.keep_parse_state(invocation)
-
-    return dbt_models, dbt_partitioned_models
+    return dbt_models

@@ -10,10 +10,9 @@ from pathlib import Path
 import dagster as dg
 
 from bdt_platform.feeds.specs import ALL_SPECS
-from bdt_platform.runs import RunOutcome, execute, run_rectangles
+from bdt_platform.runs import RunOutcome, run_rectangles
 from bdt_platform.storage.warehouse import Warehouse
 
-SHARED_JOB = "build_shared_models"
 BUILD_JOB = "build_warehouse"
 EXPORT_JOB = "export_reports"
 
@@ -42,11 +41,23 @@ def select_partitions(available: set[tuple[str, dt.date]], states: list[str] | N
     return sorted(chosen, key=lambda p: (p[1], p[0]))
 
 
+def job_assets(defs: dg.Definitions, job_name: str, partitioned: bool) -> list[dg.AssetKey]:
+    """The assets of ``job_name`` that are partitioned (or not). The partitioned ones are what
+    a second run over other partitions builds again: the others do not change with the
+    partitions asked for."""
+    layer = defs.resolve_job_def(job_name).asset_layer
+    return sorted((key for key in layer.selected_asset_keys
+                   if (layer.get(key).partitions_def is not None) == partitioned), key=str)
+
+
 def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehouse,
           states: list[str] | None = None, months: list[dt.date] | None = None,
           echo: Callable[[str], None] = print, tool_log: Path | None = None) -> BuildResult:
-    """Unpartitioned models once, then one run per rectangle of the partitions with raw data
-    (a rectangle is a contiguous range of states x months; a full grid is a single run)."""
+    """One ``build_warehouse`` run per rectangle of the partitions with raw data (a rectangle
+    is a contiguous range of states x months; a full grid is a single run): every dbt model in
+    one dbt command, then the reports. Runs after the first leave out the unpartitioned models,
+    which the first built; none starts after a failed one. Then the report export, the same
+    way."""
     chosen = select_partitions(partitions_with_raw_data(warehouse), states, months)
     result = BuildResult(chosen)
     if not chosen:
@@ -54,16 +65,13 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
         return result
     echo(f"building models and reports for {len(chosen)} partition(s)"
          + (f"; dbt output in {tool_log}" if tool_log else ""))
-    echo("  run 1: shared dbt models (staging, intermediate, dimensions)")
-    result.runs = [execute(defs.resolve_job_def(SHARED_JOB), instance, {}, {}, None, [], [],
-                           tool_log=tool_log)]
-    if result.runs[0].success:
-        built = run_rectangles(defs, instance, BUILD_JOB, chosen, tool_log=tool_log,
-                               progress=lambda message: echo(f"  {message}"))
-        result.runs += built
-        if all(run.success for run in built):
-            result.runs += run_rectangles(defs, instance, EXPORT_JOB, chosen, tool_log=tool_log,
-                                          progress=lambda message: echo(f"  {message}"))
+    result.runs = run_rectangles(defs, instance, BUILD_JOB, chosen, tool_log=tool_log,
+                                 later_selection=job_assets(defs, BUILD_JOB, partitioned=True),
+                                 stop_on_failure=True,
+                                 progress=lambda message: echo(f"  {message}"))
+    if all(run.success for run in result.runs):
+        result.runs += run_rectangles(defs, instance, EXPORT_JOB, chosen, tool_log=tool_log,
+                                      progress=lambda message: echo(f"  {message}"))
     for run in result.runs:
         status = "succeeded" if run.success else "FAILED"
         echo(f"  run {run.run_id[:8]} {status}: {len(run.materializations())} materializations")

@@ -89,11 +89,22 @@ class BundledDbtCliResource(DbtCliResource):
     ``KEPT_TARGETS`` kept) and dbt's parse state (``partial_parse.msgpack``) for this home.
     Empty: dagster-dbt's default (a new folder under the project's ``target/`` per command)."""
 
+    indirect_selection: str = "buildable"
+    """Which dbt tests run with a subset of the models (a run over further partitions builds
+    only the facts; a run from the UI builds what was picked): dbt's ``--indirect-selection``.
+    ``buildable`` runs a test when every model it reads is selected or upstream of a selected
+    one. So a relationship test from a fact to a staging view runs with the fact, but not with
+    the staging views alone, when the fact table may not exist yet. dagster-dbt's default is
+    dbt's ``eager`` (any model read is selected). A ``DBT_INDIRECT_SELECTION`` set in the
+    environment wins; dagster-dbt still turns it off when checks are deselected."""
+
     def cli(self, args: Sequence[str], *, target_path: Path | None = None,
             **kwargs) -> DbtCliInvocation:
         if target_path is None and self.work_dir:
             target_path = self._new_target_path()
-        return super().cli(args, target_path=target_path, **kwargs)
+        # dagster-dbt reads the variable while building the command, and passes it to dbt.
+        with _environment_default(INDIRECT_SELECTION_VARIABLE, self.indirect_selection):
+            return super().cli(args, target_path=target_path, **kwargs)
 
     def _new_target_path(self) -> Path:
         runs = Path(self.work_dir) / "runs"
@@ -142,6 +153,20 @@ class BundledDbtCliResource(DbtCliResource):
                     os.environ[name] = value
 
 
+@contextlib.contextmanager
+def _environment_default(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the block unless the variable is already set."""
+    if not value or name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+INDIRECT_SELECTION_VARIABLE = "DBT_INDIRECT_SELECTION"
 PARSE_STATE = "partial_parse.msgpack"
 #: dbt commands whose target folder (manifest, run results, compiled SQL, dbt.log) is kept.
 KEPT_TARGETS = 20
