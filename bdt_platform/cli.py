@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -288,5 +289,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def run() -> None:
+    """The ``bdt`` console script: ``main``, then an exit that skips the garbage collector's
+    last pass. A build or ingest of a year leaves millions of objects behind (recorded events,
+    the dbt manifest, frames); Python's final collection walks them all before the process
+    ends: ~2 s after a 51 x 12 build on 2 cores. Frozen, they are left to the operating system.
+    Nothing is lost: bdt closes its files and database connections where it opens them, and
+    logging flushes at exit. (Only for the console script: a program that calls ``main`` goes
+    on living, and its garbage must stay collectable.)"""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -80,3 +80,24 @@ def test_ingest_lands_files_without_importing_dbt(tmp_path):
     assert "4 file(s) loaded" in ingested.stdout and "rows into raw.clients" in ingested.stdout
     assert "IMPORTED []" in ingested.stdout
     assert "Warning" not in ingested.stderr  # Dagster's beta notices are not the user's concern
+
+
+def test_the_console_script_exits_without_collecting_what_the_command_left(tmp_path):
+    """``bdt`` (the installed script) freezes the finished command's objects, so Python's last
+    garbage collection does not walk them at exit (~2 s after a year's build); its exit code
+    and output are the command's."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="bdt")
+    assert script.value == "bdt_platform.cli:run"
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print('FROZEN', gc.get_freeze_count()))\n"
+             "from bdt_platform.cli import run\n"
+             "sys.argv = ['bdt', 'generate', '--states', 'PA', '--months', '2024-01', "
+             "'--scale', '0.05']\n"
+             "run()\n")
+    finished = _run([sys.executable, "-c", probe], tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert "PA" in finished.stdout
+    frozen = int(finished.stdout.split("FROZEN ")[-1])
+    assert frozen > 10_000  # every object alive at the end, the command's modules among them
