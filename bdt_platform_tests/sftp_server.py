@@ -15,6 +15,10 @@ upload was written under a temporary name and renamed into place.
     server.url("/inbox")   # sftp://bdt@127.0.0.1:PORT/inbox
     server.environ()       # BDT_INBOX, BDT_SFTP_KEY, BDT_SFTP_KNOWN_HOSTS
     server.stop()
+
+``server_process(workdir)`` runs the same server in a process of its own (``python -m
+bdt_platform_tests.sftp_server WORKDIR``), as a partner's server would be: the sensor benchmark
+times the client's work without the server's sharing its interpreter lock.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import contextlib
 import logging
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -286,3 +292,57 @@ def start_server(workdir: Path) -> SftpTestServer:
     (server.root / "inbox").mkdir(exist_ok=True)
     (server.root / "outbox").mkdir(exist_ok=True)
     return server.start()
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """What a client needs of a server started by ``server_process``."""
+
+    base_url: str  # sftp://bdt@127.0.0.1:PORT
+    workdir: Path
+
+    def url(self, path: str = "/inbox") -> str:
+        return self.base_url + path
+
+    @property
+    def client_key_file(self) -> Path:
+        return self.workdir / "client_key"
+
+    @property
+    def known_hosts_file(self) -> Path:
+        return self.workdir / "known_hosts"
+
+
+@contextlib.contextmanager
+def server_process(workdir: Path) -> Iterator[ServerProcess]:
+    """An ``SftpTestServer`` over ``<workdir>/root`` running in a child process until the block
+    ends. Files put under ``<workdir>/root`` are served as they are."""
+    process = subprocess.Popen([sys.executable, "-m", "bdt_platform_tests.sftp_server",
+                                str(workdir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("sftp://"):
+            raise RuntimeError(f"the SFTP server process did not start (exit {process.poll()})")
+        yield ServerProcess(base_url, Path(workdir))
+    finally:
+        process.stdin.close()  # the server stops when its input ends
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve ``WORKDIR/root`` until standard input closes; print ``sftp://user@host:port``."""
+    (workdir,) = sys.argv[1:] if argv is None else argv
+    server = SftpTestServer(Path(workdir)).start()
+    print(server.url(""), flush=True)
+    sys.stdin.read()
+    server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ check the rows in DuckDB, the lake and the files left on the server.
 """
 
 import datetime as dt
+import gc
 import gzip
 import hashlib
 import io
@@ -24,8 +25,9 @@ from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from bdt_platform import partitions as parts
 from bdt_platform.feeds.filenames import drop_filename
 from bdt_platform.inbox.base import InboxFile
+from bdt_platform.inbox.folder import FolderInbox
 from bdt_platform.inbox.sensor import (INTERVAL_SECONDS, SENSOR_NAME, InboxCursor, decide,
-                                       fingerprint)
+                                       evaluate_inbox, fingerprint)
 from bdt_platform.inbox.sftp import SftpInbox
 from bdt_platform.synthetic import generate
 
@@ -154,6 +156,39 @@ def test_cap_defers_the_rest_to_the_next_tick():
     third = decide(files, second.cursor, now=NOW + 60, max_requests=2)
     requested = [r.newest.file for d in (first, second, third) for r in d.requests]
     assert sorted(requested, key=lambda x: x.name) == sorted(files, key=lambda x: x.name)
+
+
+class WatchedFolderInbox(FolderInbox):
+    """A real folder inbox that notes whether the garbage collector ran while it was listed."""
+
+    collector_on_while_listing: list[bool] = []
+
+    def list_files(self):
+        self.collector_on_while_listing.append(gc.isenabled())
+        return super().list_files()
+
+
+@pytest.mark.parametrize("collector_on_before", [True, False])
+def test_a_tick_lists_and_decides_with_the_collector_paused(tmp_path, collector_on_before):
+    """Listing and deciding allocate many small objects and no cycles: the tick pauses the
+    cyclic collector around them (each collection would walk the whole code server's heap),
+    and leaves it as it found it."""
+    from bdt_platform.storage.lake import LakeResource
+
+    path = tmp_path / "inbox" / ELIGIBILITY
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"header\n")
+    os.utime(path, (NOW - 3600, NOW - 3600))
+    inbox = WatchedFolderInbox(root=str(tmp_path / "inbox"))
+    inbox.collector_on_while_listing.clear()
+    (gc.enable if collector_on_before else gc.disable)()
+    try:
+        result = evaluate_inbox(inbox, LakeResource(root=str(tmp_path / "lake")), None, now=NOW)
+        assert gc.isenabled() == collector_on_before
+    finally:
+        gc.enable()
+    assert inbox.collector_on_while_listing == [False]
+    assert [r.partition_key for r in result.run_requests] == ["2024-01-01|PA"]
 
 
 def test_cursor_stays_small():

@@ -21,7 +21,7 @@ from bdt_platform.resources import build_inbox, build_outbox
 from bdt_platform.settings import SettingsError
 
 from .conftest import TEST_PII_KEY, make_settings
-from .sftp_server import SftpTestServer, openssh_sftp, start_server
+from .sftp_server import SftpTestServer, openssh_sftp, server_process, start_server
 
 
 @pytest.fixture
@@ -114,6 +114,28 @@ def test_listing_mirrors_the_folder_inbox(server):
     ]
     assert over_sftp[1].has_done_marker and not over_sftp[0].has_done_marker
     assert int(over_sftp[0].mtime) == int(old) and over_sftp[0].size == 8
+
+
+def test_a_server_in_a_process_of_its_own_serves_its_folder_until_the_block_ends(tmp_path):
+    """The benchmark's server (``server_process``): the same server in a child process,
+    reached over TCP with its keys and known_hosts; it is gone after the block."""
+    old = time.time() - 3600
+    write(tmp_path / "root/inbox/statehhs/statehhs_NJ_202401_outcomes.csv", b"a\n1\n", old)
+    with server_process(tmp_path) as served:
+        inbox = SftpInbox.from_url(served.url("/inbox"), str(served.client_key_file),
+                                   str(served.known_hosts_file))
+        try:
+            listed = inbox.list_files()
+            assert [(f.path, f.size, int(f.mtime)) for f in listed] == [
+                ("statehhs/statehhs_NJ_202401_outcomes.csv", 4, int(old))]
+            assert inbox.read_bytes(listed[0].path) == b"a\n1\n"
+        finally:
+            inbox.close()
+    gone = SftpInbox.from_url(served.url("/inbox"), str(served.client_key_file),
+                              str(served.known_hosts_file))
+    with pytest.raises(InboxUnavailable):
+        gone.list_files()
+    gone.close()
 
 
 def test_a_folder_longer_than_many_directory_reads_is_listed_whole_every_time(server):

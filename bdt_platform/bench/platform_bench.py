@@ -348,7 +348,7 @@ def _explain_figure(home: Path, env: dict[str, str], log: Path, state: str, mont
 def _sensor_figures(root: Path, files: int, sftp: bool, notes: list[str]) -> dict:
     """Seconds of the slowest sensor tick (list + decide + cursor) over ``files`` inbox files."""
     try:
-        from bdt_platform.bench.sensor_tick import make_drops, time_ticks
+        from bdt_platform.bench.sensor_tick import make_drops, time_sftp_ticks, time_ticks
         from bdt_platform.inbox.folder import FolderInbox
     except ImportError as exc:
         notes.append(f"sensor tick benchmark not available: {exc}")
@@ -360,20 +360,8 @@ def _sensor_figures(root: Path, files: int, sftp: bool, notes: list[str]) -> dic
     figures["folder"] = max(row["total_s"] for row in ticks.values())
     if sftp:
         try:
-            from bdt_platform.inbox.sftp import SftpInbox
-            from bdt_platform_tests.sftp_server import SftpTestServer
-
-            server = SftpTestServer(root / "sftp")
-            make_drops(server.root / "inbox", files, old)
-            server.start()
-            try:
-                inbox = SftpInbox.from_url(server.url("/inbox"), str(server.client_key_file),
-                                           str(server.known_hosts_file))
-                ticks = time_ticks(inbox)
-                inbox.close()
-                figures["sftp"] = max(row["total_s"] for row in ticks.values())
-            finally:
-                server.close()
+            ticks = time_sftp_ticks(root / "sftp", files, old)
+            figures["sftp"] = max(row["total_s"] for row in ticks.values())
         except Exception as exc:  # report, don't hide the other figures
             notes.append(f"SFTP sensor tick not measured: {exc}")
     return figures

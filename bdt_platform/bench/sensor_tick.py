@@ -4,7 +4,8 @@
 
 Creates ``--files`` well-named partner drops (all four feeds, every state, as many months as
 needed) in a temporary local inbox folder and in the inbox of a real SFTP server on 127.0.0.1
-(asyncssh, key authentication, known_hosts - the test server), then times, for each backend:
+(asyncssh, key authentication, known_hosts - the test server, in a process of its own as a
+partner's server would be), then times, for each backend:
 
 - ``first tick``: connect and list the inbox, decide with an empty cursor (every file is new: the
   first ``MAX_REQUESTS_PER_TICK`` become run requests, the rest wait for later ticks), and
@@ -32,7 +33,8 @@ from bdt_platform import partitions as parts  # noqa: E402
 from bdt_platform.feeds.filenames import FEED_PARTNER, FILE_FEEDS, drop_filename  # noqa: E402
 from bdt_platform.inbox.base import Inbox  # noqa: E402
 from bdt_platform.inbox.folder import FolderInbox  # noqa: E402
-from bdt_platform.inbox.sensor import INTERVAL_SECONDS, InboxCursor, decide  # noqa: E402
+from bdt_platform.inbox.sensor import (INTERVAL_SECONDS, InboxCursor,  # noqa: E402
+                                       collector_paused, decide)
 from bdt_platform.inbox.sftp import SftpInbox  # noqa: E402
 
 
@@ -61,10 +63,11 @@ def time_ticks(inbox: Inbox) -> dict:
     figures = {}
     cursor_text = None
     for phase in ("first_tick", "next_tick"):
-        started = time.perf_counter()
-        listing = inbox.list_files()
-        listed = time.perf_counter()
-        decision = decide(listing, InboxCursor.parse(cursor_text))
+        with collector_paused():  # as the sensor lists and decides (evaluate_inbox)
+            started = time.perf_counter()
+            listing = inbox.list_files()
+            listed = time.perf_counter()
+            decision = decide(listing, InboxCursor.parse(cursor_text))
         cursor_text = decision.cursor.dump()
         InboxCursor.parse(cursor_text)
         done = time.perf_counter()
@@ -80,6 +83,23 @@ def time_ticks(inbox: Inbox) -> dict:
     return figures
 
 
+def time_sftp_ticks(workdir: Path, count: int, mtime: float) -> dict:
+    """``time_ticks`` over an SFTP inbox of ``count`` drops. The test server runs in a process
+    of its own: a partner's server is never inside the sensor's process, and one sharing its
+    interpreter lock would add the server's work to the sensor's time."""
+    # The test suite's SFTP server (a real asyncssh server over TCP); imported here only.
+    from bdt_platform_tests.sftp_server import server_process
+
+    make_drops(workdir / "root" / "inbox", count, mtime)
+    with server_process(workdir) as server:
+        inbox = SftpInbox.from_url(server.url("/inbox"), str(server.client_key_file),
+                                   str(server.known_hosts_file))
+        try:
+            return time_ticks(inbox)
+        finally:
+            inbox.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bdt_platform.bench.sensor_tick",
                                      description=__doc__.split("\n\n")[0])
@@ -88,28 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.files < 1:
         parser.error("--files must be positive")
 
-    # The test suite's SFTP server (a real asyncssh server over TCP); imported here only.
-    from bdt_platform_tests.sftp_server import SftpTestServer
-
     results = {}
     with tempfile.TemporaryDirectory(prefix="bdt-bench-") as tmp:
         work = Path(tmp)
         old = time.time() - 3600
-        started = time.perf_counter()
         make_drops(work / "folder" / "inbox", args.files, old)
-        server = SftpTestServer(work / "sftp")
-        make_drops(server.root / "inbox", args.files, old)
-        print(f"created {args.files:,} inbox files twice in {time.perf_counter() - started:.1f}s",
-              flush=True)
-        try:
-            server.start()
-            results["folder"] = time_ticks(FolderInbox(root=str(work / "folder" / "inbox")))
-            sftp = SftpInbox.from_url(server.url("/inbox"), str(server.client_key_file),
-                                      str(server.known_hosts_file))
-            results["sftp"] = time_ticks(sftp)
-            sftp.close()
-        finally:
-            server.close()
+        results["folder"] = time_ticks(FolderInbox(root=str(work / "folder" / "inbox")))
+        results["sftp"] = time_sftp_ticks(work / "sftp", args.files, old)
 
     header = (f"{'inbox':<7} {'tick':<11} {'files':>7} {'list s':>8} {'decide s':>9} "
               f"{'total s':>8} {'files/s':>9} {'runs':>5} {'cursor B':>9}")

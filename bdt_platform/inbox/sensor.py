@@ -32,11 +32,13 @@ is a ``SkipReason`` with the one-line reason and the cursor is left as it was.
 """
 
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -264,6 +266,22 @@ def archive_superseded(inbox: Inbox, lake: LakeResource, drop: Drop) -> str:
     return archived.path
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a block that allocates many short-lived objects
+    and no reference cycles: listing and deciding a tick (an entry, a name, a drop per file).
+    Left on, each collection of the oldest generation walks the whole process heap, Dagster and
+    the definitions included: it took a 10,000-file decision from 0.18 s to 0.2-0.57 s here.
+    Objects are still freed as usual (reference counting); the collector resumes after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def evaluate_inbox(inbox: Inbox, lake: LakeResource, cursor_text: str | None,
                    now: float | None = None, log: Callable[[str], None] | None = None
                    ) -> dg.SensorResult | dg.SkipReason:
@@ -276,8 +294,9 @@ def evaluate_inbox(inbox: Inbox, lake: LakeResource, cursor_text: str | None,
         log(f"{exc}; starting from an empty cursor")
         cursor = InboxCursor()
     try:
-        listing = inbox.list_files()
-        decision = decide(listing, cursor, now)
+        with collector_paused():
+            listing = inbox.list_files()
+            decision = decide(listing, cursor, now)
         for file, reason in decision.quarantine:
             where = quarantine_file(inbox, lake, file, reason)
             log(f"quarantined {file.path}: {reason} -> lake/{where}")
