@@ -95,8 +95,9 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
     outside ``pairs``) or, with ``exact=False``, in one run over their bounding rectangle, for
     jobs whose assets skip the partitions they were not given. ``later_selection``: the assets
     of the runs after the first (default ``selection``), e.g. only the partitioned ones when the
-    first run built the rest; ``stop_on_failure``: no run after a failed one. The console shows Dagster's own log lines from ``log_level`` up;
-    the instance records everything regardless."""
+    first run built the rest; ``stop_on_failure``: no run after a failed one. The console
+    shows Dagster's own log lines from ``log_level`` up; the instance records everything
+    regardless."""
     job = defs.resolve_job_def(job_name)
     outcomes = []
     rectangles = parts.rectangles(pairs) if exact else parts.bounding_rectangle(pairs)
