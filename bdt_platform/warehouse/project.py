@@ -103,7 +103,8 @@ class BundledDbtCliResource(DbtCliResource):
         if target_path is None and self.work_dir:
             target_path = self._new_target_path()
         # dagster-dbt reads the variable while building the command, and passes it to dbt.
-        with _environment_default(INDIRECT_SELECTION_VARIABLE, self.indirect_selection):
+        default = {INDIRECT_SELECTION_VARIABLE: self.indirect_selection}
+        with _environment(default if self.indirect_selection else {}, keep_set=True):
             return super().cli(args, target_path=target_path, **kwargs)
 
     def _new_target_path(self) -> Path:
@@ -139,31 +140,28 @@ class BundledDbtCliResource(DbtCliResource):
         whole project again whenever they change, these are read only when models are compiled
         (never while parsing), so the saved parse state stays valid for any partitions. The
         command's process inherits them; this process gets its own back."""
-        values = {f"BDT_DBT_{name.upper()}": ",".join(value) if isinstance(value, list)
-                  else str(value) for name, value in variables.items()}
-        previous = {name: os.environ.get(name) for name in values}
-        os.environ.update(values)
-        try:
+        with _environment({f"BDT_DBT_{name.upper()}": ",".join(value)
+                           if isinstance(value, list) else str(value)
+                           for name, value in variables.items()}):
             yield
-        finally:
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 @contextlib.contextmanager
-def _environment_default(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` inside the block unless the variable is already set."""
-    if not value or name in os.environ:
-        yield
-        return
-    os.environ[name] = value
+def _environment(values: Mapping[str, str], keep_set: bool = False) -> Iterator[None]:
+    """``os.environ`` updated with ``values`` inside the block (with ``keep_set``, only the
+    variables not set already), and as it was again after."""
+    if keep_set:
+        values = {name: value for name, value in values.items() if name not in os.environ}
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        os.environ.pop(name, None)
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 INDIRECT_SELECTION_VARIABLE = "DBT_INDIRECT_SELECTION"
