@@ -88,6 +88,9 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.feeds.workers import start_server_early
+
+    start_server_early()  # the workers' imports overlap Dagster's below
     _quiet_dagster()
     from bdt_platform.inbox.base import InboxUnavailable
     from bdt_platform.inbox.ingest import ingest

@@ -62,3 +62,61 @@ def test_an_error_in_the_work_reaches_the_run(processes):
         future = runner.submit(parsing.prepare_files, "no_such_feed", _chunk(), bf.TOKEN_KEY)
         with pytest.raises(KeyError, match="no_such_feed"):
             future.result()
+
+
+def test_a_feed_of_small_files_is_cut_into_chunks_for_every_worker():
+    """Bytes alone would make the year's 612 outcome files (~1.5 KB each) one chunk: one
+    worker busy, the other idle. With workers, a chunk also closes at ``chunk_file_limit``
+    files (at least ``CHUNKS_PER_WORKER`` chunks per worker, never under ``MIN_CHUNK_FILES``)."""
+    from bdt_platform.feeds import file_assets
+    from bdt_platform.feeds.specs import ALL_SPECS
+
+    assert file_assets.chunk_file_limit(612, 0) is None  # in-process: bytes decide
+    assert file_assets.chunk_file_limit(612, 2) == 77  # 612 / (2 workers x 4 chunks), rounded up
+    assert file_assets.chunk_file_limit(20, 2) == file_assets.MIN_CHUNK_FILES
+
+    months = [dt.date(2024, m, 1) for m in range(1, 8)]
+
+    def chunk_sizes(chunk_files):
+        with workers.chunk_runner(0) as runner:
+            loader = file_assets._ChunkLoader(None, ALL_SPECS["outcomes"], None, "statehhs", None,
+                                              None, bf.TOKEN_KEY, runner, chunk_files)
+            for month in months:
+                loader.add(file_assets._Incoming(
+                    f"{month:%Y-%m-%d}|PA", "PA", month, bf.filename("outcomes", "PA", month),
+                    bf.good_file("outcomes", "PA", month), dt.datetime.now(dt.timezone.utc)))
+            loader._submit()  # what ``land_all`` sends last
+            chunks = [(len(chunk), future.result()) for chunk, future in loader.in_flight]
+        assert all(v is None for _, prepared in chunks for v in prepared.verdicts)
+        assert sum(sum(prepared.rows) for _, prepared in chunks) == sum(
+            len(bf.good_rows("outcomes", "PA", month)) for month in months)
+        return [size for size, _ in chunks]
+
+    assert chunk_sizes(3) == [3, 3, 1]
+    assert chunk_sizes(None) == [7]  # a few KB: far below the chunk's bytes
+
+
+def test_the_fork_server_can_start_before_the_run_needs_it(tmp_path):
+    """``bdt ingest`` starts the workers' fork server first thing, so that its imports overlap
+    Dagster's start-up. In a fresh process: the server is running (a child process whose
+    command line is multiprocessing's fork server, preloading the parsing code) before any
+    pool exists."""
+    import subprocess
+    import sys
+
+    if "forkserver" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("no fork server on this platform")
+    script = (
+        "import os, sys\n"
+        "from bdt_platform.feeds import workers\n"
+        "workers.usable_cores = lambda: 2\n"
+        "started = workers.start_server_early()\n"
+        "children = [int(pid) for task in os.listdir('/proc/self/task')\n"
+        "            for pid in open(f'/proc/self/task/{task}/children').read().split()]\n"
+        "lines = [open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()\n"
+        "         for pid in children]\n"
+        "print(started, [line for line in lines if 'forkserver' in line])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.startswith("True ["), out
+    assert "multiprocessing.forkserver" in out and "bdt_platform.feeds.parsing" in out

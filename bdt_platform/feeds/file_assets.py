@@ -20,6 +20,7 @@ of the run was rejected, so nothing downstream builds from a bad run.
 
 import datetime as dt
 import hashlib
+import math
 import os
 import time
 from collections import deque
@@ -107,15 +108,16 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         landed_inbox_paths: list[str] = []
         keys = context.partition_keys
         listed = sum(len(config.files.get(key, [])) for key in keys)
-        processes = workers.worker_count(config.worker_processes,
-                                         listed if config.only_listed else max(listed, len(keys)))
+        files = listed if config.only_listed else max(listed, len(keys))
+        processes = workers.worker_count(config.worker_processes, files)
         if processes:
             context.log.info(f"{spec.name}: validating in {processes} worker processes")
         # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
         # committed before the batch ends.
         with retried_when_transient(context), workers.chunk_runner(processes) as runner, \
                 warehouse.batch() as batch:
-            loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret(), runner)
+            loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret(), runner,
+                                  chunk_file_limit(files, processes))
             for index, partition in enumerate(keys, start=1):
                 state, month = parts.split_key(partition)
                 refs = config.files.get(partition, [])
@@ -169,6 +171,20 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
 CHUNK_BYTES = 8 * 2**20
 # With worker processes, smaller chunks keep every worker busy until the run's last files.
 PARALLEL_CHUNK_BYTES = 2 * 2**20
+# ... and a feed of small files is cut into at least this many chunks per worker, whatever its
+# bytes: 612 outcome files of ~1.5 KB are one chunk by size, which would leave one worker idle
+# and the run's process waiting. No chunk has fewer than MIN_CHUNK_FILES files (pandera's fixed
+# cost per call).
+CHUNKS_PER_WORKER = 4
+MIN_CHUNK_FILES = 16
+
+
+def chunk_file_limit(files: int, processes: int) -> int | None:
+    """Files per chunk at most, for a run of ``files`` partitions validated in ``processes``
+    worker processes; None (bytes alone decide) without workers."""
+    if processes <= 0:
+        return None
+    return max(MIN_CHUNK_FILES, math.ceil(files / (processes * CHUNKS_PER_WORKER)))
 
 
 @dataclass
@@ -192,10 +208,11 @@ class _ChunkLoader:
 
     def __init__(self, context, spec: FeedSpec, key: dg.AssetKey, partner: str,
                  lake: LakeResource, report: FeedLoadReport, pii_key: str,
-                 runner: workers.ChunkRunner):
+                 runner: workers.ChunkRunner, chunk_files: int | None = None):
         self.context, self.spec, self.key, self.partner = context, spec, key, partner
         self.lake, self.report, self.pii_key, self.runner = lake, report, pii_key, runner
         self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
+        self.chunk_files = chunk_files
         self.pending: list[_Incoming] = []
         self.pending_bytes = 0
         self.in_flight: deque[tuple[list[_Incoming], Future]] = deque()
@@ -203,7 +220,8 @@ class _ChunkLoader:
     def add(self, incoming: _Incoming) -> None:
         self.pending.append(incoming)
         self.pending_bytes += len(incoming.data)
-        if self.pending_bytes >= self.chunk_bytes:
+        if self.pending_bytes >= self.chunk_bytes or (
+                self.chunk_files is not None and len(self.pending) >= self.chunk_files):
             self._submit()
 
     def land_finished(self, batch, everything: bool = False) -> list[dg.AssetMaterialization]:

@@ -14,6 +14,7 @@ process, whose threads (DuckDB's, Dagster's) must not be copied mid-operation.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -47,6 +48,27 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOADED)
+        return context
+    return multiprocessing.get_context("spawn")  # Windows: each worker starts a new interpreter
+
+
+def start_server_early() -> bool:
+    """Start the fork server now, so that it imports the parsing code (~1 s of pandas, pandera
+    and pyarrow) on another core while the caller is still starting up (importing Dagster,
+    opening its instance), instead of when the first chunk is sent. Only on machines where a
+    large run would use workers (two cores or more, ``forkserver``); True when started. An
+    unused server costs that one import and exits with the caller."""
+    if usable_cores() < 2 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    _context()
+    multiprocessing.forkserver.ensure_running()
+    return True
+
+
 class ChunkRunner:
     """Runs functions on chunks: at once in this process (``processes == 0``), or in a pool."""
 
@@ -54,12 +76,7 @@ class ChunkRunner:
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
         if processes > 0:
-            if "forkserver" in multiprocessing.get_all_start_methods():
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(_PRELOADED)
-            else:  # Windows: each worker starts a new interpreter
-                context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+            self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=_context())
 
     @property
     def in_flight_limit(self) -> int:
