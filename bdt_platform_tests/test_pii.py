@@ -68,3 +68,34 @@ def test_tokenize_frame_equals_person_token_row_by_row_whatever_the_index():
     tokens = pii.tokenize_frame(frame, "k2")["person_token"].tolist()
     assert tokens == [pii.person_token("k2", *row) for row in rows]
     assert len(set(tokens)) == len(rows)
+
+
+def test_tokens_are_hmac_sha256_for_every_key_length():
+    """``_tokens`` spells HMAC out on hashlib (faster than copying ``hmac`` objects): it must
+    equal ``hmac`` for short keys, a key of exactly one block, and keys longer than a block
+    (which HMAC hashes first)."""
+    import hashlib
+    import hmac
+
+    identities = ["ssn:123456789", "name:JOSE|OBRIEN|1980-02-03|08540", "", "ñ" * 100]
+    for key in (b"", b"k", b"k" * 63, b"k" * 64, b"k" * 65, "clé secrète".encode() * 20):
+        expected = ["tok_" + hmac.new(key, i.encode(), hashlib.sha256).hexdigest()[:32]
+                    for i in identities]
+        assert pii._tokens(key, identities) == expected, key
+
+
+def test_tokenize_frame_reads_ssn_digits_like_normalize_ssn_in_any_script():
+    """The SSN column is read a whole column at a time when it is ASCII text, value by value
+    otherwise: both give ``normalize_ssn``'s digits (full-width digits count, punctuation and
+    spaces do not, a missing value is empty)."""
+    ascii_rows = ["123-45-6789", " 987 65 4321 ", "", None, "12a3"]
+    other_rows = ["１２３４５６７８９", "123-45-6789", None, "٣٤٥"]
+    numbers = [123456789, 987654321]
+    for ssns in (ascii_rows, other_rows, numbers):
+        frame = pd.DataFrame({"ssn": ssns, "first_name": "A", "last_name": "B",
+                              "date_of_birth": "1990-01-01", "zip": "19104"})
+        tokens = pii.tokenize_frame(frame, "k")["person_token"].tolist()
+        assert tokens == [pii.person_token("k", None if s is None else str(s), "A", "B",
+                                           "1990-01-01", "19104") for s in ssns], ssns
+        assert pii._ssn_digits(frame["ssn"]) == [pii.normalize_ssn(None if s is None else str(s))
+                                                 for s in ssns]

@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from bdt_platform.feeds import contracts
 from bdt_platform.feeds.specs import ALL_SPECS, FeedSpec
-from bdt_platform.pii import is_token, tokenize_frame
+from bdt_platform.pii import is_token, person_tokens
 
 MAX_EXAMPLES = 20
 # Columns where a raw SSN would sit: every digit but the last four is masked, whatever the shape.
@@ -430,22 +430,17 @@ def to_table(frame: pd.DataFrame, spec: FeedSpec, *, state: str, month: dt.date,
              source_file: str, pii_key: str) -> pa.Table:
     """Validated text frame -> the typed raw table (SSNs replaced by person tokens).
     ``state``, ``month`` and ``source_file`` are one value for every row, or one per row (a
-    frame holding several files)."""
-    frame = frame.copy()
+    frame holding several files). ``frame`` is left as it is."""
+    columns: dict[str, pd.Series | np.ndarray | list] = {name: frame[name]
+                                                         for name in frame.columns}
     for column in spec.optional:
-        if column in frame.columns and column != "ssn":
-            frame[column] = frame[column].where(frame[column] != "", None)
+        if column in columns and column != "ssn":
+            columns[column] = columns[column].where(columns[column] != "", None)
     if spec.tokenize:
-        frame = tokenize_frame(frame, pii_key)
-    frame["state"] = state
-    frame["month"] = month
-    frame["_source_file"] = source_file
-    schema = spec.arrow_schema
-    arrays = []
-    for schema_field in schema:
-        values = frame[schema_field.name]
-        arrays.append(_typed(values, schema_field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+        columns["person_token"] = person_tokens(frame, pii_key)
+    columns["state"], columns["month"], columns["_source_file"] = state, month, source_file
+    arrays = [_typed(columns[field.name], field.type, len(frame)) for field in spec.arrow_schema]
+    return pa.Table.from_arrays(arrays, schema=spec.arrow_schema)
 
 
 def to_table_many(files: list[tuple[pd.DataFrame, str, dt.date, str]], spec: FeedSpec, *,
@@ -463,12 +458,18 @@ def to_table_many(files: list[tuple[pd.DataFrame, str, dt.date, str]], spec: Fee
                     source_file=per_row(3))
 
 
-def _typed(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
-    """A column (validated text, or the partition's dates) as an Arrow array of ``arrow_type``;
-    empty or missing values become nulls."""
+def _typed(values: pd.Series | np.ndarray | list | object, arrow_type: pa.DataType,
+           length: int) -> pa.Array:
+    """A column (validated text, tokens, or the partition's dates and names, given per row or
+    as one value for all ``length`` rows) as an Arrow array of ``arrow_type``; empty or missing
+    values become nulls."""
+    if not isinstance(values, (pd.Series, np.ndarray, list)):
+        return pa.array([values], type=arrow_type).take(np.zeros(length, dtype=np.int64))
+    if not isinstance(values, pd.Series):
+        values = pd.Series(values, dtype=object)
     if arrow_type == pa.date32():
         if len(values) and isinstance(values.iloc[0], dt.date):
-            return pa.array(values.tolist(), type=arrow_type)
+            return pa.array(values.to_numpy(dtype=object), type=arrow_type)
         days = contracts.parse_dates(values)
         return pa.array(days, type=arrow_type, mask=np.isnat(days))
     if pa.types.is_timestamp(arrow_type):
@@ -478,7 +479,7 @@ def _typed(values: pd.Series, arrow_type: pa.DataType) -> pa.Array:
         return pa.array(pd.to_numeric(values), type=arrow_type)
     if arrow_type == pa.float64():
         return pa.array(pd.to_numeric(values), type=arrow_type)
-    return pa.array(values.tolist(), type=arrow_type)
+    return pa.array(values.to_numpy(dtype=object), type=arrow_type, from_pandas=True)
 
 
 def _in_datetime_range(utc: np.ndarray) -> np.ndarray:
