@@ -17,12 +17,22 @@ def test_bench_produces_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     bdt = Path(sys.executable).with_name("bdt")
     result = subprocess.run([str(bdt), "bench", "--states", "2", "--months", "2", "--scale",
-                             "0.2", "--sensor-files", "200", "--json", str(out)],
+                             "0.2", "--sensor-files", "200", "--repeat", "3", "--json", str(out)],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads(out.read_text())
     for name in FIGURES:
         assert figures[name] > 0, name
+    # --repeat 3: each pair measured three times on the restored home; the figures are the
+    # medians, the ratio the median of the three pairs' ratios.
+    runs = figures["repeats"]
+    assert figures["repeat"] == 3 and {len(v) for v in runs.values()} == {3}, runs
+    for baseline, measured, ratio in [("read_csv_s", "ingest_s", "ingest_vs_read_csv"),
+                                      ("dbt_build_s", "build_s", "build_vs_dbt")]:
+        assert figures[baseline] == sorted(runs[baseline])[1]
+        assert figures[measured] == sorted(runs[measured])[1]
+        assert figures[ratio] == sorted(m / b for b, m in zip(runs[baseline], runs[measured]))[1]
+    assert "repeated pairs" in result.stdout
     assert figures["partitions"] == 4 and figures["files"] == 16
     # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
     # step covers all four partitions with one rectangle.

@@ -14,6 +14,12 @@ are noisy, so absolute times are printed beside them):
    (the run's process and its worker processes: summed PSS, see ``_timed_child``);
 5. a sensor tick over an inbox of many files (folder, and SFTP when available);
 6. ``bdt explain`` on one partition with every partition materialized.
+
+With ``--repeat N`` the two headline pairs (``read_csv`` then ``bdt ingest``; plain ``dbt build``
+then ``bdt build``) are each measured N times, every time on the same restored home, one pair
+right after the other. A ratio is then the median of the N pairs' ratios (each pair's two
+measures are seconds apart, so a machine that slows down or speeds up over minutes moves both),
+and the absolute times are the medians; the JSON keeps every run (``repeats``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bdt_platform import partitions as parts
+from bdt_platform.inbox.base import PROCESSED
 from bdt_platform.settings import load_settings
 
 INGEST_START_UP = ("from bdt_platform.cli import _runtime, _settings\n"
@@ -75,6 +83,9 @@ class Figures:
     rss_vs_partition: float = 0.0
     sensor_tick: dict = field(default_factory=dict)
     explain_s: float = 0.0
+    repeat: int = 1
+    # Every measure of the repeated pairs, in order: read_csv_s, ingest_s, dbt_build_s, build_s.
+    repeats: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -165,6 +176,7 @@ def _read_csv_baseline(files: list[Path], scratch: Path, union_by_name: bool = F
         by_feed.setdefault(feed, []).append(str(path))
     started = time.perf_counter()
     target = scratch / f"read_csv_{'union_by_name' if union_by_name else 'plain'}.duckdb"
+    target.unlink(missing_ok=True)  # a repeated measure starts from nothing too
     con = duckdb.connect(str(target))
     rows = 0
     for feed, paths in by_feed.items():
@@ -206,8 +218,21 @@ def _runs_and_events(dagster_home: Path, job_prefix: str) -> tuple[int, int]:
         instance.dispose()
 
 
+def _restore(snapshot: Path, home: Path) -> None:
+    """Put ``home`` back as ``snapshot`` holds it (a repeated measure starts where the first did)."""
+    shutil.rmtree(home)
+    shutil.copytree(snapshot, home, symlinks=True)
+
+
+def _paired(repeats: dict, baseline: str, measured: str) -> tuple[float, float, float]:
+    """(median baseline seconds, median measured seconds, median of the pairs' ratios)."""
+    pairs = list(zip(repeats[baseline], repeats[measured]))
+    return (statistics.median(repeats[baseline]), statistics.median(repeats[measured]),
+            statistics.median(measured_s / baseline_s for baseline_s, measured_s in pairs))
+
+
 def run_bench(states: int, months: int, scale: float, sftp: bool = True,
-              sensor_files: int = 10_000, echo=print) -> Figures:
+              sensor_files: int = 10_000, echo=print, repeat: int = 1) -> Figures:
     from bdt_platform.synthetic import generate
 
     chosen_states = list(parts.STATES[:states])
@@ -232,27 +257,45 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         figures.casemgmt_rows = sum(n for table, n in summary.rows.items()
                                     if table in ("clients", "applications", "calls"))
         echo(f"  generated {figures.files} files, {figures.rows:,} rows in {figures.generate_s:.1f}s")
+        figures.repeat = repeat = max(1, repeat)
+        runs = figures.repeats = {"read_csv_s": [], "ingest_s": [], "dbt_build_s": [],
+                                  "build_s": []}
+        generated = root / "generated"
+        if repeat > 1:
+            shutil.copytree(home, generated, symlinks=True)
 
-        figures.read_csv_s, baseline_rows = _read_csv_baseline(summary.files, root)
-        figures.read_csv_rows_per_s = baseline_rows / figures.read_csv_s
-        echo(f"  DuckDB read_csv: {baseline_rows:,} rows in {figures.read_csv_s:.2f}s")
         figures.read_csv_union_by_name_s, _ = _read_csv_baseline(summary.files, root,
                                                                   union_by_name=True)
         echo(f"  DuckDB read_csv, union_by_name: {figures.read_csv_union_by_name_s:.2f}s")
-
         # The floor: ``bdt ingest``'s own start-up (its imports, definitions and instance) with
         # nothing to load, so what the ingest adds above it is the data it holds.
         floor = _timed_child([sys.executable, "-c", INGEST_START_UP], env, log)
         figures.import_floor_rss_mb = floor[1]
-        figures.ingest_s, files_rss_mb, code = _timed_child(
-            _bdt("ingest", "--settle", "0"), env, log)
-        if code != 0:
-            raise RuntimeError(f"bdt ingest of the partner files failed (exit {code}); see {log}")
+        files_rss_mb = 0.0
+        for attempt in range(repeat):
+            if attempt:
+                _restore(generated, home)
+            waiting = sum(1 for path in (home / "inbox").glob("*/*")
+                          if path.is_file() and path.parent.name != PROCESSED)
+            if waiting != len(summary.files):  # each measure loads the whole generated inbox
+                raise RuntimeError(f"ingest {attempt + 1}: {waiting} inbox files, expected "
+                                   f"{len(summary.files)}")
+            seconds, baseline_rows = _read_csv_baseline(summary.files, root)
+            runs["read_csv_s"].append(seconds)
+            echo(f"  DuckDB read_csv: {baseline_rows:,} rows in {seconds:.2f}s")
+            seconds, rss_mb, code = _timed_child(_bdt("ingest", "--settle", "0"), env, log)
+            if code != 0:
+                raise RuntimeError(f"bdt ingest of the partner files failed (exit {code}); "
+                                   f"see {log}")
+            runs["ingest_s"].append(seconds)
+            files_rss_mb = max(files_rss_mb, rss_mb)
+            echo(f"  bdt ingest, partner files: {seconds:.1f}s")
+        figures.read_csv_s, figures.ingest_s, figures.ingest_vs_read_csv = _paired(
+            runs, "read_csv_s", "ingest_s")
+        figures.read_csv_rows_per_s = baseline_rows / figures.read_csv_s
         figures.ingest_rows_per_s = file_rows / figures.ingest_s
-        figures.ingest_vs_read_csv = figures.ingest_s / figures.read_csv_s
         figures.ingest_vs_read_csv_union_by_name = (figures.ingest_s
                                                     / figures.read_csv_union_by_name_s)
-        echo(f"  bdt ingest, partner files: {figures.ingest_s:.1f}s")
 
         # The first ingest found no database and may have left an empty one (SQLAlchemy creates
         # the file on connect): replace it with the generated one. The inbox is empty by now.
@@ -273,21 +316,36 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         echo(f"  bdt ingest: {figures.ingest_runs} run(s), "
              f"peak memory {figures.ingest_peak_rss_mb:.0f} MB")
 
-        # Plain dbt on a copy of the same raw tables: the engine's own cost.
-        dbt_copy = root / "dbt_baseline.duckdb"
-        shutil.copy(home / "warehouse.duckdb", dbt_copy)
+        # Plain dbt on a copy of the same raw tables: the engine's own cost. Each plain build
+        # has a new target folder (no saved parse state), as each ``bdt build`` of a restored
+        # home has.
         from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
 
-        dbt_env = {**env, "BDT_WAREHOUSE_PATH": str(dbt_copy), "BDT_DBT_TARGET": "duckdb"}
-        figures.dbt_build_s, _, code = _timed_child(
-            [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-             str(DBT_PROJECT_DIR), "--target-path", str(root / "dbt_target")], dbt_env, log)
-        if code != 0:
-            raise RuntimeError(f"plain dbt build failed (exit {code}); see {log}")
-        figures.build_s, _, code = _timed_child(_bdt("build"), env, log)
-        if code != 0:
-            raise RuntimeError(f"bdt build failed (exit {code}); see {log}")
-        figures.build_vs_dbt = figures.build_s / figures.dbt_build_s
+        ingested = root / "ingested"
+        if repeat > 1:
+            shutil.copytree(home, ingested, symlinks=True)
+        for attempt in range(repeat):
+            if attempt:
+                _restore(ingested, home)
+            dbt_copy = root / "dbt_baseline.duckdb"
+            shutil.copy(home / "warehouse.duckdb", dbt_copy)
+            dbt_env = {**env, "BDT_WAREHOUSE_PATH": str(dbt_copy), "BDT_DBT_TARGET": "duckdb"}
+            seconds, _, code = _timed_child(
+                [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR),
+                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path",
+                 str(root / f"dbt_target_{attempt}")], dbt_env, log)
+            if code != 0:
+                raise RuntimeError(f"plain dbt build failed (exit {code}); see {log}")
+            runs["dbt_build_s"].append(seconds)
+            seconds, _, code = _timed_child(_bdt("build"), env, log)
+            if code != 0:
+                raise RuntimeError(f"bdt build failed (exit {code}); see {log}")
+            runs["build_s"].append(seconds)
+            if repeat > 1:
+                echo(f"  build pair {attempt + 1}/{repeat}: bdt build {seconds:.1f}s, plain dbt "
+                     f"build {runs['dbt_build_s'][-1]:.1f}s")
+        figures.dbt_build_s, figures.build_s, figures.build_vs_dbt = _paired(
+            runs, "dbt_build_s", "build_s")
         built = [_runs_and_events(home / "dagster", prefix) for prefix in ("build", "export")]
         figures.build_runs = sum(runs for runs, _ in built)
         figures.build_events = sum(events for _, events in built)
@@ -400,6 +458,13 @@ def render(f: Figures) -> str:
                  f"{f.explain_s:.2f}s (goal < {GOALS['explain_s']:g}s) "
                  f"{'ok' if f.explain_s < GOALS['explain_s'] else 'MISSED'}",
                  f"{f.partitions} partitions materialized"))
+    if f.repeat > 1:
+        def spread(name: str) -> str:
+            return f"{min(f.repeats[name]):.2f}-{max(f.repeats[name]):.2f}s"
+
+        rows.append(("repeated pairs", f"{f.repeat} of each: medians, ratio of each pair",
+                     f"read_csv {spread('read_csv_s')}, ingest {spread('ingest_s')}, "
+                     f"plain dbt build {spread('dbt_build_s')}, bdt build {spread('build_s')}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"bdt bench: {f.states} states x {f.months} months (scale {f.scale}): "
              f"{f.partitions} partitions, {f.files} files, {f.rows:,} rows",
@@ -427,11 +492,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inbox size for the sensor tick figure (default 10,000)")
     parser.add_argument("--no-sftp", action="store_true", help="skip the SFTP sensor figure")
     parser.add_argument("--json", help="also write the figures as JSON to this path")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure the ingest and build pairs N times each on the same "
+                             "restored home; report medians and the median pair ratio "
+                             "(default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     figures = run_bench(args.states, args.months, args.scale, sftp=not args.no_sftp,
-                        sensor_files=args.sensor_files)
+                        sensor_files=args.sensor_files, repeat=args.repeat)
     print(render(figures), flush=True)
     payload = json.dumps(asdict(figures), indent=2, default=str)
     if args.json:
