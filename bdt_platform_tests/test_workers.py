@@ -120,3 +120,34 @@ def test_the_fork_server_can_start_before_the_run_needs_it(tmp_path):
                          timeout=120, check=True).stdout
     assert out.startswith("True ["), out
     assert "multiprocessing.forkserver" in out and "bdt_platform.feeds.parsing" in out
+
+
+def _killed(feed, files, pii_key):
+    """A chunk's work that ends as the kernel's out-of-memory killer ends a process."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_chunk_fails_the_load_naming_its_files():
+    """A worker that dies (here SIGKILL, as the out-of-memory killer sends) fails the load with
+    the feed, the chunk's files and what to do, instead of concurrent.futures' bare
+    BrokenProcessPool."""
+    from bdt_platform.feeds import file_assets
+    from bdt_platform.feeds.specs import ALL_SPECS
+
+    months = [dt.date(2024, m, 1) for m in (1, 2, 3)]
+    with workers.chunk_runner(1) as runner:
+        loader = file_assets._ChunkLoader(None, ALL_SPECS["outcomes"], None, "statehhs", None,
+                                          None, bf.TOKEN_KEY, runner, prepare=_killed)
+        for month in months:
+            loader.add(file_assets._Incoming(
+                f"{month:%Y-%m-%d}|PA", "PA", month, bf.filename("outcomes", "PA", month),
+                bf.good_file("outcomes", "PA", month), dt.datetime.now(dt.timezone.utc)))
+        with pytest.raises(file_assets.WorkerDied) as died:
+            loader.land_all(batch=None)
+    message = str(died.value)
+    assert message.startswith("outcomes: a worker process died while reading 3 file(s)")
+    assert bf.filename("outcomes", "PA", months[0]) in message
+    assert bf.filename("outcomes", "PA", months[-1]) in message
+    assert "worker_processes: 0" in message and "stay in the inbox" in message

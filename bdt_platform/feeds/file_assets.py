@@ -25,6 +25,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import dagster as dg
@@ -187,6 +188,18 @@ def chunk_file_limit(files: int, processes: int) -> int | None:
     return max(MIN_CHUNK_FILES, math.ceil(files / (processes * CHUNKS_PER_WORKER)))
 
 
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, e.g. out of memory, or crashed) while reading a chunk."""
+
+    def __init__(self, feed: str, filenames: list[str]):
+        named = filenames[0] if len(filenames) == 1 else f"{filenames[0]} .. {filenames[-1]}"
+        super().__init__(
+            f"{feed}: a worker process died while reading {len(filenames)} file(s) ({named}): "
+            "it was killed (out of memory?) or crashed. Nothing of this run was committed and "
+            "its files stay in the inbox; run it again, or set worker_processes: 0 in the "
+            f"raw/{feed} asset's run config to read the files in the run's own process.")
+
+
 @dataclass
 class _Incoming:
     """One file to land in one partition: its bytes, and where it came from."""
@@ -208,11 +221,13 @@ class _ChunkLoader:
 
     def __init__(self, context, spec: FeedSpec, key: dg.AssetKey, partner: str,
                  lake: LakeResource, report: FeedLoadReport, pii_key: str,
-                 runner: workers.ChunkRunner, chunk_files: int | None = None):
+                 runner: workers.ChunkRunner, chunk_files: int | None = None,
+                 prepare=parsing.prepare_files):
         self.context, self.spec, self.key, self.partner = context, spec, key, partner
         self.lake, self.report, self.pii_key, self.runner = lake, report, pii_key, runner
         self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
         self.chunk_files = chunk_files
+        self.prepare = prepare  # what a chunk goes through (parsing.prepare_files)
         self.pending: list[_Incoming] = []
         self.pending_bytes = 0
         self.in_flight: deque[tuple[list[_Incoming], Future]] = deque()
@@ -231,7 +246,11 @@ class _ChunkLoader:
         while self.in_flight and (everything or self.in_flight[0][1].done()
                                   or len(self.in_flight) > self.runner.in_flight_limit):
             chunk, future = self.in_flight.popleft()
-            events.extend(self._land(chunk, future.result(), batch))
+            try:
+                prepared = future.result()
+            except BrokenProcessPool as exc:
+                raise WorkerDied(self.spec.name, [i.filename for i in chunk]) from exc
+            events.extend(self._land(chunk, prepared, batch))
         return events
 
     def land_all(self, batch) -> list[dg.AssetMaterialization]:
@@ -242,7 +261,7 @@ class _ChunkLoader:
         chunk, self.pending, self.pending_bytes = self.pending, [], 0
         if chunk:
             self.in_flight.append((chunk, self.runner.submit(
-                parsing.prepare_files, self.spec.name,
+                self.prepare, self.spec.name,
                 [(i.filename, i.data, i.state, i.month) for i in chunk], self.pii_key)))
 
     def _land(self, chunk: list[_Incoming], prepared: parsing.PreparedFiles, batch
