@@ -79,8 +79,11 @@ def _ssn_digits(values: pd.Series) -> list[str]:
     when every value is ASCII text (validated SSNs are); value by value otherwise (a Unicode
     digit counts as a digit, as in ``normalize_ssn``)."""
     try:
-        text = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if isinstance(values.dtype, pd.ArrowDtype):  # Arrow-backed text: its own arrays
+            text = pa.array(values.array).cast(pa.string())
+        else:
+            text = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         text = None
     if text is not None and pc.all(pc.string_is_ascii(text)).as_py() is not False:
         return pc.replace_substring_regex(text, "[^0-9]", "").fill_null("").to_pylist()

@@ -135,8 +135,18 @@ FRAME_RULE_SAMPLE = 20
 # what they mean in Python's ``re``: classes spelled out in ASCII (``[0-9]``, never ``\d``), no
 # lookaround, ``$`` only as the very end of the text.
 
+def arrow_array(values: pd.Series) -> pyarrow.Array:
+    """An Arrow-backed column's own Arrow data, as one array (no copy when it is one chunk)."""
+    data = pyarrow.array(values.array)
+    return data.combine_chunks() if isinstance(data, pyarrow.ChunkedArray) else data
+
+
 def _text(values: pd.Series) -> pyarrow.Array:
-    """The column as an Arrow string array; a value that is not a ``str`` becomes null."""
+    """The column as an Arrow string array; a value that is not a ``str`` becomes null.
+    Arrow-backed text (files as ``parsing`` reads them) is used as it is."""
+    if isinstance(values.dtype, pd.ArrowDtype) and pyarrow.types.is_string(
+            values.dtype.pyarrow_dtype):
+        return arrow_array(values)
     array = values.to_numpy(dtype=object)
     if infer_dtype(array, skipna=False) not in ("string", "empty"):
         array = np.array([v if isinstance(v, str) else None for v in array], dtype=object)

@@ -241,7 +241,12 @@ def _records(text: str) -> list[tuple[int, list[str]]]:
 
 def read_text_frame(text: str, spec: FeedSpec) -> pd.DataFrame:
     """CSV text -> a DataFrame of strings with exactly the contract's columns (in contract
-    order). ``frame.attrs["line_numbers"]`` holds the file line each row starts on."""
+    order). ``frame.attrs["line_numbers"]`` holds the file line each row starts on.
+
+    Each column is Arrow-backed text (``TEXT``): the contract's rules read it as an Arrow
+    array without converting (``contracts._text``), pandera's null check is a count, and the
+    typed table takes the arrays as they are, instead of converting Python ``str`` objects to
+    Arrow once per rule and again for the table."""
     records = _records(text)
     if not records:
         raise _reject("file_not_empty", "file holds no header row")
@@ -280,12 +285,11 @@ def read_text_frame(text: str, spec: FeedSpec) -> pd.DataFrame:
                       count=len(bad),
                       examples=[{"line": line, "fields": count, "expected": len(header)}
                                 for line, count in bad[:MAX_EXAMPLES]])
-    # One 2-D block of the records' strings, columns put in contract order (a frame built
-    # column by column costs pandas a consolidation per file).
+    # One 2-D block of the records' strings, each column then one Arrow string array.
     matrix = np.empty((len(rows), len(header)), dtype=object)
     matrix[:] = [row for _, row in rows] or np.empty((0, len(header)), dtype=object)
-    order = [header.index(name) for name in expected]
-    frame = pd.DataFrame(matrix[:, order], columns=expected, copy=False)
+    frame = pd.DataFrame({name: pd.arrays.ArrowExtensionArray(
+        pa.array(matrix[:, header.index(name)], type=pa.string())) for name in expected})
     frame.attrs[LINE_NUMBERS] = LineNumbers([line for line, _ in rows])
     return frame
 
@@ -467,6 +471,8 @@ def _typed(values: pd.Series | np.ndarray | list | object, arrow_type: pa.DataTy
         return pa.array([values], type=arrow_type).take(np.zeros(length, dtype=np.int64))
     if not isinstance(values, pd.Series):
         values = pd.Series(values, dtype=object)
+    if arrow_type == pa.string() and isinstance(values.dtype, pd.ArrowDtype):
+        return contracts.arrow_array(values).cast(arrow_type)
     if arrow_type == pa.date32():
         if len(values) and isinstance(values.iloc[0], dt.date):
             return pa.array(values.to_numpy(dtype=object), type=arrow_type)
