@@ -110,12 +110,18 @@ def test_the_fork_server_can_start_before_the_run_needs_it(tmp_path):
         "import os, sys\n"
         "from bdt_platform.feeds import workers\n"
         "workers.usable_cores = lambda: 2\n"
+        "import time\n"
         "started = workers.start_server_early()\n"
-        "children = [int(pid) for task in os.listdir('/proc/self/task')\n"
-        "            for pid in open(f'/proc/self/task/{task}/children').read().split()]\n"
-        "lines = [open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()\n"
-        "         for pid in children]\n"
-        "print(started, [line for line in lines if 'forkserver' in line])\n")
+        "for _ in range(100):  # a child shows its own command line once it has exec'd\n"
+        "    children = [int(pid) for task in os.listdir('/proc/self/task')\n"
+        "                for pid in open(f'/proc/self/task/{task}/children').read().split()]\n"
+        "    lines = [open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()\n"
+        "             for pid in children]\n"
+        "    servers = [line for line in lines if 'from multiprocessing.forkserver' in line]\n"
+        "    if servers:\n"
+        "        break\n"
+        "    time.sleep(0.1)\n"
+        "print(started, servers)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.startswith("True ["), out

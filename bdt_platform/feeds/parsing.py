@@ -243,10 +243,10 @@ def read_text_frame(text: str, spec: FeedSpec) -> pd.DataFrame:
     """CSV text -> a DataFrame of strings with exactly the contract's columns (in contract
     order). ``frame.attrs["line_numbers"]`` holds the file line each row starts on.
 
-    Each column is Arrow-backed text (``TEXT``): the contract's rules read it as an Arrow
-    array without converting (``contracts._text``), pandera's null check is a count, and the
-    typed table takes the arrays as they are, instead of converting Python ``str`` objects to
-    Arrow once per rule and again for the table."""
+    Each column is Arrow-backed text (``pd.ArrowDtype(pa.string())``): the contract's rules
+    read it as an Arrow array without converting (``contracts._text``), pandera's null check is
+    a count, and the typed table takes the arrays as they are, instead of converting Python
+    ``str`` objects to Arrow once per rule and again for the table."""
     records = _records(text)
     if not records:
         raise _reject("file_not_empty", "file holds no header row")
