@@ -57,7 +57,7 @@ def _tokens(key: bytes, identities: Iterable[str]) -> list[str]:
     """``tok_`` + the first 16 bytes of HMAC-SHA256(key, identity), hex, for each identity.
 
     HMAC as RFC 2104 defines it, spelled out on ``hashlib``: the inner and outer hashes of the
-    padded key are computed once and copied per identity, which costs a third of a copied
+    padded key are computed once and copied per identity, which costs about half of copying an
     ``hmac`` object per value (``test_pii`` checks it against ``hmac``)."""
     if len(key) > _SHA256_BLOCK:
         key = hashlib.sha256(key).digest()

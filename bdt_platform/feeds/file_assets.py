@@ -174,8 +174,8 @@ CHUNK_BYTES = 8 * 2**20
 PARALLEL_CHUNK_BYTES = 2 * 2**20
 # ... and a feed of small files is cut into at least this many chunks per worker, whatever its
 # bytes: 612 outcome files of ~1.5 KB are one chunk by size, which would leave one worker idle
-# and the run's process waiting. No chunk has fewer than MIN_CHUNK_FILES files (pandera's fixed
-# cost per call).
+# and the run's process waiting. The limit is never below MIN_CHUNK_FILES (pandera's fixed cost
+# per call).
 CHUNKS_PER_WORKER = 4
 MIN_CHUNK_FILES = 16
 
