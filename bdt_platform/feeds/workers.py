@@ -57,7 +57,7 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def start_server_early() -> bool:
-    """Start the fork server now, so that it imports the parsing code (~1 s of pandas, pandera
+    """Start the fork server now, so that it imports the parsing code (~1.3 s of pandas, pandera
     and pyarrow) on another core while the caller is still starting up (importing Dagster,
     opening its instance), instead of when the first chunk is sent. Only on machines where a
     large run would use workers (two cores or more, ``forkserver``); True when started. An
