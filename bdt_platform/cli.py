@@ -92,19 +92,35 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     start_server_early()  # the workers' imports overlap Dagster's below
     _quiet_dagster()
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    from bdt_platform.feed_definitions import build_feed_definitions
+    from bdt_platform.feeds import prefetch
     from bdt_platform.inbox.base import InboxUnavailable
+    from bdt_platform.inbox.folder import FolderInbox
     from bdt_platform.inbox.ingest import ingest
+    from bdt_platform.runs import instance_for
 
-    defs, instance = _runtime(settings, feeds_only=True)
+    defs = build_feed_definitions(settings)
     resources = defs.resources
     _echo(f"ingesting from {resources['inbox'].describe()}")
     try:
-        result = ingest(defs, instance, resources["inbox"], resources["lake"],
+        ahead = None
+        if isinstance(resources["inbox"], FolderInbox):
+            # The workers read the first files while the instance opens and the run starts.
+            ahead = prefetch.start(resources["inbox"], settings.pii_key)
+            if ahead is not None:
+                _echo(f"reading {ahead.sent} file(s) ahead in {ahead.runner.processes} worker "
+                      "process(es) while the run starts")
+        result = ingest(defs, instance_for(settings), resources["inbox"], resources["lake"],
                         resources["warehouse"], resources["casemgmt"],
                         settle_seconds=args.settle, echo=_echo)
+        if ahead is not None:
+            _echo(f"read ahead: {ahead.taken} of {ahead.sent} file(s) used by the run")
     except InboxUnavailable as exc:
         _echo(f"bdt ingest: inbox unavailable: {exc}")
         return EXIT_USAGE
+    finally:
+        prefetch.stop()
     loaded = sum(1 for f in result.files if f.status == "loaded")
     quarantined = sum(1 for f in result.files if f.status == "quarantined")
     if not result.files and not result.casemgmt:

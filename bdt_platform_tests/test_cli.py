@@ -82,6 +82,24 @@ def test_ingest_lands_files_without_importing_dbt(tmp_path):
     assert "Warning" not in ingested.stderr  # Dagster's beta notices are not the user's concern
 
 
+def test_ingest_reads_the_first_files_ahead_while_its_run_starts(tmp_path):
+    """With workers (here forced for 8 files), ``bdt ingest`` sends the inbox's first files to
+    them before it opens the instance and starts the run, says so, and the run takes them all."""
+    generated = _run([str(BIN / "bdt"), "generate", "--states", "PA", "--months",
+                      "2024-01..2024-02", "--scale", "0.2"], tmp_path)
+    assert generated.returncode == 0, generated.stderr
+    script = ("import sys\n"
+              "from bdt_platform.feeds import workers\n"
+              "workers.PARALLEL_MIN_FILES, workers.usable_cores = 1, lambda: 2\n"
+              "from bdt_platform.cli import main\n"
+              "sys.exit(main(['ingest', '--settle', '0']))\n")
+    ingested = _run([sys.executable, "-c", script], tmp_path)
+    assert ingested.returncode == 0, ingested.stdout + ingested.stderr
+    assert "reading 8 file(s) ahead in 2 worker process(es) while the run starts" in ingested.stdout
+    assert "read ahead: 8 of 8 file(s) used by the run" in ingested.stdout
+    assert "8 file(s) loaded, 0 quarantined" in ingested.stdout
+
+
 def test_the_console_script_exits_without_collecting_what_the_command_left(tmp_path):
     """``bdt`` (the installed script) freezes the finished command's objects, so Python's last
     garbage collection does not walk them at exit (~2 s after a year's build); its exit code

@@ -71,9 +71,9 @@ def test_a_feed_of_small_files_is_cut_into_chunks_for_every_worker():
     from bdt_platform.feeds import file_assets
     from bdt_platform.feeds.specs import ALL_SPECS
 
-    assert file_assets.chunk_file_limit(612, 0) is None  # in-process: bytes decide
-    assert file_assets.chunk_file_limit(612, 2) == 77  # 612 / (2 workers x 4 chunks), rounded up
-    assert file_assets.chunk_file_limit(20, 2) == file_assets.MIN_CHUNK_FILES
+    assert workers.chunk_file_limit(612, 0) is None  # in-process: bytes decide
+    assert workers.chunk_file_limit(612, 2) == 77  # 612 / (2 workers x 4 chunks), rounded up
+    assert workers.chunk_file_limit(20, 2) == workers.MIN_CHUNK_FILES
 
     months = [dt.date(2024, m, 1) for m in range(1, 8)]
 
@@ -125,7 +125,28 @@ def test_the_fork_server_can_start_before_the_run_needs_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.startswith("True ["), out
-    assert "multiprocessing.forkserver" in out and "bdt_platform.feeds.parsing" in out
+    assert "multiprocessing.forkserver" in out and "bdt_platform.feeds.worker_start" in out
+
+
+def _modules_imported_by(feed, files, pii_key):
+    import sys
+
+    before = set(sys.modules)
+    prepared = parsing.prepare_files(feed, files, pii_key)
+    return prepared.verdicts, sorted(set(sys.modules) - before)
+
+
+def test_workers_start_with_pandera_warmed_up():
+    """Pandera loads its validation backends (and hypothesis's strategies, when installed) on
+    its first validation: ~0.3 s of CPU that every worker paid on its first chunk. The fork
+    server pays it once (``worker_start``), so a worker's first chunk imports nothing."""
+    with workers.chunk_runner(1) as runner:
+        for feed in ("eligibility", "outcomes", "mailreturns", "nudges"):
+            verdicts, imported = runner.submit(
+                _modules_imported_by, feed,
+                [(bf.filename(feed, "PA", MONTH), bf.good_file(feed, "PA", MONTH), "PA", MONTH)],
+                bf.TOKEN_KEY).result()
+            assert verdicts == [None] and imported == [], feed
 
 
 def _killed(feed, files, pii_key):

@@ -38,7 +38,6 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bdt_platform import partitions as parts
 from bdt_platform.inbox.base import PROCESSED
 from bdt_platform.settings import load_settings
 
@@ -233,6 +232,7 @@ def _paired(repeats: dict, baseline: str, measured: str) -> tuple[float, float, 
 
 def run_bench(states: int, months: int, scale: float, sftp: bool = True,
               sensor_files: int = 10_000, echo=print, repeat: int = 1) -> Figures:
+    from bdt_platform import partitions as parts  # imports Dagster: not for `bdt --help`
     from bdt_platform.synthetic import generate
 
     chosen_states = list(parts.STATES[:states])

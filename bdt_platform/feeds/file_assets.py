@@ -20,7 +20,6 @@ of the run was rejected, so nothing downstream builds from a bad run.
 
 import datetime as dt
 import hashlib
-import math
 import os
 import time
 from collections import deque
@@ -31,11 +30,12 @@ from dataclasses import dataclass
 import dagster as dg
 
 from bdt_platform import partitions as parts
-from bdt_platform.feeds import contracts, parsing, workers
+from bdt_platform.feeds import contracts, parsing, prefetch, workers
 from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.retries import retried_when_transient
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
+from bdt_platform.feeds.workers import CHUNK_BYTES, PARALLEL_CHUNK_BYTES, chunk_file_limit
 from bdt_platform.inbox.base import Inbox
 from bdt_platform.partition_events import log_materializations
 from bdt_platform.pii import mask_ssn
@@ -115,10 +115,10 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
             context.log.info(f"{spec.name}: validating in {processes} worker processes")
         # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
         # committed before the batch ends.
-        with retried_when_transient(context), workers.chunk_runner(processes) as runner, \
+        with retried_when_transient(context), prefetch.chunk_runner(processes) as runner, \
                 warehouse.batch() as batch:
             loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret(), runner,
-                                  chunk_file_limit(files, processes))
+                                  chunk_file_limit(files, processes), read_ahead=prefetch.active())
             for index, partition in enumerate(keys, start=1):
                 state, month = parts.split_key(partition)
                 refs = config.files.get(partition, [])
@@ -166,28 +166,6 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
     return _load
 
 
-# Files are validated and loaded in chunks of about this many bytes: one pandera call and one
-# warehouse write per chunk instead of per file, while memory stays bounded by a few chunks (or
-# by the largest file, when one file is bigger).
-CHUNK_BYTES = 8 * 2**20
-# With worker processes, smaller chunks keep every worker busy until the run's last files.
-PARALLEL_CHUNK_BYTES = 2 * 2**20
-# ... and a feed of small files is cut into at least this many chunks per worker, whatever its
-# bytes: 612 outcome files of ~1.5 KB are one chunk by size, which would leave one worker idle
-# and the run's process waiting. The limit is never below MIN_CHUNK_FILES (pandera's fixed cost
-# per call).
-CHUNKS_PER_WORKER = 4
-MIN_CHUNK_FILES = 16
-
-
-def chunk_file_limit(files: int, processes: int) -> int | None:
-    """Files per chunk at most, for a run of ``files`` partitions validated in ``processes``
-    worker processes; None (bytes alone decide) without workers."""
-    if processes <= 0:
-        return None
-    return max(MIN_CHUNK_FILES, math.ceil(files / (processes * CHUNKS_PER_WORKER)))
-
-
 class WorkerDied(RuntimeError):
     """A worker process died (killed, e.g. out of memory, or crashed) while reading a chunk."""
 
@@ -222,18 +200,27 @@ class _ChunkLoader:
     def __init__(self, context, spec: FeedSpec, key: dg.AssetKey, partner: str,
                  lake: LakeResource, report: FeedLoadReport, pii_key: str,
                  runner: workers.ChunkRunner, chunk_files: int | None = None,
-                 prepare=parsing.prepare_files):
+                 prepare=parsing.prepare_files, read_ahead: prefetch.Prefetch | None = None):
         self.context, self.spec, self.key, self.partner = context, spec, key, partner
         self.lake, self.report, self.pii_key, self.runner = lake, report, pii_key, runner
         self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
         self.chunk_files = chunk_files
         self.prepare = prepare  # what a chunk goes through (parsing.prepare_files)
+        self.read_ahead = read_ahead  # files ``bdt ingest`` had read before the run (prefetch)
         self.pending: list[_Incoming] = []
+        self.pending_taken: list[tuple[Future, int]] = []  # their read-ahead results, if taken
         self.pending_bytes = 0
-        self.in_flight: deque[tuple[list[_Incoming], Future]] = deque()
+        self.in_flight: deque[tuple[list[_Incoming], Future | prefetch.Gathered]] = deque()
 
     def add(self, incoming: _Incoming) -> None:
+        taken = None if self.read_ahead is None else self.read_ahead.take(
+            self.spec.name, incoming.filename, incoming.data, incoming.state, incoming.month,
+            self.pii_key)
+        if self.pending and (taken is None) != (not self.pending_taken):
+            self._submit()  # a chunk is either all read ahead or all sent now
         self.pending.append(incoming)
+        if taken is not None:
+            self.pending_taken.append(taken)
         self.pending_bytes += len(incoming.data)
         if self.pending_bytes >= self.chunk_bytes or (
                 self.chunk_files is not None and len(self.pending) >= self.chunk_files):
@@ -259,7 +246,10 @@ class _ChunkLoader:
 
     def _submit(self) -> None:
         chunk, self.pending, self.pending_bytes = self.pending, [], 0
-        if chunk:
+        taken, self.pending_taken = self.pending_taken, []
+        if taken:
+            self.in_flight.append((chunk, prefetch.Gathered(taken)))
+        elif chunk:
             self.in_flight.append((chunk, self.runner.submit(
                 self.prepare, self.spec.name,
                 [(i.filename, i.data, i.state, i.month) for i in chunk], self.pii_key)))

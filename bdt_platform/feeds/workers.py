@@ -13,6 +13,7 @@ process, whose threads (DuckDB's, Dagster's) must not be copied mid-operation.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -24,10 +25,33 @@ from contextlib import contextmanager
 PARALLEL_MIN_FILES = 64
 #: Worker processes at most, whatever the number of cores (memory: each holds one chunk).
 MAX_WORKERS = 4
-# The fork server imports the parsing code, and the program's main module, once: a worker forked
-# from it then finds ``__main__`` in place instead of importing it again (multiprocessing's
-# spawn rule), which for a Dagster run worker would be all of Dagster per worker.
-_PRELOADED = ["__main__", "bdt_platform.feeds.parsing"]
+# The fork server imports the program's main module and the parsing code (warmed up:
+# ``worker_start``) once: a worker forked from it then finds ``__main__`` in place instead of
+# importing it again (multiprocessing's spawn rule), which for a Dagster run worker would be all
+# of Dagster per worker, and pandera ready instead of loading its backends on its first chunk.
+_PRELOADED = ["__main__", "bdt_platform.feeds.worker_start"]
+
+
+# Files are validated and loaded in chunks of about this many bytes: one pandera call and one
+# warehouse write per chunk instead of per file, while memory stays bounded by a few chunks (or
+# by the largest file, when one file is bigger).
+CHUNK_BYTES = 8 * 2**20
+# With worker processes, smaller chunks keep every worker busy until the run's last files.
+PARALLEL_CHUNK_BYTES = 2 * 2**20
+# ... and a feed of small files is cut into at least this many chunks per worker, whatever its
+# bytes: 612 outcome files of ~1.5 KB are one chunk by size, which would leave one worker idle
+# and the run's process waiting. The limit is never below MIN_CHUNK_FILES (pandera's fixed cost
+# per call).
+CHUNKS_PER_WORKER = 4
+MIN_CHUNK_FILES = 16
+
+
+def chunk_file_limit(files: int, processes: int) -> int | None:
+    """Files per chunk at most, for a run of ``files`` partitions validated in ``processes``
+    worker processes; None (bytes alone decide) without workers."""
+    if processes <= 0:
+        return None
+    return max(MIN_CHUNK_FILES, math.ceil(files / (processes * CHUNKS_PER_WORKER)))
 
 
 def worker_count(requested: int, files: int) -> int:

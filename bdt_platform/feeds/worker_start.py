@@ -1,0 +1,10 @@
+"""What the workers' fork server loads before it forks any worker (``workers._PRELOADED``).
+
+Importing this module imports the parsing code (pandas, pandera, pyarrow: ~1.3 s) and warms
+pandera up (``parsing.warm_up``: its backends load on the first validation, ~0.3 s), once in the
+server: every worker forked from it starts with both done.
+"""
+
+from bdt_platform.feeds import parsing
+
+parsing.warm_up()

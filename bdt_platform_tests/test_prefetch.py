@@ -1,0 +1,111 @@
+"""``bdt ingest`` reads the first inbox files ahead, while its run starts (``feeds.prefetch``):
+a result is used only for exactly the bytes it was read from, and a run that takes them lands
+the same rows as one that reads every file itself."""
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+
+from bdt_platform.feed_definitions import build_feed_definitions
+from bdt_platform.feeds import parsing, prefetch, workers
+from bdt_platform.inbox.ingest import ingest
+from bdt_platform.runs import instance_for
+from bdt_platform.synthetic import generate
+
+from . import bad_files as bf
+from .conftest import make_settings
+
+MONTH = dt.date(2024, 3, 1)
+KEY = bf.TOKEN_KEY
+
+
+def _files() -> list[tuple[str, bytes, str, dt.date]]:
+    """Three eligibility files; the middle one breaks the contract (no header row)."""
+    return [(bf.filename("eligibility", "PA", MONTH), bf.good_file("eligibility", "PA", MONTH),
+             "PA", MONTH),
+            (bf.filename("eligibility", "NJ", MONTH), b"1,2,3\n4,5,6\n", "NJ", MONTH),
+            (bf.filename("eligibility", "NY", MONTH), bf.good_file("eligibility", "NY", MONTH),
+             "NY", MONTH)]
+
+
+def test_a_result_is_taken_once_and_only_for_the_same_bytes_and_key():
+    files = _files()
+    ahead = prefetch.Prefetch(workers.ChunkRunner(0))
+    ahead.send("eligibility", files, KEY)
+    name, data, state, month = files[0]
+    assert ahead.take("eligibility", name, data + b"\n", state, month, KEY) is None  # changed
+    assert ahead.take("eligibility", name, data, state, month, "another key") is None
+    assert ahead.take("outcomes", name, data, state, month, KEY) is None
+    assert ahead.take("eligibility", name, data, "NJ", month, KEY) is None
+    assert ahead.take("eligibility", name, data, state, month, KEY) is not None
+    assert ahead.take("eligibility", name, data, state, month, KEY) is None  # taken already
+    assert (ahead.sent, ahead.taken) == (3, 1)
+
+
+def test_gathered_files_read_as_one_chunk_would():
+    """Files read ahead in other chunks, gathered in another order, give what
+    ``prepare_files`` gives for that chunk: verdicts, rows and the typed table."""
+    files = _files()
+    other = (bf.filename("eligibility", "OH", MONTH), bf.good_file("eligibility", "OH", MONTH),
+             "OH", MONTH)
+    ahead = prefetch.Prefetch(workers.ChunkRunner(0))
+    ahead.send("eligibility", files, KEY)
+    ahead.send("eligibility", [other], KEY)
+    order = [other, files[2], files[1], files[0]]
+    gathered = prefetch.Gathered([ahead.take("eligibility", *item, KEY) for item in order]
+                                 ).result()
+    direct = parsing.prepare_files("eligibility", order, KEY)
+    assert [type(v) for v in gathered.verdicts] == [type(v) for v in direct.verdicts] == [
+        type(None), type(None), parsing.FileRejected, type(None)]
+    assert str(gathered.verdicts[2]) == str(direct.verdicts[2])
+    assert gathered.rows == direct.rows and len(gathered.rows) == 3
+    assert gathered.table.equals(direct.table)
+
+
+def _generated_home(root: Path):
+    settings = make_settings(root / "home")
+    generate(Path(settings.inbox), settings.casemgmt_sqlite_path, states=["NJ", "PA"],
+             months=[dt.date(2024, 1, 1), dt.date(2024, 2, 1)], scale=0.3, seed=11,
+             pii_key=settings.pii_key)
+    return settings
+
+
+def _ingest(settings, change):
+    defs = build_feed_definitions(settings)
+    instance = instance_for(settings)
+    inbox = defs.resources["inbox"]
+    ahead = None
+    try:
+        if change == "after read-ahead":
+            ahead = prefetch.start(inbox, settings.pii_key, processes=1)
+        broken = Path(settings.inbox) / "communitycare" / "communitycare_PA_202402_eligibility.csv"
+        broken.write_bytes(b"not,the,header\n1,2,3\n")
+        result = ingest(defs, instance, inbox, defs.resources["lake"],
+                        defs.resources["warehouse"], None, settle_seconds=0, echo=lambda _: None)
+    finally:
+        prefetch.stop()
+        instance.dispose()
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        tables = {feed: con.execute(f"SELECT * FROM raw.{feed} ORDER BY ALL").fetchall()
+                  for feed in ("eligibility", "outcomes", "mailreturns", "nudges")}
+    return ahead, result, tables
+
+
+def test_a_run_that_takes_files_read_ahead_lands_what_it_would_have_read(tmp_path):
+    """Two homes with the same drops; in both, one file is replaced after the read-ahead
+    (here: with a broken file). The run with a read-ahead takes every other file from it,
+    reads the changed one afresh (and quarantines it), and lands the same rows."""
+    read_ahead, with_ahead, tables_ahead = _ingest(_generated_home(tmp_path / "a"),
+                                                   "after read-ahead")
+    none, without, tables = _ingest(_generated_home(tmp_path / "b"), "no read-ahead")
+    files = len(with_ahead.files)
+    assert none is None and read_ahead is not None
+    assert read_ahead.sent == files == 16
+    assert read_ahead.taken == files - 1  # all but the file changed after it was read
+    assert [(f.path, f.status) for f in with_ahead.files] == [
+        (f.path, f.status) for f in without.files]
+    assert [f.path for f in with_ahead.files if f.status == "quarantined"] == [
+        "communitycare/communitycare_PA_202402_eligibility.csv"]
+    assert all(tables_ahead[feed] for feed in tables_ahead)
+    assert tables_ahead == tables
