@@ -74,11 +74,16 @@ def test_ingest_lands_files_without_importing_dbt(tmp_path):
               "code = main(['ingest', '--settle', '0'])\n"
               "print('IMPORTED', sorted({m for m in sys.modules if m.split('.')[0] in "
               "('dbt', 'dagster_dbt') or m.startswith('google.cloud.bigquery')}))\n"
+              "import gc\n"
+              "print('FROZEN', gc.get_freeze_count() > 100_000, 'COLLECTING', gc.isenabled())\n"
               "sys.exit(code)\n")
     ingested = _run([sys.executable, "-c", script], tmp_path, PYTHONWARNINGS="default")
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     assert "4 file(s) loaded" in ingested.stdout and "rows into raw.clients" in ingested.stdout
     assert "IMPORTED []" in ingested.stdout
+    # The start-up's objects (Dagster, definitions, instance) are frozen out of the garbage
+    # collector's full passes, and collection is on again for the run.
+    assert "FROZEN True COLLECTING True" in ingested.stdout
     assert "Warning" not in ingested.stderr  # Dagster's beta notices are not the user's concern
 
 

@@ -2,9 +2,14 @@
 
 Importing this module imports the parsing code (pandas, pandera, pyarrow: ~1.3 s) and warms
 pandera up (``parsing.warm_up``: its backends load on the first validation, ~0.3 s), once in the
-server: every worker forked from it starts with both done.
+server: every worker forked from it starts with both done. The objects those made are then
+frozen (``gc.freeze``): a worker's garbage collections skip them, and do not write to (copy)
+the memory pages it shares with the server.
 """
+
+import gc
 
 from bdt_platform.feeds import parsing
 
 parsing.warm_up()
+gc.freeze()
