@@ -9,6 +9,7 @@ import duckdb
 
 from bdt_platform.feed_definitions import build_feed_definitions
 from bdt_platform.feeds import parsing, prefetch, workers
+from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.inbox.ingest import ingest
 from bdt_platform.runs import instance_for
 from bdt_platform.synthetic import generate
@@ -61,6 +62,36 @@ def test_gathered_files_read_as_one_chunk_would():
     assert str(gathered.verdicts[2]) == str(direct.verdicts[2])
     assert gathered.rows == direct.rows and len(gathered.rows) == 3
     assert gathered.table.equals(direct.table)
+
+
+def test_the_first_feed_is_read_up_to_the_budget_and_every_other_feed_starts(tmp_path, monkeypatch):
+    """Read ahead: the first feed's files (in landing order: month, then state) until the
+    budget is spent, then one chunk per worker of each other feed, so that no feed's asset
+    starts by waiting for its first chunk."""
+    from bdt_platform.inbox.folder import FolderInbox
+
+    monkeypatch.setattr(workers, "MIN_CHUNK_FILES", 1)  # 3 files a feed: a chunk per file
+    months = [dt.date(2024, 1, 1), dt.date(2024, 2, 1), dt.date(2024, 3, 1)]
+    for feed in ("eligibility", "outcomes", "mailreturns", "nudges"):
+        for month in months:
+            path = tmp_path / "inbox" / FEED_PARTNER[feed] / bf.filename(feed, "PA", month)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bf.good_file(feed, "PA", month))
+    inbox = FolderInbox(root=str(tmp_path / "inbox"))
+    try:
+        ahead = prefetch.start(inbox, KEY, processes=1, budget_bytes=1)
+        assert sorted(key.filename for key in ahead._files) == sorted(
+            bf.filename(feed, "PA", months[0])
+            for feed in ("eligibility", "outcomes", "mailreturns", "nudges"))
+        ahead = prefetch.start(inbox, KEY, processes=1, budget_bytes=10**9)
+        assert sorted(key.filename for key in ahead._files) == sorted(
+            [bf.filename("eligibility", "PA", month) for month in months]
+            + [bf.filename(feed, "PA", months[0]) for feed in ("outcomes", "mailreturns",
+                                                                "nudges")])
+        assert prefetch.active() is ahead
+    finally:
+        prefetch.stop()
+    assert prefetch.active() is None
 
 
 def _generated_home(root: Path):

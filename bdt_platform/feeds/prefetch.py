@@ -117,9 +117,11 @@ def start(inbox: Inbox, pii_key: str, *, processes: int | None = None,
     """List ``inbox`` and send its first files to worker processes; None (nothing started) when
     the listing is too small for workers (``workers.worker_count``) or nothing parses.
 
-    Files are read in the order the run lands them: feed by feed (the run's assets run in the
-    order of their names), partition by partition (``month|state``), each feed cut into chunks
-    as its loader cuts it (``workers.PARALLEL_CHUNK_BYTES``, ``workers.chunk_file_limit``)."""
+    Files are read in the order the run lands them (its assets run in the order of their
+    names; each lands partition by partition, ``month|state``), cut into chunks as the loaders
+    cut them (``workers.PARALLEL_CHUNK_BYTES``, ``workers.chunk_file_limit``): the first feed's
+    up to ``budget_bytes``, then one chunk per worker of every other feed (the run's loader
+    waits for its first chunks at the start of each feed otherwise)."""
     global _active
     stop()
     by_feed: dict[str, list] = {}
@@ -136,25 +138,31 @@ def start(inbox: Inbox, pii_key: str, *, processes: int | None = None,
         return None
     _active = prefetch = Prefetch(workers.ChunkRunner(processes))
     budget = budget_bytes
-    for feed in sorted(by_feed):
+    # The first feed's files up to the budget, then the first chunk per worker of every other
+    # feed, so that no feed's asset starts by waiting for its first chunks.
+    for number, feed in enumerate(sorted(by_feed)):
         files = sorted(by_feed[feed], key=lambda item: item[:2])
-        limit = workers.chunk_file_limit(len(files), processes)
-        chunk, chunk_bytes = [], 0
-        for _, _, file, name in files:
-            if budget <= 0:
-                break
-            data = inbox.read_bytes(file.path)
-            budget -= len(data)
-            chunk.append((name.filename, data, name.state, name.month))
-            chunk_bytes += len(data)
-            if chunk_bytes >= workers.PARALLEL_CHUNK_BYTES or len(chunk) >= limit:
-                prefetch.send(feed, chunk, pii_key)
-                chunk, chunk_bytes = [], 0
-        if chunk:
+        for sent, chunk in enumerate(_chunks(inbox, files, processes), start=1):
             prefetch.send(feed, chunk, pii_key)
-        if budget <= 0:
-            break
+            budget -= sum(len(data) for _, data, _, _ in chunk)
+            if (budget <= 0) if number == 0 else sent >= processes:
+                break
     return prefetch
+
+
+def _chunks(inbox: Inbox, files: list, processes: int) -> Iterator[list]:
+    """``files`` (one feed's, in landing order) read and cut as its loader cuts them."""
+    limit = workers.chunk_file_limit(len(files), processes)
+    chunk, chunk_bytes = [], 0
+    for _, _, file, name in files:
+        data = inbox.read_bytes(file.path)
+        chunk.append((name.filename, data, name.state, name.month))
+        chunk_bytes += len(data)
+        if chunk_bytes >= workers.PARALLEL_CHUNK_BYTES or len(chunk) >= limit:
+            yield chunk
+            chunk, chunk_bytes = [], 0
+    if chunk:
+        yield chunk
 
 
 def stop() -> None:
