@@ -7,6 +7,7 @@ config - or, when none is named, re-loads the newest file archived in the lake -
 1. decodes and validates them against the feed's pandera contract, in chunks of files (one
    pandera call per chunk, see ``parsing.validate_many``); a run of many files does this in
    worker processes while the run's own process lands the chunks already done (``workers``),
+   and takes the files ``bdt ingest`` had read ahead while the run started (``prefetch``),
 2. archives the original bytes of each valid file in the lake (verified by checksum),
 3. replaces SSNs with person tokens,
 4. replaces the partitions' rows in ``raw.<feed>`` (all partitions of the run in one transaction).

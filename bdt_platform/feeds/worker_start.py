@@ -11,5 +11,8 @@ import gc
 
 from bdt_platform.feeds import parsing
 
-parsing.warm_up()
+try:
+    parsing.warm_up()
+except Exception:  # noqa: BLE001 - only a warm-up: each worker then warms up on its first chunk,
+    pass  # where a real error is raised and reported with the chunk's files
 gc.freeze()
