@@ -34,21 +34,25 @@ def _quiet_dagster() -> None:
     quiet_warnings()
 
 
-def _runtime(settings: Settings, feeds_only: bool = False):
+def _definitions(settings: Settings, feeds_only: bool = False):
     """Import Dagster and the definitions only for commands that run assets (slow imports);
     ``feeds_only``: the feed assets and their job alone, without importing dbt."""
-    from bdt_platform.runs import instance_for
-
     _quiet_dagster()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     if feeds_only:
         from bdt_platform.feed_definitions import build_feed_definitions
 
-        return build_feed_definitions(settings), instance_for(settings)
+        return build_feed_definitions(settings)
     from bdt_platform.definitions import build_definitions
 
-    defs = build_definitions(settings)
-    return defs, instance_for(settings)
+    return build_definitions(settings)
+
+
+def _runtime(settings: Settings, feeds_only: bool = False):
+    """The definitions (``_definitions``) and the Dagster instance."""
+    from bdt_platform.runs import instance_for
+
+    return _definitions(settings, feeds_only), instance_for(settings)
 
 
 @contextmanager
@@ -112,40 +116,31 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     start_server_early()  # the workers' imports overlap Dagster's below
     with _start_up():
         _quiet_dagster()
-        os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-        from bdt_platform.feed_definitions import build_feed_definitions
         from bdt_platform.feeds import prefetch
         from bdt_platform.inbox.base import InboxUnavailable
         from bdt_platform.inbox.folder import FolderInbox
         from bdt_platform.inbox.ingest import ingest
         from bdt_platform.runs import instance_for
-
-        defs = build_feed_definitions(settings)
-        resources = defs.resources
-        _echo(f"ingesting from {resources['inbox'].describe()}")
-        ahead = None
-        try:
-            if isinstance(resources["inbox"], FolderInbox):
-                # The workers read the first files while the instance opens and the run starts.
-                ahead = prefetch.start(resources["inbox"], settings.pii_key)
-                if ahead is not None:
-                    _echo(f"reading {ahead.sent} file(s) ahead in {ahead.runner.processes} "
-                          "worker process(es) while the run starts")
-            instance = instance_for(settings)
-        except InboxUnavailable as exc:
-            prefetch.stop()
-            return _inbox_unavailable(exc)
-        except BaseException:
-            prefetch.stop()
-            raise
     try:
-        result = ingest(defs, instance, resources["inbox"], resources["lake"],
-                        resources["warehouse"], resources["casemgmt"],
-                        settle_seconds=args.settle, echo=_echo)
+        with _start_up():
+            defs = _definitions(settings, feeds_only=True)
+            inbox = defs.resources["inbox"]
+            _echo(f"ingesting from {inbox.describe()}")
+            # The workers read the first files while the instance opens and the run starts.
+            ahead = (prefetch.start(inbox, settings.pii_key)
+                     if isinstance(inbox, FolderInbox) else None)
+            if ahead is not None:
+                _echo(f"reading {ahead.sent} file(s) ahead in {ahead.runner.processes} "
+                      "worker process(es) while the run starts")
+            instance = instance_for(settings)
+        resources = defs.resources
+        result = ingest(defs, instance, inbox, resources["lake"], resources["warehouse"],
+                        resources["casemgmt"], settle_seconds=args.settle, echo=_echo)
         if ahead is not None:
             _echo(f"read ahead: {ahead.taken} of {ahead.sent} file(s) used by the run")
     except InboxUnavailable as exc:
-        return _inbox_unavailable(exc)
+        _echo(f"bdt ingest: inbox unavailable: {exc}")
+        return EXIT_USAGE
     finally:
         prefetch.stop()
     loaded = sum(1 for f in result.files if f.status == "loaded")
@@ -154,11 +149,6 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         _echo("nothing new in the inbox")
     _echo(f"ingest: {loaded} file(s) loaded, {quarantined} quarantined, {len(result.runs)} run(s)")
     return result.exit_code
-
-
-def _inbox_unavailable(exc: Exception) -> int:
-    _echo(f"bdt ingest: inbox unavailable: {exc}")
-    return EXIT_USAGE
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:

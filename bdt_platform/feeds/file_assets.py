@@ -223,8 +223,8 @@ class _ChunkLoader:
         if taken is not None:
             self.pending_taken.append(taken)
         self.pending_bytes += len(incoming.data)
-        if self.pending_bytes >= self.chunk_bytes or (
-                self.chunk_files is not None and len(self.pending) >= self.chunk_files):
+        if workers.chunk_full(self.pending_bytes, len(self.pending), self.chunk_bytes,
+                              self.chunk_files):
             self._submit()
 
     def land_finished(self, batch, everything: bool = False) -> list[dg.AssetMaterialization]:

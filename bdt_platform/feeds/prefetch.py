@@ -95,6 +95,8 @@ class Prefetch:
     def take(self, feed: str, filename: str, data: bytes, state: str, month: dt.date,
              pii_key: str) -> tuple[Future, int] | None:
         """The result for this file read from exactly these bytes, once; None when there is none."""
+        if not self._files:
+            return None  # all taken: the run's other files are not hashed for nothing
         found = self._files.pop(_key(feed, filename, data, state, month, pii_key), None)
         self.taken += found is not None
         return found
@@ -158,7 +160,7 @@ def _chunks(inbox: Inbox, files: list, processes: int) -> Iterator[list]:
         data = inbox.read_bytes(file.path)
         chunk.append((name.filename, data, name.state, name.month))
         chunk_bytes += len(data)
-        if chunk_bytes >= workers.PARALLEL_CHUNK_BYTES or len(chunk) >= limit:
+        if workers.chunk_full(chunk_bytes, len(chunk), workers.PARALLEL_CHUNK_BYTES, limit):
             yield chunk
             chunk, chunk_bytes = [], 0
     if chunk:

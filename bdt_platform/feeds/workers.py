@@ -54,6 +54,11 @@ def chunk_file_limit(files: int, processes: int) -> int | None:
     return max(MIN_CHUNK_FILES, math.ceil(files / (processes * CHUNKS_PER_WORKER)))
 
 
+def chunk_full(chunk_bytes: int, files: int, byte_limit: int, file_limit: int | None) -> bool:
+    """Whether a chunk of ``files`` files holding ``chunk_bytes`` bytes is to be sent now."""
+    return chunk_bytes >= byte_limit or (file_limit is not None and files >= file_limit)
+
+
 def worker_count(requested: int, files: int) -> int:
     """How many worker processes a run uses: ``requested`` when it is 0 or more; otherwise one
     per core (at most ``MAX_WORKERS``) when the run lands ``PARALLEL_MIN_FILES`` files or more
