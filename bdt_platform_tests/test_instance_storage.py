@@ -172,6 +172,36 @@ def test_a_run_writing_in_another_process_is_read_live(tmp_path):
         reader.dispose()
 
 
+def test_a_new_home_reads_alembics_migration_scripts_once(tmp_path):
+    """Dagster checks or stamps the schema revision of each SQLite file it creates (runs,
+    schedules, the index, each run's shard), and alembic read its ~90 migration scripts for
+    each: 9 times for a new home and its first run. This process reads them once, and every
+    file is still stamped at alembic's head."""
+    script = textwrap.dedent(f"""
+        import pathlib
+        from alembic.script import ScriptDirectory
+        loads = []
+        load_revisions = ScriptDirectory._load_revisions
+        def counted(self):
+            loads.append(1)
+            yield from load_revisions(self)
+        ScriptDirectory._load_revisions = counted
+        from bdt_platform.runs import instance_for
+        from bdt_platform_tests.conftest import make_settings
+        instance = instance_for(make_settings(pathlib.Path({str(tmp_path / "home")!r})))
+        with instance.event_log_storage.run_connection("a-run"):
+            pass  # a run's shard, created and stamped as a run's first event does
+        versions = [instance.run_storage.alembic_version(),
+                    instance.schedule_storage.alembic_version(),
+                    instance.event_log_storage.alembic_version()]
+        instance.dispose()
+        print(len(loads), all(db == head and head for db, head in versions))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.split() == ["1", "True"], out
+
+
 def test_wiping_the_history_closes_run_shards_before_deleting_them(tmp_path):
     instance = instance_for(make_settings(tmp_path / "home"))
     try:

@@ -223,3 +223,27 @@ def test_a_second_rejected_file_of_the_same_name_never_replaces_the_first(lake):
     assert sorted(p.name for p in _path(lake, "quarantine", "communitycare").iterdir()) == sorted(
         [name, name + ".reason.json", second.rsplit("/", 1)[1],
          second.rsplit("/", 1)[1] + ".reason.json"])
+
+
+def test_a_worker_process_writes_archive_copies_the_run_reads_back(lake):
+    """The feed loaders have their worker processes write the archive copies
+    (``archive.store_many``): a worker opens the lake itself, from the root and its fsspec
+    options (GCS over HTTP here too), and what it wrote reads back as ``archive`` would have
+    written it."""
+    from bdt_platform.feeds import workers
+    from bdt_platform.storage import archive
+
+    root, options = lake
+    received = dt.datetime(2024, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
+    files = [(f"mail_PA_2024{m:02d}_mailreturns.csv", f"mail_piece_id\r\nM-{m}\r\n".encode())
+             for m in (1, 2)]
+    entries = [(archive.archived_file("mailreturns", "PA", M1, name, data, received), data)
+               for name, data in files]
+    with workers.chunk_runner(1) as runner:
+        assert runner.submit(archive.store_many, root, options, entries).result() is None
+    resource = LakeResource(root=root, storage_options=options)
+    assert resource.archived_files("mailreturns", "PA", M1) == sorted(e.path for e, _ in entries)
+    for stored, data in entries:
+        assert resource.read_archived(stored.path) == (stored, data)
+        assert resource.archive("mailreturns", "PA", M1, stored.filename, data,
+                                received) == stored

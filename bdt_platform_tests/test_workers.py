@@ -178,3 +178,55 @@ def test_a_worker_killed_mid_chunk_fails_the_load_naming_its_files():
     assert bf.filename("outcomes", "PA", months[0]) in message
     assert bf.filename("outcomes", "PA", months[-1]) in message
     assert "worker_processes: 0" in message and "stay in the inbox" in message
+
+
+def _land_outcomes(lake, warehouse, months, processes):
+    """Land one outcomes file per month in PA through the feed loader (``processes`` workers),
+    in one warehouse batch; the materializations it made."""
+    import dagster as dg
+
+    from bdt_platform.feeds import file_assets
+    from bdt_platform.feeds.provenance import FeedLoadReport
+    from bdt_platform.feeds.specs import ALL_SPECS
+
+    received = dt.datetime(2024, 6, 1, 12, tzinfo=dt.timezone.utc)
+    with workers.chunk_runner(processes) as runner, warehouse.batch() as batch:
+        loader = file_assets._ChunkLoader(
+            dg.build_asset_context(), ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
+            "statehhs", lake, FeedLoadReport("outcomes"), bf.TOKEN_KEY, runner, chunk_files=2)
+        events = []
+        for month in months:
+            loader.add(file_assets._Incoming(
+                f"{month:%Y-%m-%d}|PA", "PA", month, bf.filename("outcomes", "PA", month),
+                bf.good_file("outcomes", "PA", month), received))
+            events.extend(loader.land_finished(batch))
+        return events + loader.land_all(batch)
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_archive_copies_are_written_before_the_commit_and_one_that_fails_fails_the_load(
+        tmp_path, processes):
+    """The accepted files' archive copies are written beside the warehouse write (by the
+    workers, when the run has them); the batch commits only once every copy is written and
+    read back. A copy that cannot be written fails the load, and the warehouse keeps its rows."""
+    from bdt_platform.storage.lake import LakeResource
+    from bdt_platform.storage.warehouse import DuckDBWarehouse
+
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    first = [dt.date(2024, m, 1) for m in (1, 2, 3)]
+    events = _land_outcomes(lake, warehouse, first, processes)
+    assert [event.partition for event in events] == [f"{m:%Y-%m-%d}|PA" for m in first]
+    for event, month in zip(events, first):
+        path = event.metadata["source_archive_path"].value
+        assert path.startswith(f"archive/outcomes/month={month:%Y-%m}/state=PA/20240601T120000Z_")
+        assert (tmp_path / "lake" / path).read_bytes() == bf.good_file("outcomes", "PA", month)
+    count = "SELECT count(*) AS n FROM raw.outcomes"
+    landed = int(warehouse.query(count)["n"][0])
+    assert landed > 0
+
+    # April's partition folder cannot be made: a file is where it would go.
+    (tmp_path / "lake" / "archive" / "outcomes" / "month=2024-04").write_text("in the way")
+    with pytest.raises(OSError):
+        _land_outcomes(lake, warehouse, [dt.date(2024, m, 1) for m in (4, 5, 6)], processes)
+    assert int(warehouse.query(count)["n"][0]) == landed

@@ -8,7 +8,8 @@ config - or, when none is named, re-loads the newest file archived in the lake -
    pandera call per chunk, see ``parsing.validate_many``); a run of many files does this in
    worker processes while the run's own process lands the chunks already done (``workers``),
    and takes the files ``bdt ingest`` had read ahead while the run started (``prefetch``),
-2. archives the original bytes of each valid file in the lake (verified by checksum),
+2. archives the original bytes of each valid file in the lake (verified by checksum; written by
+   the workers too, while the run's process writes the warehouse),
 3. replaces SSNs with person tokens,
 4. replaces the partitions' rows in ``raw.<feed>`` (all partitions of the run in one transaction).
 
@@ -41,6 +42,7 @@ from bdt_platform.inbox.base import Inbox
 from bdt_platform.partition_events import log_materializations
 from bdt_platform.pii import mask_ssn
 from bdt_platform.pii_resource import PiiKeyResource
+from bdt_platform.storage import archive
 from bdt_platform.storage.lake import ArchivedFile, LakeResource
 from bdt_platform.storage.warehouse import Warehouse
 
@@ -195,8 +197,10 @@ class _Incoming:
 class _ChunkLoader:
     """Gathers files into chunks, has each chunk decoded, validated and tokenized
     (``parsing.prepare_files``, in a worker process when the runner has them), then lands the
-    finished chunks in order: quarantines the rejected files, archives the accepted ones, stages
-    their rows in the warehouse batch and makes their materializations."""
+    finished chunks in order: quarantines the rejected files, has the accepted ones archived
+    (``archive.store_many``, in a worker too), stages their rows in the warehouse batch and
+    makes their materializations. Every archive copy is checked written before the last chunk
+    is landed, so the batch commits only rows whose files the lake holds."""
 
     def __init__(self, context, spec: FeedSpec, key: dg.AssetKey, partner: str,
                  lake: LakeResource, report: FeedLoadReport, pii_key: str,
@@ -212,6 +216,8 @@ class _ChunkLoader:
         self.pending_taken: list[tuple[Future, int]] = []  # their read-ahead results, if taken
         self.pending_bytes = 0
         self.in_flight: deque[tuple[list[_Incoming], Future | prefetch.Gathered]] = deque()
+        # Archive copies being written (by the workers, when the runner has them), per chunk.
+        self.archiving: deque[tuple[list[str], Future]] = deque()
 
     def add(self, incoming: _Incoming) -> None:
         taken = None if self.read_ahead is None else self.read_ahead.take(
@@ -239,6 +245,12 @@ class _ChunkLoader:
             except BrokenProcessPool as exc:
                 raise WorkerDied(self.spec.name, [i.filename for i in chunk]) from exc
             events.extend(self._land(chunk, prepared, batch))
+        while self.archiving and (everything or self.archiving[0][1].done()):
+            filenames, future = self.archiving.popleft()
+            try:
+                future.result()  # an archive copy that failed fails the run before its commit
+            except BrokenProcessPool as exc:
+                raise WorkerDied(self.spec.name, filenames) from exc
         return events
 
     def land_all(self, batch) -> list[dg.AssetMaterialization]:
@@ -266,8 +278,15 @@ class _ChunkLoader:
                 self._quarantine(incoming, rejected)
         if not good:
             return []
-        archived = [i.archived or self.lake.archive(self.spec.name, i.state, i.month, i.filename,
-                                                    i.data, i.received) for i in good]
+        archived = [i.archived or archive.archived_file(self.spec.name, i.state, i.month,
+                                                        i.filename, i.data, i.received)
+                    for i in good]
+        # The archive copies are written beside the warehouse write (by the workers, when
+        # there are), and all of them are checked before the batch commits (``land_finished``).
+        fresh = [(stored, i.data) for stored, i in zip(archived, good) if i.archived is None]
+        if fresh:
+            self.archiving.append(([stored.filename for stored, _ in fresh], self.runner.submit(
+                archive.store_many, self.lake.root, dict(self.lake.storage_options), fresh)))
         batch.replace(self.spec.table, prepared.table, [(i.state, i.month) for i in good])
         seconds = round(prepared.seconds + time.perf_counter() - started, 3)
         events = []

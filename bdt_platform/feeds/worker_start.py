@@ -1,6 +1,7 @@
 """What the workers' fork server loads before it forks any worker (``workers._PRELOADED``).
 
-Importing this module imports the parsing code (pandas, pandera, pyarrow: ~1.3 s) and warms
+Importing this module imports the parsing code (pandas, pandera, pyarrow: ~1.3 s) and the lake
+archive's writer (``storage.archive``: UPath, fsspec), and warms
 pandera up (``parsing.warm_up``: its backends load on the first validation, ~0.3 s), once in the
 server: every worker forked from it starts with both done. The objects those made are then
 frozen (``gc.freeze``): a worker's garbage collections skip them, and do not write to (copy)
@@ -10,6 +11,7 @@ the memory pages it shares with the server.
 import gc
 
 from bdt_platform.feeds import parsing
+from bdt_platform.storage import archive  # noqa: F401 - workers write archive copies
 
 try:
     parsing.warm_up()

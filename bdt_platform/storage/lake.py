@@ -13,30 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
 
 import dagster as dg
 from upath import UPath
 
-
-@dataclass(frozen=True)
-class ArchivedFile:
-    """A partner file as the lake holds it: where, its checksum, size and arrival time."""
-
-    path: str  # relative to the lake root
-    filename: str
-    sha256: str
-    size: int
-    received_at: dt.datetime
-
-    def as_metadata(self) -> dict:
-        return {
-            "source_file": self.filename,
-            "source_sha256": self.sha256,
-            "source_size_bytes": self.size,
-            "source_received_at": self.received_at.isoformat(),
-            "source_archive_path": self.path,
-        }
+from bdt_platform.storage.archive import ArchivedFile, archived_file, store
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -54,18 +35,9 @@ class LakeResource(dg.ConfigurableResource):
     def archive(self, feed: str, state: str, month: dt.date, filename: str, data: bytes,
                 received_at: dt.datetime) -> ArchivedFile:
         """Store ``data`` verbatim; idempotent for the same file; verified by reading back."""
-        digest = hashlib.sha256(data).hexdigest()
-        received_at = received_at.astimezone(dt.timezone.utc).replace(microsecond=0)
-        name = f"{received_at:%Y%m%dT%H%M%SZ}_{digest[:12]}_{filename}"
-        relative = f"archive/{feed}/month={month:%Y-%m}/state={state}/{name}"
-        target = self.path(relative)
-        if not (target.exists() and target.stat().st_size == len(data)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        stored = hashlib.sha256(target.read_bytes()).hexdigest()
-        if stored != digest:
-            raise OSError(f"lake copy of {filename} does not match its checksum ({relative})")
-        return ArchivedFile(relative, filename, digest, len(data), received_at)
+        archived = archived_file(feed, state, month, filename, data, received_at)
+        store(self.path(), archived, data)
+        return archived
 
     def archived_files(self, feed: str, state: str, month: dt.date) -> list[str]:
         """Relative paths of every archived file of a partition, oldest arrival first."""
