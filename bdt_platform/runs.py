@@ -77,8 +77,17 @@ class RunOutcome:
                 if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
 
     def failures(self) -> list[str]:
-        return [e.message or "" for e in self.events
-                if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        """Each failed step's message, with why it failed (a ``dg.Failure``'s description, or
+        the error's message)."""
+        failures = []
+        for event in self.events:
+            if event.event_type != dg.DagsterEventType.STEP_FAILURE:
+                continue
+            data = event.step_failure_data
+            reason = ((data.user_failure_data.description if data.user_failure_data else None)
+                      or (data.error.message.strip() if data.error else ""))
+            failures.append(f"{event.message or ''} {reason}".strip())
+        return failures
 
 
 def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,

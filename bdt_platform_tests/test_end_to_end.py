@@ -289,3 +289,31 @@ def test_a_malformed_partition_var_fails_each_partitioned_model_by_name(world, t
     after = duckdb.connect(str(warehouse), read_only=True).execute(
         "select count(*) from marts.fct_calls").fetchone()
     assert after == before
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"path": "communitycare/x.csv"}, "has keys ['path'], not ['path', 'received_at']"),
+    ({"path": "communitycare/x.csv", "recieved_at": 1.0}, "has keys ['path', 'recieved_at']"),
+    ({"path": "", "received_at": 1.0}, "has no path (text)"),
+    ({"path": "communitycare/x.csv", "received_at": "yesterday"},
+     "has a received_at that is not a number"),
+    ("communitycare/x.csv", "is str, not a mapping"),
+])
+def test_a_malformed_file_entry_in_the_run_config_fails_the_run_naming_it(world, entry, problem):
+    """Dagster checks only that a feed's ``files`` is a mapping (checking each of a year's
+    2,448 entries cost ~1 s per run); the load checks every entry before it reads anything,
+    and a wrong one fails the run naming the feed, partition, entry and what is wrong."""
+    warehouse, defs, instance = world["warehouse"], world["defs"], world["instance"]
+    before = _snapshot(warehouse, "raw.eligibility", "PA", MONTHS[0])
+    key = parts.partition_key("PA", MONTHS[0])
+    good = {"path": "communitycare/y.csv", "received_at": 1.0}
+    outcome, = run_rectangles(
+        defs, instance, "ingest_feeds", [("PA", MONTHS[0])],
+        selection=[dg.AssetKey(["raw", "eligibility"])],
+        run_config_for=lambda states, months: {"ops": {"raw__eligibility": {"config": {
+            "files": {key: [good, entry]}, "only_listed": True}}}})
+    assert not outcome.success
+    failures = " ".join(outcome.failures())
+    assert f"run config raw/eligibility files[{key!r}][1] {problem}" in failures, failures
+    pd.testing.assert_frame_equal(_snapshot(warehouse, "raw.eligibility", "PA", MONTHS[0]),
+                                  before)
