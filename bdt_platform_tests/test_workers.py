@@ -230,3 +230,32 @@ def test_archive_copies_are_written_before_the_commit_and_one_that_fails_fails_t
     with pytest.raises(OSError):
         _land_outcomes(lake, warehouse, [dt.date(2024, m, 1) for m in (4, 5, 6)], processes)
     assert int(warehouse.query(count)["n"][0]) == landed
+
+
+@pytest.mark.parametrize("feed", bf.FEEDS)
+def test_a_chunk_read_as_one_frame_gives_each_file_what_it_gets_alone(feed):
+    """``prepare_files`` joins a chunk's files into one frame to validate and type them. Every
+    file still gets exactly the verdict it gets alone (the same failures, lines and examples),
+    and the accepted files exactly their own rows, in order, whichever files around them were
+    rejected, at which step."""
+    import pyarrow as pa
+
+    states = ["PA", "NJ", "NY", "OH", "CA"]
+    chunk = [(bf.filename(feed, state, MONTH), bf.good_file(feed, state, MONTH), state, MONTH)
+             for state in states]
+    for number, case in enumerate(case for case in bf.CASES if case.feed == feed):
+        state = states[number % len(states)]
+        chunk.insert(1 + 2 * number % (len(chunk) + 1),
+                     (case.filename(state, MONTH), case.data(state, MONTH), state, MONTH))
+    together = parsing.prepare_files(feed, chunk, bf.TOKEN_KEY)
+    alone = [parsing.prepare_files(feed, [file], bf.TOKEN_KEY) for file in chunk]
+    assert len(together.verdicts) == len(chunk) > len(states)
+    for file, verdict, own in zip(chunk, together.verdicts, alone):
+        if own.verdicts[0] is None:
+            assert verdict is None, file[0]
+        else:
+            assert verdict is not None and verdict.failures == own.verdicts[0].failures, file[0]
+    accepted = [own for own in alone if own.verdicts[0] is None]
+    assert len(accepted) >= len(states)
+    assert together.rows == [own.rows[0] for own in accepted]
+    assert together.table.equals(pa.concat_tables([own.table for own in accepted]))
