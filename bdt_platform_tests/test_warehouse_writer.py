@@ -45,3 +45,20 @@ def test_failed_batch_leaves_tables_as_they_were(tmp_path):
             batch.replace("raw.t", _rows("PA", M2, ["q"]), [("PA", M2)])
             raise RuntimeError("load failed half-way")
     assert _ids(warehouse) == before
+
+
+def test_a_batch_deletes_only_partitions_that_have_rows_and_replaces_its_own(tmp_path):
+    """A batch deletes the partitions the table held when the batch began and those it wrote
+    itself, and nothing else (a first load deletes nothing): replacing a partition twice in one
+    batch keeps the second rows, and a partition loaded before the batch is replaced."""
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, ["old"]), [("PA", M1)])
+    with warehouse.batch() as batch:
+        batch.replace("raw.t", _rows("NJ", M1, ["a", "b"]), [("NJ", M1)])
+        batch.replace("raw.t", _rows("NJ", M1, ["c"]), [("NJ", M1)])  # the same batch again
+        batch.replace("raw.t", _rows("PA", M1, ["new"]), [("PA", M1)])  # there before
+        batch.replace("raw.u", _rows("PA", M2, ["u"]), [("PA", M2)])  # a new table
+        batch.replace("raw.u", _rows("PA", M2, ["v"]), [("PA", M2)])
+        batch.replace("raw.t", _rows("NY", M2, [])[:0], [("NY", M2)])  # nothing to delete
+    assert _ids(warehouse) == [("NJ", M1, "c"), ("PA", M1, "new")]
+    assert warehouse.query("SELECT id FROM raw.u")["id"].tolist() == ["v"]

@@ -23,25 +23,40 @@ class WarehouseBusy(RuntimeError):
 
 
 class WarehouseBatch:
-    """An open transaction; each :meth:`replace` swaps one table's partitions."""
+    """An open transaction; each :meth:`replace` swaps one table's partitions.
+
+    Only partitions that have rows are deleted: those the table held when the batch first
+    touched it, and those this batch wrote before. A first load of a year (2,448 files in
+    37 chunks) then deletes nothing, instead of scanning the table it is filling once per
+    chunk."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):
         self._connection = connection
+        self._filled: dict[str, set[tuple[str, dt.date]]] = {}  # per table: partitions with rows
 
     def replace(self, table: str, rows: pa.Table, partitions: Iterable[tuple[str, dt.date]]) -> int:
         schema, _, name = table.partition(".")
         con = self._connection
+        partitions = list(partitions)
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         con.register("_bdt_rows", rows)
         try:
             con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" AS '
                         "SELECT * FROM _bdt_rows LIMIT 0")
-            keys = pa.table({"state": pa.array([p[0] for p in partitions], pa.string()),
-                             "month": pa.array([p[1] for p in partitions], pa.date32())})
-            con.register("_bdt_keys", keys)
-            con.execute(f'DELETE FROM "{schema}"."{name}" AS t USING _bdt_keys AS k '
-                        "WHERE t.state = k.state AND t.month = k.month")
+            filled = self._filled.get(table)
+            if filled is None:
+                filled = self._filled[table] = {
+                    (state, month) for state, month in con.execute(
+                        f'SELECT DISTINCT state, month FROM "{schema}"."{name}"').fetchall()}
+            stale = [(state, month) for state, month in partitions if (state, month) in filled]
+            if stale:
+                keys = pa.table({"state": pa.array([p[0] for p in stale], pa.string()),
+                                 "month": pa.array([p[1] for p in stale], pa.date32())})
+                con.register("_bdt_keys", keys)
+                con.execute(f'DELETE FROM "{schema}"."{name}" AS t USING _bdt_keys AS k '
+                            "WHERE t.state = k.state AND t.month = k.month")
             con.execute(f'INSERT INTO "{schema}"."{name}" BY NAME SELECT * FROM _bdt_rows')
+            filled.update(partitions)
         finally:
             con.unregister("_bdt_rows")
             with contextlib.suppress(Exception):
