@@ -4,7 +4,8 @@ Decoding, reading, validating and tokenizing a chunk of files (``parsing.prepare
 CPU work in pandas and pandera, bound to one core by Python. A year of 51 states is ~2,500
 files; on a machine with more than one core the loader sends chunks to worker processes, which
 also write the accepted files' archive copies in the lake, and meanwhile writes and records the
-chunks already done (the warehouse has one writer: the run's process). Small runs stay in-process: starting workers costs more than they save.
+chunks already done (the warehouse has one writer: the run's process). Small runs stay
+in-process: starting workers costs more than they save.
 
 Workers are forked from a *fork server* that has imported the parsing code once (Python's
 ``forkserver`` start method): each starts in milliseconds, and none is forked from the run's

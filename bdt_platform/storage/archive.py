@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from upath import UPath
 
+#: An archived file's name starts with its arrival time, to the second, in UTC (so a partition's
+#: files sort by arrival): ``<arrival>_<sha256[:12]>_<file name>``.
+ARRIVAL_FORMAT = "%Y%m%dT%H%M%SZ"
+
 
 @dataclass(frozen=True)
 class ArchivedFile:
@@ -40,7 +44,7 @@ def archived_file(feed: str, state: str, month: dt.date, filename: str, data: by
     what the lake will hold: nothing is written."""
     digest = hashlib.sha256(data).hexdigest()
     received_at = received_at.astimezone(dt.timezone.utc).replace(microsecond=0)
-    name = f"{received_at:%Y%m%dT%H%M%SZ}_{digest[:12]}_{filename}"
+    name = f"{received_at.strftime(ARRIVAL_FORMAT)}_{digest[:12]}_{filename}"
     return ArchivedFile(f"archive/{feed}/month={month:%Y-%m}/state={state}/{name}", filename,
                         digest, len(data), received_at)
 

@@ -17,7 +17,7 @@ import json
 import dagster as dg
 from upath import UPath
 
-from bdt_platform.storage.archive import ArchivedFile, archived_file, store
+from bdt_platform.storage.archive import ARRIVAL_FORMAT, ArchivedFile, archived_file, store
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -51,7 +51,7 @@ class LakeResource(dg.ConfigurableResource):
         data = self.path(relative).read_bytes()
         name = relative.rsplit("/", 1)[-1]
         stamp, _, filename = name.split("_", 2)
-        received = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        received = dt.datetime.strptime(stamp, ARRIVAL_FORMAT).replace(tzinfo=dt.timezone.utc)
         archived = ArchivedFile(relative, filename, hashlib.sha256(data).hexdigest(), len(data),
                                 received)
         return archived, data
