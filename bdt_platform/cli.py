@@ -126,12 +126,12 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             defs = _definitions(settings, feeds_only=True)
             inbox = defs.resources["inbox"]
             _echo(f"ingesting from {inbox.describe()}")
-            # The workers read the first files while the instance opens and the run starts.
+            # The workers read the files ahead of the run, from while it starts.
             ahead = (prefetch.start(inbox, settings.pii_key)
                      if isinstance(inbox, FolderInbox) else None)
             if ahead is not None:
-                _echo(f"reading {ahead.sent} file(s) ahead in {ahead.runner.processes} "
-                      "worker process(es) while the run starts")
+                _echo(f"reading the inbox ahead of the run in {ahead.runner.processes} "
+                      "worker process(es)")
             instance = instance_for(settings)
         resources = defs.resources
         result = ingest(defs, instance, inbox, resources["lake"], resources["warehouse"],

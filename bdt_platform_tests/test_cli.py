@@ -87,9 +87,10 @@ def test_ingest_lands_files_without_importing_dbt(tmp_path):
     assert "Warning" not in ingested.stderr  # Dagster's beta notices are not the user's concern
 
 
-def test_ingest_reads_the_first_files_ahead_while_its_run_starts(tmp_path):
-    """With workers (here forced for 8 files), ``bdt ingest`` sends the inbox's first files to
-    them before it opens the instance and starts the run, says so, and the run takes them all."""
+def test_ingest_reads_the_inbox_ahead_of_its_run(tmp_path):
+    """With workers (here forced for 8 files), ``bdt ingest`` starts sending the inbox's files
+    to them before it opens the instance and starts the run, says so, and the run takes them
+    all."""
     generated = _run([str(BIN / "bdt"), "generate", "--states", "PA", "--months",
                       "2024-01..2024-02", "--scale", "0.2"], tmp_path)
     assert generated.returncode == 0, generated.stderr
@@ -100,7 +101,7 @@ def test_ingest_reads_the_first_files_ahead_while_its_run_starts(tmp_path):
               "sys.exit(main(['ingest', '--settle', '0']))\n")
     ingested = _run([sys.executable, "-c", script], tmp_path)
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
-    assert "reading 8 file(s) ahead in 2 worker process(es) while the run starts" in ingested.stdout
+    assert "reading the inbox ahead of the run in 2 worker process(es)" in ingested.stdout
     assert "read ahead: 8 of 8 file(s) used by the run" in ingested.stdout
     assert "8 file(s) loaded, 0 quarantined" in ingested.stdout
 

@@ -1,6 +1,6 @@
-"""``bdt ingest`` reads the first inbox files ahead, while its run starts (``feeds.prefetch``):
-a result is used only for exactly the bytes it was read from, and a run that takes them lands
-the same rows as one that reads every file itself."""
+"""``bdt ingest`` reads inbox files ahead of its run (``feeds.prefetch``): a result is used only
+for exactly the bytes it was read from, and a run that takes them lands the same rows as one
+that reads every file itself."""
 
 import datetime as dt
 from pathlib import Path
@@ -35,12 +35,14 @@ def test_a_result_is_taken_once_and_only_for_the_same_bytes_and_key():
     ahead = prefetch.Prefetch(workers.ChunkRunner(0))
     ahead.send("eligibility", files, KEY)
     name, data, state, month = files[0]
-    assert ahead.take("eligibility", name, data + b"\n", state, month, KEY) is None  # changed
     assert ahead.take("eligibility", name, data, state, month, "another key") is None
     assert ahead.take("outcomes", name, data, state, month, KEY) is None
     assert ahead.take("eligibility", name, data, "NJ", month, KEY) is None
     assert ahead.take("eligibility", name, data, state, month, KEY) is not None
     assert ahead.take("eligibility", name, data, state, month, KEY) is None  # taken already
+    name, data, state, month = files[2]
+    assert ahead.take("eligibility", name, data + b"\n", state, month, KEY) is None  # changed
+    assert ahead.take("eligibility", name, data, state, month, KEY) is None  # stale: dropped
     assert (ahead.sent, ahead.taken) == (3, 1)
 
 
@@ -64,31 +66,52 @@ def test_gathered_files_read_as_one_chunk_would():
     assert gathered.table.equals(direct.table)
 
 
-def test_the_first_feed_is_read_up_to_the_budget_and_every_other_feed_starts(tmp_path, monkeypatch):
-    """Read ahead: the first feed's files (in landing order: month, then state) until the
-    budget is spent, then one chunk per worker of each other feed, so that no feed's asset
-    starts by waiting for its first chunk."""
+def _sent(ahead) -> list[str]:
+    """The files sent and not taken, in the order sent."""
+    assert ahead.wait_for_the_run()
+    return [key.filename for key in ahead._files]
+
+
+def test_files_are_read_ahead_in_landing_order_up_to_the_budget_as_the_run_takes_them(
+        tmp_path, monkeypatch):
+    """Read ahead: every listed file in the order the run lands them (feed by feed; month,
+    then state), as long as the files sent and not yet taken stay under the budget; each file
+    the run takes lets the next ones be sent, into the next feed. A file the run asks for
+    before it was sent is left to the run (not sent later), and a file gone before it was read
+    is skipped."""
     from bdt_platform.inbox.folder import FolderInbox
 
     monkeypatch.setattr(workers, "MIN_CHUNK_FILES", 1)  # 3 files a feed: a chunk per file
     months = [dt.date(2024, 1, 1), dt.date(2024, 2, 1), dt.date(2024, 3, 1)]
-    for feed in ("eligibility", "outcomes", "mailreturns", "nudges"):
+    feeds = ("eligibility", "mailreturns", "nudges", "outcomes")  # the run's order
+    drops = {}
+    for feed in feeds:
         for month in months:
             path = tmp_path / "inbox" / FEED_PARTNER[feed] / bf.filename(feed, "PA", month)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(bf.good_file(feed, "PA", month))
+            drops[feed, month] = path
     inbox = FolderInbox(root=str(tmp_path / "inbox"))
+
+    def take(feed, month):
+        path = drops[feed, month]
+        return ahead.take(feed, path.name, path.read_bytes(), "PA", month, KEY)
+
     try:
-        ahead = prefetch.start(inbox, KEY, processes=1, budget_bytes=1)
-        assert sorted(key.filename for key in ahead._files) == sorted(
-            bf.filename(feed, "PA", months[0])
-            for feed in ("eligibility", "outcomes", "mailreturns", "nudges"))
         ahead = prefetch.start(inbox, KEY, processes=1, budget_bytes=10**9)
-        assert sorted(key.filename for key in ahead._files) == sorted(
-            [bf.filename("eligibility", "PA", month) for month in months]
-            + [bf.filename(feed, "PA", months[0]) for feed in ("outcomes", "mailreturns",
-                                                                "nudges")])
+        assert _sent(ahead) == [drops[feed, month].name for feed in feeds for month in months]
         assert prefetch.active() is ahead
+
+        ahead = prefetch.start(inbox, KEY, processes=1, budget_bytes=1)  # one file at a time
+        assert prefetch.active() is ahead
+        assert _sent(ahead) == [drops["eligibility", months[0]].name]
+        assert take("eligibility", months[0]) is not None
+        assert _sent(ahead) == [drops["eligibility", months[1]].name]
+        assert take("eligibility", months[2]) is None  # not sent yet: the run reads it itself
+        drops["mailreturns", months[0]].unlink()  # gone before it is read
+        assert take("eligibility", months[1]) is not None
+        assert _sent(ahead) == [drops["mailreturns", months[1]].name]  # the next feed's
+        assert (ahead.sent, ahead.taken) == (3, 2)
     finally:
         prefetch.stop()
     assert prefetch.active() is None
@@ -110,6 +133,7 @@ def _ingest(settings, change):
     try:
         if change == "after read-ahead":
             ahead = prefetch.start(inbox, settings.pii_key, processes=1)
+            assert ahead.wait_for_the_run()  # every file read: the change below comes after
         broken = Path(settings.inbox) / "communitycare" / "communitycare_PA_202402_eligibility.csv"
         broken.write_bytes(b"not,the,header\n1,2,3\n")
         result = ingest(defs, instance, inbox, defs.resources["lake"],

@@ -62,3 +62,28 @@ def test_a_batch_deletes_only_partitions_that_have_rows_and_replaces_its_own(tmp
         batch.replace("raw.t", _rows("NY", M2, [])[:0], [("NY", M2)])  # nothing to delete
     assert _ids(warehouse) == [("NJ", M1, "c"), ("PA", M1, "new")]
     assert warehouse.query("SELECT id FROM raw.u")["id"].tolist() == ["v"]
+
+
+def test_a_write_that_fails_in_the_writer_thread_fails_the_batch_and_rolls_it_back(tmp_path):
+    """Replaces are written by the batch's writer thread while the caller goes on: one that
+    fails there (a month that is not a date) raises from the batch - at the next replace or at
+    its end - and nothing of the batch is committed, not even the replaces before it."""
+    import duckdb
+
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, ["a"]), [("PA", M1)])
+    before = _ids(warehouse)
+    broken = pa.table({"id": ["x"], "state": ["NJ"], "month": ["not a date"]})
+    for later in ([], [("NY", M2)]):  # the error raised at the batch's end / at the next replace
+        with pytest.raises(duckdb.ConversionException, match="not a date"):
+            with warehouse.batch() as batch:
+                batch.replace("raw.t", _rows("PA", M1, ["changed"]), [("PA", M1)])
+                batch.replace("raw.t", _rows("PA", M2, ["new"]), [("PA", M2)])
+                batch.replace("raw.t", broken, [("NJ", M1)])
+                for state, month in later:
+                    batch._writes[-1].exception()  # written (and failed) before the next one
+                    batch.replace("raw.t", _rows(state, month, ["z"]), [(state, month)])
+        assert _ids(warehouse) == before
+    with warehouse.batch() as batch:  # the file is usable afterwards
+        batch.replace("raw.t", _rows("PA", M2, ["new"]), [("PA", M2)])
+    assert _ids(warehouse) == before + [("PA", M2, "new")]

@@ -7,7 +7,7 @@ config - or, when none is named, re-loads the newest file archived in the lake -
 1. decodes and validates them against the feed's pandera contract, in chunks of files (one
    pandera call per chunk, see ``parsing.validate_many``); a run of many files does this in
    worker processes while the run's own process lands the chunks already done (``workers``),
-   and takes the files ``bdt ingest`` had read ahead while the run started (``prefetch``),
+   and takes the files ``bdt ingest`` read ahead of it (``prefetch``),
 2. archives the original bytes of each valid file in the lake (verified by checksum; written by
    the workers too, while the run's process writes the warehouse),
 3. replaces SSNs with person tokens,
@@ -246,7 +246,7 @@ class _ChunkLoader:
         self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
         self.chunk_files = chunk_files
         self.prepare = prepare  # what a chunk goes through (parsing.prepare_files)
-        self.read_ahead = read_ahead  # files ``bdt ingest`` had read before the run (prefetch)
+        self.read_ahead = read_ahead  # files ``bdt ingest`` read ahead of the run (prefetch)
         self.pending: list[_Incoming] = []
         self.pending_taken: list[tuple[Future, int]] = []  # their read-ahead results, if taken
         self.pending_bytes = 0
