@@ -121,6 +121,21 @@ def test_field_count_errors_name_every_bad_line():
                                 {"line": 5, "fields": 3, "expected": 4}]
 
 
+def test_line_numbers_count_blank_lines_with_either_line_ending():
+    """A file of one-line records is read at once (``parsing._rows_and_lines``); the lines it
+    reports still count the blank lines skipped, with ``\n`` or ``\r\n`` line endings."""
+    lines = bf.csv_text(bf.good_rows("mailreturns", STATE, MONTH),
+                        bf.columns("mailreturns")).split("\n")
+    lines.insert(2, "")  # line 3 is blank, ...
+    lines.insert(3, "   ")  # ... and so is line 4
+    lines[5] += ",extra"  # the 4th record, on line 6
+    for ending in ("\n", "\r\n"):
+        rejected = rejection(ending.join(lines).encode(), "mailvendor_PA_202403_mailreturns.csv",
+                             "mailreturns")
+        [failure] = rejected.failures
+        assert failure.examples == [{"line": 6, "fields": 5, "expected": 4}], ending
+
+
 def test_every_failed_rule_is_reported_in_contract_order_with_counts():
     # 30 rows: each record id now appears five times.
     rows = [dict(row) for row in bf.good_rows("eligibility", STATE, MONTH) * 5]
