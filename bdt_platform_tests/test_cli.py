@@ -64,8 +64,8 @@ def test_generate_then_ingest_prints_one_line_per_file(tmp_path):
 
 def test_ingest_lands_files_without_importing_dbt(tmp_path):
     """``bdt ingest`` builds the feed definitions alone: neither dbt nor dagster-dbt (nor the
-    BigQuery client) is imported by a whole ingest that loads files and case-management rows;
-    and it prints no Python warnings."""
+    BigQuery client, nor paramiko with a local inbox) is imported by a whole ingest that loads
+    files and case-management rows; and it prints no Python warnings."""
     generated = _run([str(BIN / "bdt"), "generate", "--states", "PA", "--months", "2024-01",
                       "--scale", "0.2"], tmp_path)
     assert generated.returncode == 0, generated.stderr
@@ -73,7 +73,7 @@ def test_ingest_lands_files_without_importing_dbt(tmp_path):
               "from bdt_platform.cli import main\n"
               "code = main(['ingest', '--settle', '0'])\n"
               "print('IMPORTED', sorted({m for m in sys.modules if m.split('.')[0] in "
-              "('dbt', 'dagster_dbt') or m.startswith('google.cloud.bigquery')}))\n"
+              "('dbt', 'dagster_dbt', 'paramiko') or m.startswith('google.cloud.bigquery')}))\n"
               "import gc\n"
               "print('FROZEN', gc.get_freeze_count() > 100_000, 'COLLECTING', gc.isenabled())\n"
               "sys.exit(code)\n")

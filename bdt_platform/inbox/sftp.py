@@ -25,14 +25,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import dagster as dg
-import paramiko
 from pydantic import PrivateAttr
 
 from bdt_platform.inbox.base import DONE_SUFFIX, PROCESSED, Inbox, InboxFile, InboxUnavailable
+
+if TYPE_CHECKING:  # paramiko is imported when a connection is made: ~0.2 s of every command
+    import paramiko  # that has a local inbox (``bdt ingest`` from a folder) otherwise
 
 # paramiko's transport thread logs full tracebacks for failures we already report in one line.
 logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
@@ -134,6 +136,8 @@ class SftpSession:
         self._lock = threading.RLock()
 
     def run(self, fn: Callable[[paramiko.SFTPClient], T]) -> T:
+        import paramiko
+
         with self._lock:
             for attempt in (1, 2):
                 reused = self._alive()
@@ -173,6 +177,8 @@ class SftpSession:
         return bool(transport and transport.is_active()) and not self._sftp.sock.closed
 
     def _connect(self) -> paramiko.SFTPClient:
+        import paramiko
+
         self.close()
         ep = self.endpoint
         where = ep.describe()

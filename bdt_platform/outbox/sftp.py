@@ -13,15 +13,18 @@ import hashlib
 import io
 import posixpath
 import stat
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import paramiko
 from pydantic import PrivateAttr
 
 from bdt_platform.inbox.sftp import (DEFAULT_PORT, DEFAULT_TIMEOUT_SECONDS, SftpEndpoint,
                                      SftpSession, makedirs, replace)
 from bdt_platform.outbox.base import (TEMP_PREFIX, Outbox, OutboxReceipt, OutboxUnavailable,
                                       check_names, temp_name)
+
+if TYPE_CHECKING:  # imported by the connection code when it connects (``inbox.sftp``)
+    import paramiko
 
 
 class SftpOutbox(dg.ConfigurableResource, Outbox):
