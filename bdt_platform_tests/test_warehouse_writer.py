@@ -73,6 +73,11 @@ def test_a_write_that_fails_in_the_writer_thread_fails_the_batch_and_rolls_it_ba
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     warehouse.replace_partitions("raw.t", _rows("PA", M1, ["a"]), [("PA", M1)])
     before = _ids(warehouse)
+    # Another connection to the same database in this process keeps its threads setting: a
+    # batch loads on one DuckDB thread and resets the setting, whichever way it ends.
+    other = duckdb.connect(str(tmp_path / "w.duckdb"))
+    other.execute("SET threads = 3")
+    threads = 3
     broken = pa.table({"id": ["x"], "state": ["NJ"], "month": ["not a date"]})
     for later in ([], [("NY", M2)]):  # the error raised at the batch's end / at the next replace
         with pytest.raises(duckdb.ConversionException, match="not a date"):
@@ -86,4 +91,7 @@ def test_a_write_that_fails_in_the_writer_thread_fails_the_batch_and_rolls_it_ba
         assert _ids(warehouse) == before
     with warehouse.batch() as batch:  # the file is usable afterwards
         batch.replace("raw.t", _rows("PA", M2, ["new"]), [("PA", M2)])
+        assert other.execute("SELECT current_setting('threads')").fetchone()[0] == 1
     assert _ids(warehouse) == before + [("PA", M2, "new")]
+    assert other.execute("SELECT current_setting('threads')").fetchone()[0] == threads
+    other.close()

@@ -5,10 +5,10 @@ instance and planning the run; and between two feeds' assets the run's process c
 first one's rows and records its materializations, then starts the next one. Meanwhile the
 worker processes that read the files (``workers``) would wait for their next chunk. Instead the
 command lists a local inbox folder first, plans every listed file's chunk in the order the run
-lands them, and keeps the workers ``BUDGET_BYTES`` of files ahead of the run (``start``): each
-time the run's loader takes a result (``take``) instead of sending the file again, the next
-planned files are read and sent. A feed's files that were not read ahead are sent by its loader
-to the same workers.
+lands them, and has a thread keep the workers up to ``BUDGET_BYTES`` of files ahead of the run
+(``start``): when the run's loader takes a result (``take``) instead of sending the file
+again, or a worker finishes a chunk, the next planned files are read and sent. A feed's files
+that were not read ahead are sent by its loader to the same workers.
 
 A result is taken only for the same feed, file name, bytes, state, month and PII key as it was
 made from: a file that changed since it was read, or a run that sees it otherwise, is read

@@ -161,20 +161,25 @@ class DuckDBWarehouse(Warehouse):
         are written by a thread of their own while the caller goes on (``WarehouseBatch``)."""
         with self.connect() as con:
             # One DuckDB thread for the load: the run's other work (its workers) has the other
-            # cores; with two, DuckDB spent ~30% more CPU on the same inserts.
+            # cores; with two, DuckDB spent ~30% more CPU on the same inserts. (The setting is
+            # the database's: put back when the batch ends, for any other connection to it.)
+            threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
             con.execute(f"SET threads = {LOAD_THREADS}")
-            con.execute("BEGIN TRANSACTION")
-            batch = WarehouseBatch(con, background=True)
             try:
-                yield batch
-                batch.finish()
-            except BaseException:
+                con.execute("BEGIN TRANSACTION")
+                batch = WarehouseBatch(con, background=True)
+                try:
+                    yield batch
+                    batch.finish()
+                except BaseException:
+                    batch.close()
+                    con.execute("ROLLBACK")
+                    raise
                 batch.close()
-                con.execute("ROLLBACK")
-                raise
-            batch.close()
-            con.execute("COMMIT")
-            con.execute("RESET threads")
+                con.execute("COMMIT")
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute(f"SET threads = {int(threads)}")
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect() as con:
