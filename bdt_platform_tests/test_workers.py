@@ -180,6 +180,42 @@ def test_a_worker_killed_mid_chunk_fails_the_load_naming_its_files():
     assert "worker_processes: 0" in message and "stay in the inbox" in message
 
 
+def _killed_archiving(root, storage_options, files):
+    """Writing archive copies, ending as the kernel's out-of-memory killer ends a process."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_while_archiving_fails_the_load_saying_so(tmp_path):
+    """A worker that dies while it writes a chunk's archive copies fails the load before the
+    batch commits, saying it died while archiving them (not while reading)."""
+    import dagster as dg
+
+    from bdt_platform.feeds import file_assets
+    from bdt_platform.feeds.provenance import FeedLoadReport
+    from bdt_platform.feeds.specs import ALL_SPECS
+    from bdt_platform.storage.lake import LakeResource
+    from bdt_platform.storage.warehouse import DuckDBWarehouse
+
+    months = [dt.date(2024, m, 1) for m in (1, 2)]
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    with pytest.raises(file_assets.WorkerDied) as died:
+        with workers.chunk_runner(1) as runner, warehouse.batch() as batch:
+            loader = file_assets._ChunkLoader(
+                dg.build_asset_context(), ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
+                "statehhs", LakeResource(root=str(tmp_path / "lake")), FeedLoadReport("outcomes"),
+                bf.TOKEN_KEY, runner, store=_killed_archiving)
+            for month in months:
+                loader.add(file_assets._Incoming(
+                    f"{month:%Y-%m-%d}|PA", "PA", month, bf.filename("outcomes", "PA", month),
+                    bf.good_file("outcomes", "PA", month), dt.datetime.now(dt.timezone.utc)))
+            loader.land_all(batch)
+    assert str(died.value).startswith(
+        "outcomes: a worker process died while archiving 2 file(s)")
+    assert not warehouse.table_exists("raw.outcomes")
+
+
 def _land_outcomes(lake, warehouse, months, processes):
     """Land one outcomes file per month in PA through the feed loader (``processes`` workers),
     in one warehouse batch; the materializations it made."""

@@ -205,12 +205,13 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
 
 
 class WorkerDied(RuntimeError):
-    """A worker process died (killed, e.g. out of memory, or crashed) while reading a chunk."""
+    """A worker process died (killed, e.g. out of memory, or crashed) while reading a chunk, or
+    while writing the archive copies of its accepted files (``doing="archiving"``)."""
 
-    def __init__(self, feed: str, filenames: list[str]):
+    def __init__(self, feed: str, filenames: list[str], doing: str = "reading"):
         named = filenames[0] if len(filenames) == 1 else f"{filenames[0]} .. {filenames[-1]}"
         super().__init__(
-            f"{feed}: a worker process died while reading {len(filenames)} file(s) ({named}): "
+            f"{feed}: a worker process died while {doing} {len(filenames)} file(s) ({named}): "
             "it was killed (out of memory?) or crashed. Nothing of this run was committed and "
             "its files stay in the inbox; run it again, or set worker_processes: 0 in the "
             f"raw/{feed} asset's run config to read the files in the run's own process.")
@@ -240,12 +241,14 @@ class _ChunkLoader:
     def __init__(self, context, spec: FeedSpec, key: dg.AssetKey, partner: str,
                  lake: LakeResource, report: FeedLoadReport, pii_key: str,
                  runner: workers.ChunkRunner, chunk_files: int | None = None,
-                 prepare=parsing.prepare_files, read_ahead: prefetch.Prefetch | None = None):
+                 prepare=parsing.prepare_files, read_ahead: prefetch.Prefetch | None = None,
+                 store=archive.store_many):
         self.context, self.spec, self.key, self.partner = context, spec, key, partner
         self.lake, self.report, self.pii_key, self.runner = lake, report, pii_key, runner
         self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
         self.chunk_files = chunk_files
         self.prepare = prepare  # what a chunk goes through (parsing.prepare_files)
+        self.store = store  # what writes its archive copies (archive.store_many)
         self.read_ahead = read_ahead  # files ``bdt ingest`` read ahead of the run (prefetch)
         self.pending: list[_Incoming] = []
         self.pending_taken: list[tuple[Future, int]] = []  # their read-ahead results, if taken
@@ -285,7 +288,7 @@ class _ChunkLoader:
             try:
                 future.result()  # an archive copy that failed fails the run before its commit
             except BrokenProcessPool as exc:
-                raise WorkerDied(self.spec.name, filenames) from exc
+                raise WorkerDied(self.spec.name, filenames, "archiving") from exc
         return events
 
     def land_all(self, batch) -> list[dg.AssetMaterialization]:
@@ -321,7 +324,7 @@ class _ChunkLoader:
         fresh = [(stored, i.data) for stored, i in zip(archived, good) if i.archived is None]
         if fresh:
             self.archiving.append(([stored.filename for stored, _ in fresh], self.runner.submit(
-                archive.store_many, self.lake.root, dict(self.lake.storage_options), fresh)))
+                self.store, self.lake.root, dict(self.lake.storage_options), fresh)))
         batch.replace(self.spec.table, prepared.table, [(i.state, i.month) for i in good])
         seconds = round(prepared.seconds + time.perf_counter() - started, 3)
         events = []
