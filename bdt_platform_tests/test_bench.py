@@ -33,6 +33,8 @@ def test_bench_produces_every_figure(tmp_path):
         assert figures[measured] == sorted(runs[measured])[1]
         assert figures[ratio] == sorted(m / b for b, m in zip(runs[baseline], runs[measured]))[1]
     assert "repeated pairs" in result.stdout
+    # Memory is sampled in an ingest of its own; the timed ingests are not sampled.
+    assert "bdt ingest, partner files, memory sampled: peak" in result.stdout
     assert figures["partitions"] == 4 and figures["files"] == 16
     # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
     # step covers all four partitions with one rectangle.
