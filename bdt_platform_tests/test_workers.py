@@ -201,9 +201,10 @@ def test_a_worker_killed_while_archiving_fails_the_load_saying_so(tmp_path):
     months = [dt.date(2024, m, 1) for m in (1, 2)]
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     with pytest.raises(file_assets.WorkerDied) as died:
-        with workers.chunk_runner(1) as runner, warehouse.batch() as batch:
+        with dg.build_asset_context() as context, workers.chunk_runner(1) as runner, \
+                warehouse.batch() as batch:
             loader = file_assets._ChunkLoader(
-                dg.build_asset_context(), ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
+                context, ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
                 "statehhs", LakeResource(root=str(tmp_path / "lake")), FeedLoadReport("outcomes"),
                 bf.TOKEN_KEY, runner, store=_killed_archiving)
             for month in months:
@@ -226,9 +227,10 @@ def _land_outcomes(lake, warehouse, months, processes):
     from bdt_platform.feeds.specs import ALL_SPECS
 
     received = dt.datetime(2024, 6, 1, 12, tzinfo=dt.timezone.utc)
-    with workers.chunk_runner(processes) as runner, warehouse.batch() as batch:
+    with dg.build_asset_context() as context, workers.chunk_runner(processes) as runner, \
+            warehouse.batch() as batch:
         loader = file_assets._ChunkLoader(
-            dg.build_asset_context(), ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
+            context, ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
             "statehhs", lake, FeedLoadReport("outcomes"), bf.TOKEN_KEY, runner, chunk_files=2)
         events = []
         for month in months:
