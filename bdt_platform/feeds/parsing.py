@@ -244,7 +244,7 @@ def _rows_and_lines(text: str) -> tuple[list[list[str]], list[int]]:
     """``_records`` as two lists (records, the line each starts on), read at once when every
     record is one line of its own (the csv module then counts as many lines as records: record
     ``i`` is on line ``i + 1``), record by record otherwise (a quoted field holding a line
-    break) or to say where the CSV is malformed. Reading at once takes ~40% less time."""
+    break) or to say where the CSV is malformed. Reading at once takes ~35% less time."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         rows = list(reader)

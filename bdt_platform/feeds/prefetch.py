@@ -49,6 +49,11 @@ class _FileKey:
     pii_key: str = field(repr=False)
 
 
+def _key_of(feed: str, name, pii_key: str) -> _FileKey:
+    """The key of a planned file (its parsed drop name)."""
+    return _FileKey(feed, name.filename, name.state, name.month, pii_key)
+
+
 @dataclass(frozen=True)
 class _Sent:
     """A file read ahead: the bytes it was read from, and its chunk's result and place in it."""
@@ -100,7 +105,7 @@ class Prefetch:
         self._plan = deque(plan or [])  # (feed, [(inbox file, drop name)]) per chunk to send
         # Planned files not sent yet; a file the run asks for before it is sent is left to the
         # run (it sends it itself) and no longer sent.
-        self._planned = {_FileKey(feed, name.filename, name.state, name.month, pii_key)
+        self._planned = {_key_of(feed, name, pii_key)
                          for feed, entries in self._plan for _, name in entries}
         self._reading: set[_FileKey] = set()  # being read by the reader thread, to be sent
         self._untaken_bytes = 0
@@ -178,8 +183,7 @@ class Prefetch:
             if self._closed or not self._plan:
                 return False
             feed, entries = self._plan.popleft()
-            keyed = [(_FileKey(feed, name.filename, name.state, name.month, self._pii_key),
-                      file, name) for file, name in entries]
+            keyed = [(_key_of(feed, name, self._pii_key), file, name) for file, name in entries]
             keyed = [item for item in keyed if item[0] in self._planned]
             for key, _, _ in keyed:
                 self._planned.discard(key)

@@ -36,7 +36,7 @@ class WarehouseBatch:
     37 chunks) then deletes nothing, instead of scanning the table it is filling once per
     chunk.
 
-    With ``background=True`` each replace is done by a writer thread, in the order asked, while
+    Each replace is done by the batch's writer thread, in the order asked, while
     the caller goes on (DuckDB releases Python's lock while it writes: a loader records one
     chunk's materializations and reads the next while the last one is written). At most
     ``WRITES_QUEUED`` replaces wait (each holds its rows); :meth:`finish` waits for all of them
@@ -44,17 +44,14 @@ class WarehouseBatch:
 
     WRITES_QUEUED = 2
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, background: bool = False):
+    def __init__(self, connection: duckdb.DuckDBPyConnection):
         self._connection = connection
         self._filled: dict[str, set[tuple[str, dt.date]]] = {}  # per table: partitions with rows
-        self._writer = (ThreadPoolExecutor(1, thread_name_prefix="bdt-warehouse-writer")
-                        if background else None)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="bdt-warehouse-writer")
         self._writes: deque[Future] = deque()
 
     def replace(self, table: str, rows: pa.Table, partitions: Iterable[tuple[str, dt.date]]) -> int:
         partitions = list(partitions)
-        if self._writer is None:
-            return self._replace(table, rows, partitions)
         while self._writes and (self._writes[0].done()
                                 or len(self._writes) >= self.WRITES_QUEUED):
             self._writes.popleft().result()  # an earlier write's error is raised here
@@ -69,9 +66,8 @@ class WarehouseBatch:
     def close(self) -> None:
         """Stop the writer thread: replaces not started are dropped, a running one ends first
         (the connection is not used by two threads at once)."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True, cancel_futures=True)
-            self._writes.clear()
+        self._writer.shutdown(wait=True, cancel_futures=True)
+        self._writes.clear()
 
     def _replace(self, table: str, rows: pa.Table, partitions: list[tuple[str, dt.date]]) -> int:
         schema, _, name = table.partition(".")
@@ -161,13 +157,13 @@ class DuckDBWarehouse(Warehouse):
         are written by a thread of their own while the caller goes on (``WarehouseBatch``)."""
         with self.connect() as con:
             # One DuckDB thread for the load: the run's other work (its workers) has the other
-            # cores; with two, DuckDB spent ~30% more CPU on the same inserts. (The setting is
+            # cores; with two, DuckDB spent 30-45% more CPU on the same inserts. (The setting is
             # the database's: put back when the batch ends, for any other connection to it.)
             threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
             con.execute(f"SET threads = {LOAD_THREADS}")
             try:
                 con.execute("BEGIN TRANSACTION")
-                batch = WarehouseBatch(con, background=True)
+                batch = WarehouseBatch(con)
                 try:
                     yield batch
                     batch.finish()
