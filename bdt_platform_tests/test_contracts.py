@@ -136,6 +136,54 @@ def test_line_numbers_count_blank_lines_with_either_line_ending():
         assert failure.examples == [{"line": 6, "fields": 5, "expected": 4}], ending
 
 
+def _batched_text(multi_line: bool = True) -> str:
+    """Eligibility records, with blank lines and CRLF endings: one-line records over several
+    batches, then (``multi_line``) the good rows again, one of them with a line break inside a
+    value."""
+    rows = bf.good_rows("eligibility", STATE, MONTH)
+    body = bf.csv_text(rows, bf.columns("eligibility"), lineterminator="\r\n").split("\r\n")
+    header, records = body[0], [line for line in body[1:] if line]
+    one_line = [record for record in records if "\n" not in record]
+    return "\r\n".join([header, *one_line, "", *one_line, "   ", *one_line,
+                         *(records if multi_line else []), ""])
+
+
+def test_a_big_file_is_read_a_batch_of_records_at_a_time(monkeypatch):
+    """``read_text_columns`` turns at most ``READ_BATCH_ROWS`` records into Python objects at
+    a time (a record's fields as Python strings take ~10x its bytes) and gives the same columns
+    and lines as reading all at once: with one-line records only (read at once, batch by batch),
+    and with a record holding a line break after the first batches (read record by record from
+    its batch on), with blank lines, CRLF, and text pieces split anywhere."""
+    spec = FILE_FEED_SPECS["eligibility"]
+    for multi_line in (False, True):
+        text = _batched_text(multi_line)
+        monkeypatch.setattr(parsing, "READ_BATCH_ROWS", 16_384)
+        whole, whole_lines = parsing.read_text_columns(text, spec)
+        values = "".join(whole.column("address_line2").to_pylist())
+        assert ("\n" in values) is multi_line
+        monkeypatch.setattr(parsing, "READ_BATCH_ROWS", 3)
+        for piece in (1, 5, 64):
+            monkeypatch.setattr(parsing, "TEXT_PIECE", piece)
+            batches = list(parsing._record_batches(text))
+            assert len(batches) > 4 and max(len(rows) for rows, _ in batches) <= 3
+            columns, lines = parsing.read_text_columns(text, spec)
+            assert columns.equals(whole) and list(lines) == list(whole_lines), piece
+        physical = text.count("\n")  # the file's lines (each ends in \r\n, or \n in a value)
+        assert list(whole_lines)[-3:] == [physical - 2, physical - 1, physical]
+
+
+def test_malformed_csv_after_the_first_batch_names_its_line(monkeypatch):
+    lines = _batched_text().split("\r\n")
+    bad = len(lines) - 3
+    lines[bad] = lines[bad].replace(",", ',"unclosed', 1)
+    monkeypatch.setattr(parsing, "READ_BATCH_ROWS", 2)
+    rejected = rejection("\r\n".join(lines).encode(), "communitycare_PA_202403_eligibility.csv",
+                         "eligibility")
+    [failure] = rejected.failures
+    line = "".join(part + "\r\n" for part in lines[:bad]).count("\n") + 1  # \n in values too
+    assert failure.rule == "csv_well_formed" and failure.examples == [{"line": line}]
+
+
 def test_every_failed_rule_is_reported_in_contract_order_with_counts():
     # 30 rows: each record id now appears five times.
     rows = [dict(row) for row in bf.good_rows("eligibility", STATE, MONTH) * 5]
