@@ -35,6 +35,14 @@ def test_bench_produces_every_figure(tmp_path):
     assert "repeated pairs" in result.stdout
     # Memory is sampled in an ingest of its own; the timed ingests are not sampled.
     assert "bdt ingest, partner files, memory sampled: peak" in result.stdout
+    # The memory probe: one partition at two sizes, the second's largest table the bigger.
+    small, large = figures["memory_probe"]
+    assert large["scale"] == 4 * small["scale"] == 0.2 * 200
+    assert large["largest_partition_mb"] > 2 * small["largest_partition_mb"] > 0
+    assert small["peak_mb"] > 0 and large["peak_mb"] > 0
+    assert figures["memory_growth_vs_partition"] == (
+        (large["peak_mb"] - small["peak_mb"])
+        / (large["largest_partition_mb"] - small["largest_partition_mb"]))
     assert figures["partitions"] == 4 and figures["files"] == 16
     # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
     # step covers all four partitions with one rectangle.
@@ -46,6 +54,8 @@ def test_bench_produces_every_figure(tmp_path):
     for line in ["ingest (partner files) vs DuckDB read_csv",
                  "ingest vs read_csv with union_by_name", "case-management extract",
                  "bdt build vs plain dbt build",
-                 "Dagster runs started", "peak memory (PSS, all processes) above start-up floor", "sensor tick (folder)",
+                 "Dagster runs started", "peak memory (PSS, all processes) above start-up floor",
+                 "peak memory growth vs partition growth (one partition, two sizes)",
+                 "sensor tick (folder)",
                  "sensor tick (sftp)", "bdt explain, one partition"]:
         assert line in result.stdout

@@ -14,7 +14,10 @@ are noisy, so absolute times are printed beside them):
    (the run's process and its worker processes: summed PSS, see ``_timed_child``), sampled in
    an ingest of the partner files of its own, not timed: sampling slows what it samples, so
    neither the timed ingests of the partner files nor the builds are sampled (the
-   case-management extract, which has no goal, is timed and sampled at once);
+   case-management extract, which has no goal, is timed and sampled at once). At scale 1 the
+   largest partition is ~80 KB and the fixed costs (interpreters, worker pool, read-ahead) are
+   all there is to see, so a second figure measures what grows with a partition: one partition
+   ingested at two sizes (``_memory_probe``), the peak's growth per MB of partition growth;
 5. a sensor tick over an inbox of many files (folder, and SFTP when available);
 6. ``bdt explain`` on one partition with every partition materialized.
 
@@ -48,7 +51,10 @@ INGEST_START_UP = ("from bdt_platform.cli import _runtime, _settings\n"
                    "import bdt_platform.inbox.ingest\n"
                    "_runtime(_settings(), feeds_only=True)\n")
 GOALS = {"ingest_vs_read_csv": 3.0, "build_vs_dbt": 2.0, "rss_vs_partition": 2.0,
-         "sensor_tick_s": 2.0, "explain_s": 3.0}
+         "memory_growth_vs_partition": 2.0, "sensor_tick_s": 2.0, "explain_s": 3.0}
+# The memory probe: one partition (every feed of one state x month) ingested at these multiples
+# of ``--scale``, so that its largest table is some MB, and then four times that.
+MEMORY_PROBE_SCALES = (50, 200)
 
 
 @dataclass
@@ -83,6 +89,11 @@ class Figures:
     ingest_peak_rss_mb: float = 0.0
     largest_partition_arrow_mb: float = 0.0
     rss_vs_partition: float = 0.0
+    # One partition ingested at two sizes (``MEMORY_PROBE_SCALES``): per size, the scale, the
+    # Arrow MB of its largest table and the ingest's peak memory (summed PSS); and how many MB
+    # the peak grew per MB the partition grew.
+    memory_probe: list[dict] = field(default_factory=list)
+    memory_growth_vs_partition: float = 0.0
     sensor_tick: dict = field(default_factory=dict)
     explain_s: float = 0.0
     repeat: int = 1
@@ -213,6 +224,31 @@ def _largest_partition_mb(warehouse_path: Path) -> float:
     return largest / 2**20
 
 
+def _memory_probe(root: Path, state: str, month, scale: float, log: Path) -> list[dict]:
+    """``bdt ingest`` of one partition (every feed of one state x month) at each of
+    ``MEMORY_PROBE_SCALES`` x ``scale``, each in a home of its own, sampled for memory: per
+    size, its scale, the Arrow MB of its largest table and the ingest's peak memory. Between
+    two sizes the fixed costs (interpreters, definitions, worker pool, read-ahead budget) are
+    the same, so the peak's growth over the partition's growth is what the ingest holds per MB
+    of partition: what "peak memory bounded by the largest partition" is about."""
+    from bdt_platform.synthetic import generate
+
+    probe = []
+    for factor in MEMORY_PROBE_SCALES:
+        home = root / f"memory-probe-{factor}"
+        env = _env(home)
+        generate(home / "inbox", root / f"memory-probe-{factor}-casemgmt.sqlite", states=[state],
+                 months=[month], scale=scale * factor, seed=42, pii_key=env["BDT_PII_KEY"])
+        _, peak_mb, code = _timed_child(_bdt("ingest", "--settle", "0"), env, log, memory=True)
+        if code != 0:
+            raise RuntimeError(f"bdt ingest of the memory probe's partition failed (exit {code}); "
+                               f"see {log}")
+        probe.append({"scale": scale * factor, "peak_mb": peak_mb,
+                      "largest_partition_mb": _largest_partition_mb(home / "warehouse.duckdb")})
+        shutil.rmtree(home)
+    return probe
+
+
 def _runs_and_events(dagster_home: Path, job_prefix: str) -> tuple[int, int]:
     """Runs of the jobs named ``job_prefix...`` and the events they recorded (each event is a
     write to the instance's storage: the fixed cost of per-partition provenance)."""
@@ -331,6 +367,14 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         figures.rss_vs_partition = above_floor / max(figures.largest_partition_arrow_mb, 1e-6)
         echo(f"  bdt ingest: {figures.ingest_runs} run(s), "
              f"peak memory {figures.ingest_peak_rss_mb:.0f} MB")
+        figures.memory_probe = _memory_probe(root, chosen_states[0], chosen_months[0], scale, log)
+        small, large = figures.memory_probe[0], figures.memory_probe[-1]
+        figures.memory_growth_vs_partition = (
+            (large["peak_mb"] - small["peak_mb"])
+            / max(large["largest_partition_mb"] - small["largest_partition_mb"], 1e-6))
+        echo(f"  one partition, two sizes: peak {small['peak_mb']:.0f} -> {large['peak_mb']:.0f} MB "
+             f"as it grows {small['largest_partition_mb']:.2f} -> "
+             f"{large['largest_partition_mb']:.2f} MB")
 
         # Plain dbt on a copy of the same raw tables: the engine's own cost. Each plain build
         # has a new target folder (no saved parse state), as each ``bdt build`` of a restored
@@ -465,6 +509,14 @@ def render(f: Figures) -> str:
          f"{f.ingest_peak_rss_mb - f.import_floor_rss_mb:.0f} MB (peak {f.ingest_peak_rss_mb:.0f} MB,"
          f" floor {f.import_floor_rss_mb:.0f} MB) vs {f.largest_partition_arrow_mb:.2f} MB Arrow"),
     ]
+    if len(f.memory_probe) >= 2:
+        small, large = f.memory_probe[0], f.memory_probe[-1]
+        rows.append((
+            "peak memory growth vs partition growth (one partition, two sizes)",
+            ratio(f.memory_growth_vs_partition, GOALS["memory_growth_vs_partition"]),
+            f"peak {small['peak_mb']:.0f} -> {large['peak_mb']:.0f} MB as the largest table "
+            f"grows {small['largest_partition_mb']:.2f} -> {large['largest_partition_mb']:.2f} MB "
+            f"Arrow (scale {small['scale']:g} -> {large['scale']:g}, 1 state x 1 month)"))
     for backend, seconds in sorted(f.sensor_tick.items()):
         if isinstance(seconds, (int, float)):
             rows.append((f"sensor tick ({backend})",
