@@ -37,7 +37,7 @@ def test_bench_produces_every_figure(tmp_path):
     assert "bdt ingest, partner files, memory sampled: peak" in result.stdout
     # The memory probe: one partition at two sizes, the second's largest table the bigger.
     small, large = figures["memory_probe"]
-    assert large["scale"] == 4 * small["scale"] == 0.2 * 200
+    assert large["scale"] == 4 * small["scale"] == 0.2 * 400
     assert large["largest_partition_mb"] > 2 * small["largest_partition_mb"] > 0
     assert small["peak_mb"] > 0 and large["peak_mb"] > 0
     assert figures["memory_growth_vs_partition"] == (

@@ -54,7 +54,7 @@ GOALS = {"ingest_vs_read_csv": 3.0, "build_vs_dbt": 2.0, "rss_vs_partition": 2.0
          "memory_growth_vs_partition": 2.0, "sensor_tick_s": 2.0, "explain_s": 3.0}
 # The memory probe: one partition (every feed of one state x month) ingested at these multiples
 # of ``--scale``, so that its largest table is some MB, and then four times that.
-MEMORY_PROBE_SCALES = (50, 200)
+MEMORY_PROBE_SCALES = (100, 400)
 
 
 @dataclass
