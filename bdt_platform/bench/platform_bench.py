@@ -17,7 +17,8 @@ are noisy, so absolute times are printed beside them):
    case-management extract, which has no goal, is timed and sampled at once). At scale 1 the
    largest partition is ~80 KB and the fixed costs (interpreters, worker pool, read-ahead) are
    all there is to see, so a second figure measures what grows with a partition: one partition
-   ingested at two sizes (``_memory_probe``), the peak's growth per MB of partition growth;
+   ingested at two sizes (``_memory_probe``), the peak's growth per MB of partition growth,
+   beside the same figure for DuckDB ``read_csv`` of the same files (the limit);
 5. a sensor tick over an inbox of many files (folder, and SFTP when available);
 6. ``bdt explain`` on one partition with every partition materialized.
 
@@ -94,6 +95,7 @@ class Figures:
     # the peak grew per MB the partition grew.
     memory_probe: list[dict] = field(default_factory=list)
     memory_growth_vs_partition: float = 0.0
+    read_csv_memory_growth_vs_partition: float = 0.0  # the same, of DuckDB read_csv (baseline)
     sensor_tick: dict = field(default_factory=dict)
     explain_s: float = 0.0
     repeat: int = 1
@@ -224,29 +226,59 @@ def _largest_partition_mb(warehouse_path: Path) -> float:
     return largest / 2**20
 
 
+READ_CSV_IN_A_CHILD = ("import json, sys\n"
+                      "from pathlib import Path\n"
+                      "from bdt_platform.bench.platform_bench import _read_csv_baseline\n"
+                      "_read_csv_baseline([Path(p) for p in json.loads(sys.argv[1])], "
+                      "Path(sys.argv[2]))\n")
+
+
 def _memory_probe(root: Path, state: str, month, scale: float, log: Path) -> list[dict]:
     """``bdt ingest`` of one partition (every feed of one state x month) at each of
     ``MEMORY_PROBE_SCALES`` x ``scale``, each in a home of its own, sampled for memory: per
     size, its scale, the Arrow MB of its largest table and the ingest's peak memory. Between
     two sizes the fixed costs (interpreters, definitions, worker pool, read-ahead budget) are
     the same, so the peak's growth over the partition's growth is what the ingest holds per MB
-    of partition: what "peak memory bounded by the largest partition" is about."""
+    of partition: what "peak memory bounded by the largest partition" is about.
+
+    The baseline, measured the same way on the same files: DuckDB's ``read_csv`` of them into
+    tables (``_read_csv_baseline``) in a process of its own (``read_csv_peak_mb``)."""
     from bdt_platform.synthetic import generate
 
     probe = []
     for factor in MEMORY_PROBE_SCALES:
         home = root / f"memory-probe-{factor}"
         env = _env(home)
-        generate(home / "inbox", root / f"memory-probe-{factor}-casemgmt.sqlite", states=[state],
-                 months=[month], scale=scale * factor, seed=42, pii_key=env["BDT_PII_KEY"])
+        summary = generate(home / "inbox", root / f"memory-probe-{factor}-casemgmt.sqlite",
+                           states=[state], months=[month], scale=scale * factor, seed=42,
+                           pii_key=env["BDT_PII_KEY"])
+        scratch = root / f"memory-probe-{factor}-read-csv"
+        scratch.mkdir()
+        _, read_csv_peak_mb, code = _timed_child(
+            [sys.executable, "-c", READ_CSV_IN_A_CHILD,
+             json.dumps([str(path) for path in summary.files]), str(scratch)], env, log,
+            memory=True)
+        if code != 0:
+            raise RuntimeError(f"read_csv of the memory probe's files failed (exit {code}); "
+                               f"see {log}")
         _, peak_mb, code = _timed_child(_bdt("ingest", "--settle", "0"), env, log, memory=True)
         if code != 0:
             raise RuntimeError(f"bdt ingest of the memory probe's partition failed (exit {code}); "
                                f"see {log}")
         probe.append({"scale": scale * factor, "peak_mb": peak_mb,
+                      "read_csv_peak_mb": read_csv_peak_mb,
                       "largest_partition_mb": _largest_partition_mb(home / "warehouse.duckdb")})
         shutil.rmtree(home)
+        shutil.rmtree(scratch)
     return probe
+
+
+def _growth(probe: list[dict], peak: str) -> float:
+    """MB the ``peak`` grew per MB the largest table grew, from the probe's first size to its
+    last."""
+    small, large = probe[0], probe[-1]
+    return ((large[peak] - small[peak])
+            / max(large["largest_partition_mb"] - small["largest_partition_mb"], 1e-6))
 
 
 def _runs_and_events(dagster_home: Path, job_prefix: str) -> tuple[int, int]:
@@ -369,12 +401,13 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
              f"peak memory {figures.ingest_peak_rss_mb:.0f} MB")
         figures.memory_probe = _memory_probe(root, chosen_states[0], chosen_months[0], scale, log)
         small, large = figures.memory_probe[0], figures.memory_probe[-1]
-        figures.memory_growth_vs_partition = (
-            (large["peak_mb"] - small["peak_mb"])
-            / max(large["largest_partition_mb"] - small["largest_partition_mb"], 1e-6))
+        figures.memory_growth_vs_partition = _growth(figures.memory_probe, "peak_mb")
+        figures.read_csv_memory_growth_vs_partition = _growth(figures.memory_probe,
+                                                              "read_csv_peak_mb")
         echo(f"  one partition, two sizes: peak {small['peak_mb']:.0f} -> {large['peak_mb']:.0f} MB "
              f"as it grows {small['largest_partition_mb']:.2f} -> "
-             f"{large['largest_partition_mb']:.2f} MB")
+             f"{large['largest_partition_mb']:.2f} MB; DuckDB read_csv of the same files: "
+             f"{small['read_csv_peak_mb']:.0f} -> {large['read_csv_peak_mb']:.0f} MB")
 
         # Plain dbt on a copy of the same raw tables: the engine's own cost. Each plain build
         # has a new target folder (no saved parse state), as each ``bdt build`` of a restored
@@ -516,7 +549,9 @@ def render(f: Figures) -> str:
             ratio(f.memory_growth_vs_partition, GOALS["memory_growth_vs_partition"]),
             f"peak {small['peak_mb']:.0f} -> {large['peak_mb']:.0f} MB as the largest table "
             f"grows {small['largest_partition_mb']:.2f} -> {large['largest_partition_mb']:.2f} MB "
-            f"Arrow (scale {small['scale']:g} -> {large['scale']:g}, 1 state x 1 month)"))
+            f"Arrow (scale {small['scale']:g} -> {large['scale']:g}, 1 state x 1 month); DuckDB "
+            f"read_csv of the same files {f.read_csv_memory_growth_vs_partition:.2f}x "
+            f"({small['read_csv_peak_mb']:.0f} -> {large['read_csv_peak_mb']:.0f} MB)"))
     for backend, seconds in sorted(f.sensor_tick.items()):
         if isinstance(seconds, (int, float)):
             rows.append((f"sensor tick ({backend})",
