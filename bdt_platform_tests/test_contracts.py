@@ -122,7 +122,7 @@ def test_field_count_errors_name_every_bad_line():
 
 
 def test_line_numbers_count_blank_lines_with_either_line_ending():
-    """A file of one-line records is read at once (``parsing._rows_and_lines``); the lines it
+    """A file of one-line records is read at once (``parsing._record_batches``); the lines it
     reports still count the blank lines skipped, with ``\n`` or ``\r\n`` line endings."""
     lines = bf.csv_text(bf.good_rows("mailreturns", STATE, MONTH),
                         bf.columns("mailreturns")).split("\n")
