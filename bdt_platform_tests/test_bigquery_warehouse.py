@@ -6,6 +6,7 @@ create and the labels and byte caps on every job sent over the wire.
 """
 
 import datetime as dt
+import os
 import json
 import uuid
 from dataclasses import dataclass
@@ -137,6 +138,23 @@ def test_batch_replaces_many_partitions_and_tables_together(backend, table):
         batch.replace(other, _rows("NY", M1, ["x"]), [("NY", M1)])
         batch.replace(other, _rows("NY", M1, ["y"]), [("NY", M1)])  # replaced again: last wins
     assert len(_ids(warehouse, table)) == 4 and _ids(warehouse, other) == [("NY", M1, "y")]
+
+
+def test_a_batch_takes_rows_spilled_to_disk(backend, table, tmp_path):
+    """A big file's typed rows reach a batch as staged rows, partly spilled to local disk
+    (``staged_rows``): every backend writes them all and deletes the spilled file."""
+    from bdt_platform.storage.staged_rows import SpillWriter, StagedRows
+
+    writer = SpillWriter(_rows("PA", M1, []).schema, str(tmp_path))
+    writer.write(_rows("PA", M2, ["c", "d"]))
+    writer.write(_rows("PA", M2, ["e"]))
+    spilled = writer.finish()
+    with backend.warehouse.batch() as batch:
+        assert batch.replace(table, StagedRows([_rows("PA", M1, ["a", "b"]), spilled]),
+                             [("PA", M1), ("PA", M2)]) == 5
+    assert _ids(backend.warehouse, table) == [("PA", M1, "a"), ("PA", M1, "b"), ("PA", M2, "c"),
+                                              ("PA", M2, "d"), ("PA", M2, "e")]
+    assert not os.path.exists(spilled.path)
 
 
 def test_failed_batch_leaves_tables_as_they_were(backend, table):

@@ -149,7 +149,7 @@ def test_workers_start_with_pandera_warmed_up():
             assert verdicts == [None] and imported == [], feed
 
 
-def _killed(feed, files, pii_key):
+def _killed(feed, files, pii_key, spill_dir=None):
     """A chunk's work that ends as the kernel's out-of-memory killer ends a process."""
     import signal
 

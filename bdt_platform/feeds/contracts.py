@@ -126,6 +126,9 @@ FILE_RULES: dict[str, str] = {
 RULE_COLUMNS: dict[str, str] = {}
 # Their tests, by rule name: ``test(frame) -> Series[bool]`` (True where a row keeps the rule).
 FRAME_RULE_TESTS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {}
+# The rules that compare rows with each other (values unique within a file) -> their column:
+# the only rules a file read a slice at a time (``parsing``) checks across its slices.
+UNIQUE_RULES: dict[str, str] = {}
 FRAME_RULE_SAMPLE = 20
 
 
@@ -322,6 +325,7 @@ def not_blank(column: str):
 
 def unique(column: str, within: str = "the file"):
     # Unique per file (per file_state x file_month), so many files can be validated in one call.
+    UNIQUE_RULES[f"{column}_unique"] = column
     return frame_rule(f"{column}_unique", column, f"{column} is unique within {within}",
                       lambda f: ~f.duplicated(subset=[*CONTEXT_COLUMNS, column], keep=False))
 
@@ -715,6 +719,12 @@ def rules(model: type[pa.DataFrameModel]) -> list[Rule]:
               for check in schema.checks]
     position = {name: index for index, name in enumerate(schema.columns)}
     return sorted(found, key=lambda rule: position.get(rule.column, len(position)))
+
+
+def unique_columns(model: type[pa.DataFrameModel]) -> list[str]:
+    """The columns whose values the model wants unique within a file."""
+    return [UNIQUE_RULES[check.name] for check in model.to_schema().checks
+            if check.name in UNIQUE_RULES]
 
 
 def describe(model: type[pa.DataFrameModel]) -> str:

@@ -23,6 +23,7 @@ of the run was rejected, so nothing downstream builds from a bad run.
 import datetime as dt
 import hashlib
 import os
+import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -153,10 +154,14 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
             context.log.info(f"{spec.name}: validating in {processes} worker processes")
         # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
         # committed before the batch ends.
-        with retried_when_transient(context), prefetch.chunk_runner(processes) as runner, \
+        # Big files' typed rows wait for the warehouse in a temporary folder (``parsing``,
+        # ``staged_rows``), deleted as they are written and, whatever happens, at the end.
+        with tempfile.TemporaryDirectory(prefix="bdt-rows-") as spill_dir, \
+                retried_when_transient(context), prefetch.chunk_runner(processes) as runner, \
                 warehouse.batch() as batch:
             loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret(), runner,
-                                  chunk_file_limit(files, processes), read_ahead=prefetch.active())
+                                  chunk_file_limit(files, processes), read_ahead=prefetch.active(),
+                                  spill_dir=spill_dir)
             for index, partition in enumerate(keys, start=1):
                 state, month = parts.split_key(partition)
                 refs = named.get(partition, [])
@@ -242,7 +247,7 @@ class _ChunkLoader:
                  lake: LakeResource, report: FeedLoadReport, pii_key: str,
                  runner: workers.ChunkRunner, chunk_files: int | None = None,
                  prepare=parsing.prepare_files, read_ahead: prefetch.Prefetch | None = None,
-                 store=archive.store_many):
+                 store=archive.store_many, spill_dir: str | None = None):
         self.context, self.spec, self.key, self.partner = context, spec, key, partner
         self.lake, self.report, self.pii_key, self.runner = lake, report, pii_key, runner
         self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
@@ -250,6 +255,7 @@ class _ChunkLoader:
         self.prepare = prepare  # what a chunk goes through (parsing.prepare_files)
         self.store = store  # what writes its archive copies (archive.store_many)
         self.read_ahead = read_ahead  # files ``bdt ingest`` read ahead of the run (prefetch)
+        self.spill_dir = spill_dir  # where big files' typed rows wait to be written
         self.pending: list[_Incoming] = []
         self.pending_taken: list[tuple[Future, int]] = []  # their read-ahead results, if taken
         self.pending_bytes = 0
@@ -303,7 +309,8 @@ class _ChunkLoader:
         elif chunk:
             self.in_flight.append((chunk, self.runner.submit(
                 self.prepare, self.spec.name,
-                [(i.filename, i.data, i.state, i.month) for i in chunk], self.pii_key)))
+                [(i.filename, i.data, i.state, i.month) for i in chunk], self.pii_key,
+                self.spill_dir)))
 
     def _land(self, chunk: list[_Incoming], prepared: parsing.PreparedFiles, batch
               ) -> list[dg.AssetMaterialization]:
@@ -325,7 +332,8 @@ class _ChunkLoader:
         if fresh:
             self.archiving.append(([stored.filename for stored, _ in fresh], self.runner.submit(
                 self.store, self.lake.root, dict(self.lake.storage_options), fresh)))
-        batch.replace(self.spec.table, prepared.table, [(i.state, i.month) for i in good])
+        staged = prepared.staged()
+        batch.replace(self.spec.table, staged, [(i.state, i.month) for i in good])
         seconds = round(prepared.seconds + time.perf_counter() - started, 3)
         events = []
         for incoming, stored, rows in zip(good, archived, prepared.rows):
@@ -344,8 +352,10 @@ class _ChunkLoader:
                 },
             ))
         worker = "" if prepared.process == os.getpid() else f", read in worker {prepared.process}"
+        spilled = (f" ({len(prepared.spilled)} big file(s) validated a slice at a time, their "
+                   "rows spilled to disk)" if prepared.spilled else "")
         self.context.log.info(f"{self.spec.name}: {len(good)} file(s), "
-                              f"{prepared.table.num_rows} rows staged for {self.spec.table} in "
+                              f"{staged.num_rows} rows staged for {self.spec.table}{spilled} in "
                               f"{seconds}s{worker}")
         return events
 

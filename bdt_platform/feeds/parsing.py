@@ -36,10 +36,12 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bdt_platform.feeds import contracts
 from bdt_platform.feeds.specs import ALL_SPECS, FeedSpec
 from bdt_platform.pii import is_token, person_tokens
+from bdt_platform.storage.staged_rows import SpilledRows, SpillWriter, StagedRows
 
 MAX_EXAMPLES = 20
 # Columns where a raw SSN would sit: every digit but the last four is masked, whatever the shape.
@@ -48,13 +50,18 @@ LINE_NUMBERS = "line_numbers"  # frame.attrs key: the file line each row starts 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 _BLANK_RE = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\n\r\x0b\x0c]*")  # a BOM, ASCII blanks
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_BYTES_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SSN_SHAPED_RE = re.compile(r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|\d{9,}")
 MAX_TEXT = 200  # longest masked value quoted in an example
 # A file's records become Arrow columns this many at a time: a big file is never all Python
 # objects at once (a record of ten fields as Python strings takes ~10x its bytes).
 READ_BATCH_ROWS = 16_384
 TEXT_PIECE = 1 << 20  # characters of a file's text given to a StringIO at a time
+# A file of more records than this is validated, tokenized and typed this many records at a
+# time, its typed rows spilled to local disk as they are made (``staged_rows``): the memory a
+# run needs then grows with a slice and the file's text, not with all of its rows as pandas
+# and Arrow objects. Smaller files are validated together, a chunk of files per pandera call.
+SLICE_ROWS = 16_384
 
 
 @dataclass
@@ -167,8 +174,37 @@ def _reject(rule: str, message: str, column: str | None = None, count: int = 1,
     return FileRejected([ContractFailure(rule, column, count, message, examples or [])])
 
 
+class Utf8Text:
+    """A file's text held as its UTF-8 bytes (checked by ``decoded``; a leading byte order mark
+    left out), decoded a piece at a time as it is read (``_text_lines``): a Python string of
+    non-ASCII text takes two or four bytes a character, the whole of a big file at once."""
+
+    def __init__(self, data: bytes, start: int = 0):
+        self.data, self.start = data, start
+
+    def pieces(self, size: int) -> Iterator[str]:
+        """The text in pieces of about ``size`` bytes, each ending at a line break (``\n``,
+        never inside a character) or at the end."""
+        view = memoryview(self.data)
+        start = self.start
+        while start < len(self.data):
+            end = self.data.find(b"\n", start + size)
+            end = len(self.data) if end < 0 else end + 1
+            yield str(view[start:end], "utf-8")
+            start = end
+
+    def __str__(self) -> str:
+        return str(memoryview(self.data)[self.start:], "utf-8")
+
+
 def decode(data: bytes, filename: str) -> str:
     """Bytes as delivered -> text. Broken gzip, binary data, non-UTF-8 and empty files fail."""
+    return str(decoded(data, filename))
+
+
+def decoded(data: bytes, filename: str) -> Utf8Text:
+    """``decode``, keeping the text as checked UTF-8 bytes (``Utf8Text``). Each check reads the
+    bytes as they are: none makes a copy of the file (a gzip file is decompressed once)."""
     if filename.endswith(".gz"):
         if not data.startswith(GZIP_MAGIC):
             raise _reject("gzip_readable", "file is named .gz but is not gzip-compressed")
@@ -191,8 +227,10 @@ def decode(data: bytes, filename: str) -> str:
                       f"file holds binary data: NUL bytes on {len(lines)} line(s), first at "
                       f"byte offset {offset}", count=len(lines),
                       examples=[{"line": line} for line in lines[:MAX_EXAMPLES]])
+    text = Utf8Text(data, len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0)
     try:
-        text = data.decode("utf-8")
+        for _ in text.pieces(TEXT_PIECE):
+            pass
     except UnicodeDecodeError:
         bad = _undecodable_lines(data)
         first_line, first_byte = bad[0]
@@ -202,13 +240,14 @@ def decode(data: bytes, filename: str) -> str:
                       count=len(bad),
                       examples=[{"line": line, "byte": f"0x{byte:02x}"}
                                 for line, byte in bad[:MAX_EXAMPLES]]) from None
-    text = text.removeprefix("\ufeff")
-    first = _CONTROL_RE.search(text)
+    # Control characters are ASCII: in UTF-8 their bytes mean nothing else.
+    first = _CONTROL_BYTES_RE.search(data)
     if first:
-        lines = [n for n, line in enumerate(text.split("\n"), start=1) if _CONTROL_RE.search(line)]
+        lines = [n for n, line in enumerate(data.split(b"\n"), start=1)
+                 if _CONTROL_BYTES_RE.search(line)]
         raise _reject("text_not_binary",
                       f"file holds control characters on {len(lines)} line(s) (first: "
-                      f"0x{ord(first.group()):02x} at line {lines[0]})", count=len(lines),
+                      f"0x{first.group()[0]:02x} at line {lines[0]})", count=len(lines),
                       examples=[{"line": line} for line in lines[:MAX_EXAMPLES]])
     return text
 
@@ -247,18 +286,16 @@ def _records(lines: Iterable[str], first_line: int = 1) -> Iterator[tuple[int, l
             yield start, record
 
 
-def _text_lines(text: str, first_line: int = 1) -> Iterator[str]:
+def _text_lines(text: str | Utf8Text, first_line: int = 1) -> Iterator[str]:
     """The lines of ``text`` from line ``first_line`` on, as the csv module reads a file (split
     at ``\n``, ``\r\n`` or ``\r``, each kept). A ``StringIO`` holds its text four bytes per
-    character, so the text is read ``TEXT_PIECE`` characters at a time (each piece ends at a
-    ``\n``; a quoted field may still run from one piece into the next)."""
+    character, so the text is read about ``TEXT_PIECE`` characters (or bytes, of a
+    ``Utf8Text``) at a time, each piece ending at a ``\n``; a quoted field may still run from
+    one piece into the next."""
     skip = first_line - 1
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start + TEXT_PIECE)
-        end = len(text) if end < 0 else end + 1
-        piece = io.StringIO(text[start:end], newline="")
-        start = end
+    for text_piece in _pieces(text):
+        piece = io.StringIO(text_piece, newline="")
+        text_piece = None
         if skip:
             skipped = sum(1 for _ in itertools.islice(piece, skip))
             skip -= skipped
@@ -267,7 +304,19 @@ def _text_lines(text: str, first_line: int = 1) -> Iterator[str]:
         yield from piece
 
 
-def _record_batches(text: str) -> Iterator[tuple[list[list[str]], Sequence[int]]]:
+def _pieces(text: str | Utf8Text) -> Iterator[str]:
+    if isinstance(text, Utf8Text):
+        yield from text.pieces(TEXT_PIECE)
+        return
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + TEXT_PIECE)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _record_batches(text: str | Utf8Text) -> Iterator[tuple[list[list[str]], Sequence[int]]]:
     """``_records`` in batches of at most ``READ_BATCH_ROWS`` records, each as two lists
     (records, the line each starts on), so that a big file is never all Python objects at once.
 
@@ -320,11 +369,21 @@ def text_frame(columns: pa.Table, line_numbers: list[int] | None = None) -> pd.D
     return frame
 
 
-def read_text_columns(text: str, spec: FeedSpec) -> tuple[pa.Table, Sequence[int]]:
+def read_text_columns(text: str | Utf8Text, spec: FeedSpec) -> tuple[pa.Table, Sequence[int]]:
     """CSV text -> ``read_text_frame``'s columns as an Arrow table of strings, and the line each
     row starts on. A chunk's files are read this way and validated as one frame
     (``prepare_files``): one DataFrame per chunk instead of one per file and two concatenations,
     a third of a worker's time."""
+    return _joined_batches(list(column_batches(text, spec)), spec)
+
+
+def column_batches(text: str | Utf8Text, spec: FeedSpec) -> Iterator[tuple[pa.Table, Sequence[int]]]:
+    """CSV text -> its records ``READ_BATCH_ROWS`` at a time, each batch as a table of the
+    contract's columns (Arrow strings, in contract order) and the line each row starts on.
+
+    The header is checked before the first batch; a row without the header's number of fields
+    ends the batches (the rest is only counted) and, once the text is read, rejects the file
+    (``field_count_matches_header``, naming every such row). A batch may hold no rows."""
     batches = _record_batches(text)
     for rows, lines in batches:
         if rows:
@@ -357,19 +416,20 @@ def read_text_columns(text: str, spec: FeedSpec) -> tuple[pa.Table, Sequence[int
             f"column(s) named more than once: {', '.join(duplicated)}"))
     if failures:
         raise FileRejected(failures)
-    # Each batch's records transposed into columns, each then one Arrow string array per batch;
-    # the batches' arrays are joined per column at the end.
-    pieces: dict[str, list[pa.Array]] = {name: [] for name in header}
-    row_lines = array.array("q")
+    # Each batch's records transposed into columns, each then one Arrow string array.
+    position = {name: number for number, name in enumerate(header)}
+    empty = pa.array([], type=pa.string())
     bad: list[tuple[int, int]] = []
     while True:
         if rows and set(map(len, rows)) != {len(header)}:
             bad.extend((line, len(row)) for line, row in zip(lines, rows)
                        if len(row) != len(header))
-        if rows and not bad:  # once a row is bad the file is rejected: only count the others
-            row_lines.extend(lines)
-            for name, values in zip(header, zip(*rows)):
-                pieces[name].append(pa.array(values, type=pa.string()))
+        if not bad:  # once a row is bad the file is rejected: only count the others
+            values = list(zip(*rows)) if rows else None
+            arrays = [pa.array(values[position[name]], type=pa.string()) if values else empty
+                      for name in expected]
+            values = None
+            yield pa.table(arrays, names=list(expected)), lines
         rows = lines = None
         batch = next(batches, None)
         if batch is None:
@@ -383,8 +443,6 @@ def read_text_columns(text: str, spec: FeedSpec) -> tuple[pa.Table, Sequence[int
                       count=len(bad),
                       examples=[{"line": line, "fields": count, "expected": len(header)}
                                 for line, count in bad[:MAX_EXAMPLES]])
-    columns = pa.table([_joined(pieces.pop(name)) for name in expected], names=list(expected))
-    return columns, row_lines
 
 
 def _joined(arrays: list[pa.Array]) -> pa.Array:
@@ -632,65 +690,225 @@ def _in_datetime_range(utc: np.ndarray) -> np.ndarray:
 @dataclass
 class PreparedFiles:
     """A chunk of files as ``prepare_files`` leaves them: per file (in order) None when it met
-    the contract or its rejection; the accepted files' rows as one typed table (in order); each
-    accepted file's row count; the seconds it took, and the process that did it."""
+    the contract or its rejection; the accepted files' rows as one typed table (in order),
+    except a big file's, which are spilled to local disk (``spilled``, by the file's position);
+    each accepted file's row count; the seconds it took, and the process that did it."""
 
     verdicts: list[FileRejected | None]
     table: pa.Table | None
     rows: list[int]
     seconds: float
     process: int
+    spilled: dict[int, SpilledRows] = field(default_factory=dict)
 
-    def file(self, position: int) -> tuple[FileRejected | None, pa.Table | None, int]:
-        """The ``position``-th file's share: its rejection, or None, its rows of ``table`` (a
-        zero-copy slice) and their count."""
+    def file(self, position: int) -> tuple[FileRejected | None, pa.Table | SpilledRows | None,
+                                            int]:
+        """The ``position``-th file's share: its rejection, or None, its rows (a zero-copy
+        slice of ``table``, or its spilled rows) and their count."""
         if self.verdicts[position] is not None:
             return self.verdicts[position], None, 0
-        accepted_before = sum(1 for verdict in self.verdicts[:position] if verdict is None)
-        offset, count = sum(self.rows[:accepted_before]), self.rows[accepted_before]
-        return None, self.table.slice(offset, count), count
+        if position in self.spilled:
+            return None, self.spilled[position], self.spilled[position].num_rows
+        in_table = [number for number, verdict in enumerate(self.verdicts[:position])
+                    if verdict is None and number not in self.spilled]
+        rows = dict(zip(self.accepted, self.rows))
+        offset = sum(rows[number] for number in in_table)
+        return None, self.table.slice(offset, rows[position]), rows[position]
+
+    @property
+    def accepted(self) -> list[int]:
+        """The accepted files' positions, in order."""
+        return [number for number, verdict in enumerate(self.verdicts) if verdict is None]
+
+    def staged(self) -> StagedRows | None:
+        """Every accepted file's rows, in file order, for the warehouse (None: no file was
+        accepted): runs of files in ``table`` as one slice each, and the spilled files."""
+        parts: list[pa.Table | SpilledRows] = []
+        rows = dict(zip(self.accepted, self.rows))
+        offset = run = 0
+        in_run = False
+        for position in self.accepted:
+            if position not in self.spilled:
+                run, in_run = run + rows[position], True
+                continue
+            if in_run:
+                parts.append(self.table.slice(offset, run))
+                offset, run, in_run = offset + run, 0, False
+            parts.append(self.spilled[position])
+        if in_run:
+            parts.append(self.table.slice(offset, run))
+        return StagedRows(parts) if parts else None
+
+    def discard(self) -> None:
+        """Delete the spilled rows' files (the chunk is not loaded after all)."""
+        for spilled in self.spilled.values():
+            spilled.discard()
 
 
-def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_key: str
-                  ) -> PreparedFiles:
+def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_key: str,
+                  spill_dir: str | None = None) -> PreparedFiles:
     """Decode, read, validate (one pandera call, ``validate_many``) and tokenize a chunk of
     ``(file name, bytes, state, month)`` of one feed. Pure and picklable both ways, so the feed
-    loaders can run it in worker processes; it touches neither the lake nor the warehouse.
+    loaders can run it in worker processes; it touches neither the lake nor the warehouse (a
+    big file's rows go to a temporary file in ``spill_dir``, ``staged_rows``).
 
     The files' text columns are joined (Arrow) into one frame, validated and typed at once;
-    a file the combined validation implicates is validated again on its own frame."""
+    a file the combined validation implicates is validated again on its own frame. A file of
+    more than ``SLICE_ROWS`` records is read, validated and typed a slice at a time instead
+    (``_prepare_in_slices``)."""
     started = time.perf_counter()
     spec = ALL_SPECS[feed]
     verdicts: list[FileRejected | None] = [None] * len(files)
-    read: list[tuple[int, pa.Table, list[int], str, dt.date, str]] = []
-    for position, (filename, data, state, month) in enumerate(files):
-        try:
-            columns, lines = read_text_columns(decode(data, filename), spec)
-        except FileRejected as rejected:
-            verdicts[position] = rejected
-            continue
-        read.append((position, columns, lines, state, month, filename))
-    if len(read) == 1:
-        checked = [_rejection(text_frame(read[0][1], read[0][2]), spec, read[0][3], read[0][4])]
-    elif read:
-        combined = text_frame(pa.concat_tables([columns for _, columns, *_ in read])
-                              .combine_chunks())
-        checked = _validate_combined(
-            combined, [(columns.num_rows, state, month) for _, columns, _, state, month, _ in read],
-            lambda number: text_frame(read[number][1], read[number][2]), spec)
-    else:
-        checked = []
-    good = []
-    for (position, columns, _, state, month, filename), rejected in zip(read, checked):
-        if rejected is None:
-            good.append((columns, state, month, filename))
+    read: list[tuple[int, pa.Table, Sequence[int], str, dt.date, str]] = []
+    spilled: dict[int, SpilledRows] = {}
+    try:
+        for position, (filename, data, state, month) in enumerate(files):
+            try:
+                text = decoded(data, filename)
+                batches = column_batches(text, spec)
+                head, count = [], 0
+                for batch in batches:
+                    head.append(batch)
+                    count += batch[0].num_rows
+                    if count > SLICE_ROWS:
+                        break
+                else:
+                    read.append((position, *_joined_batches(head, spec), state, month,
+                                 filename))
+                    continue
+                spilled_rows = _prepare_in_slices(itertools.chain(_drained(head), batches),
+                                                  spec, state, month, filename, pii_key,
+                                                  spill_dir)
+                head = batches = None
+                if spilled_rows is not None:
+                    spilled[position] = spilled_rows
+                    continue
+                # A slice broke a rule: the file is read whole, so that its rejection reads as
+                # it always does (every failing row of the file, in one report).
+                read.append((position, *read_text_columns(text, spec), state, month, filename))
+            except FileRejected as rejected:
+                verdicts[position] = rejected
+        if len(read) == 1:
+            checked = [_rejection(text_frame(read[0][1], read[0][2]), spec, read[0][3],
+                                  read[0][4])]
+        elif read:
+            combined = text_frame(pa.concat_tables([columns for _, columns, *_ in read])
+                                  .combine_chunks())
+            checked = _validate_combined(
+                combined,
+                [(columns.num_rows, state, month) for _, columns, _, state, month, _ in read],
+                lambda number: text_frame(read[number][1], read[number][2]), spec)
         else:
-            verdicts[position] = rejected
-    table = None
-    if good:
-        frame = (combined if len(good) == len(read) > 1 else text_frame(
-            pa.concat_tables([columns for columns, *_ in good]).combine_chunks()))
-        table = _to_table_combined(frame, [(columns.num_rows, *rest) for columns, *rest in good],
-                                   spec, pii_key)
-    return PreparedFiles(verdicts, table, [columns.num_rows for columns, *_ in good],
-                         time.perf_counter() - started, os.getpid())
+            checked = []
+        good = []
+        for (position, columns, _, state, month, filename), rejected in zip(read, checked):
+            if rejected is None:
+                good.append((columns, state, month, filename))
+            else:
+                verdicts[position] = rejected
+        table = None
+        if good:
+            frame = (combined if len(good) == len(read) > 1 else text_frame(
+                pa.concat_tables([columns for columns, *_ in good]).combine_chunks()))
+            table = _to_table_combined(
+                frame, [(columns.num_rows, *rest) for columns, *rest in good], spec, pii_key)
+    except BaseException:
+        for rows in spilled.values():
+            rows.discard()
+        raise
+    in_table = iter(columns.num_rows for columns, *_ in good)
+    rows = [spilled[position].num_rows if position in spilled else next(in_table)
+            for position, verdict in enumerate(verdicts) if verdict is None]
+    return PreparedFiles(verdicts, table, rows, time.perf_counter() - started, os.getpid(),
+                         spilled)
+
+
+def _joined_batches(batches: list[tuple[pa.Table, Sequence[int]]], spec: FeedSpec
+                    ) -> tuple[pa.Table, Sequence[int]]:
+    """``column_batches``' batches as one table of text columns and their rows' lines."""
+    columns = pa.table([_joined([table.column(name).chunk(0) for table, _ in batches])
+                        for name in spec.input_columns], names=list(spec.input_columns))
+    row_lines = array.array("q")
+    for _, lines in batches:
+        row_lines.extend(lines)
+    return columns, row_lines
+
+
+def _drained(held: list) -> Iterator:
+    """``held``'s items in order, each let go of as it is given."""
+    held.reverse()
+    while held:
+        yield held.pop()
+
+
+def _slices(batches: Iterable[tuple[pa.Table, Sequence[int]]]
+            ) -> Iterator[tuple[pa.Table, Sequence[int]]]:
+    """``column_batches``' batches joined into slices of at most ``SLICE_ROWS`` records (or
+    one batch, when a batch holds more)."""
+    held: list[tuple[pa.Table, Sequence[int]]] = []
+    count = 0
+    for batch in batches:
+        if held and count + batch[0].num_rows > SLICE_ROWS:
+            yield _joined_slice(held)
+            held, count = [], 0
+        held.append(batch)
+        count += batch[0].num_rows
+    if held:
+        yield _joined_slice(held)
+
+
+def _joined_slice(held: list[tuple[pa.Table, Sequence[int]]]
+                  ) -> tuple[pa.Table, Sequence[int]]:
+    if len(held) == 1:
+        return held[0]
+    return (pa.concat_tables([table for table, _ in held]).combine_chunks(),
+            array.array("q", itertools.chain.from_iterable(lines for _, lines in held)))
+
+
+def _prepare_in_slices(batches: Iterable[tuple[pa.Table, Sequence[int]]], spec: FeedSpec,
+                       state: str, month: dt.date, filename: str, pii_key: str,
+                       spill_dir: str | None = None) -> SpilledRows | None:
+    """A big file's batches validated, tokenized and typed a slice at a time, its typed rows
+    written to a spill file as they come: the file's text and a slice are in memory, never
+    all its rows as Python, pandas and Arrow objects at once.
+
+    Every rule of the contracts but one is about a row alone (and the file's state and
+    month), so a slice keeps it exactly when its rows do in the whole file; values unique
+    within the file are also checked across slices (their columns are kept, a few bytes a
+    row). None when any rule is broken: the caller then reads the file whole, for the report
+    it always gives. A file whose rows have the wrong number of fields raises its rejection
+    (``column_batches``) once they are all read."""
+    keys = {column: [] for column in contracts.unique_columns(spec.contract)}
+    writer: SpillWriter | None = None
+    try:
+        for columns, lines in _slices(batches):
+            frame = text_frame(columns, lines)
+            if _rejection(frame, spec, state, month) is not None:
+                if writer is not None:
+                    writer.abandon()
+                return None
+            for column, values in keys.items():
+                # A copy outside Arrow's allocator: a slice's buffer kept there holds on to
+                # the memory around it, which then cannot be given back.
+                values.append(pa.concat_arrays(columns.column(column).chunks,
+                                               memory_pool=pa.system_memory_pool()))
+            typed = to_table(frame, spec, state=state, month=month, source_file=filename,
+                             pii_key=pii_key)
+            frame = columns = None
+            if writer is None:
+                writer = SpillWriter(typed.schema, spill_dir)
+            writer.write(typed)
+            typed = None
+            # Arrow's allocator keeps what a slice freed, and the next slice mostly takes new
+            # memory instead: give it back, or the file's slices add up after all.
+            pa.default_memory_pool().release_unused()
+        for values in keys.values():
+            joined = pa.chunked_array(values, type=pa.string())
+            if pc.count_distinct(joined, mode="all").as_py() != len(joined):
+                writer.abandon()
+                return None
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
+    return writer.finish()

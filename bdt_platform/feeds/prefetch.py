@@ -20,6 +20,8 @@ started by the sensor or from the UI read all their files themselves.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -74,19 +76,22 @@ class Gathered:
         return all(future.done() for future, _ in self.parts)
 
     def result(self) -> parsing.PreparedFiles:
-        verdicts, tables, rows, made_by = [], [], [], {}
-        for future, position in self.parts:
+        verdicts, tables, rows, spilled, made_by = [], [], [], {}, {}
+        for number, (future, position) in enumerate(self.parts):
             prepared = future.result()
             made_by[id(prepared)] = prepared
             verdict, table, count = prepared.file(position)
             verdicts.append(verdict)
             if verdict is None:
-                tables.append(table)
+                if isinstance(table, pa.Table):
+                    tables.append(table)
+                else:
+                    spilled[number] = table
                 rows.append(count)
         first = next(iter(made_by.values()))
         return parsing.PreparedFiles(
             verdicts, pa.concat_tables(tables) if tables else None, rows,
-            max(prepared.seconds for prepared in made_by.values()), first.process)
+            max(prepared.seconds for prepared in made_by.values()), first.process, spilled)
 
 
 class Prefetch:
@@ -100,6 +105,9 @@ class Prefetch:
                  pii_key: str = "", plan: list[tuple[str, list]] | None = None,
                  budget_bytes: int = BUDGET_BYTES):
         self.runner = runner
+        # Big files' typed rows wait in this folder (made by the first ``send``) until the run
+        # writes them (``parsing``); what the run never takes goes with it (``close``).
+        self.spill_dir: str | None = None
         self._files: dict[_FileKey, _Sent] = {}
         self._inbox, self._pii_key, self._budget = inbox, pii_key, budget_bytes
         self._plan = deque(plan or [])  # (feed, [(inbox file, drop name)]) per chunk to send
@@ -123,7 +131,10 @@ class Prefetch:
              ) -> None:
         """Have one chunk of ``(file name, bytes, state, month)`` of ``feed`` read."""
         with self._changed:
-            future = self.runner.submit(parsing.prepare_files, feed, files, pii_key)
+            if self.spill_dir is None:
+                self.spill_dir = tempfile.mkdtemp(prefix="bdt-rows-ahead-")
+            future = self.runner.submit(parsing.prepare_files, feed, files, pii_key,
+                                        self.spill_dir)
             self._unfinished += 1
             for position, (filename, data, state, month) in enumerate(files):
                 key = _FileKey(feed, filename, state, month, pii_key)
@@ -222,6 +233,8 @@ class Prefetch:
         if self._reader is not None:
             self._reader.join()
         self.runner.close()
+        if self.spill_dir is not None:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
 
 
 _active: Prefetch | None = None

@@ -41,6 +41,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from bdt_platform.settings import DEFAULT_BQ_MAX_BYTES_BILLED
+from bdt_platform.storage.staged_rows import StagedRows
 from bdt_platform.storage.warehouse import Warehouse
 
 DATASETS = ("raw", "staging", "intermediate", "marts", "reports")
@@ -197,8 +198,14 @@ class BigQueryBatch:
         self._pending: dict[str, tuple[list[pa.Table], set[tuple[str, dt.date]]]] = {}
         self.scratch_tables: list[str] = []
 
-    def replace(self, table: str, rows: pa.Table, partitions: Iterable[tuple[str, dt.date]]) -> int:
+    def replace(self, table: str, rows: pa.Table | StagedRows,
+                partitions: Iterable[tuple[str, dt.date]]) -> int:
         dataset, name = _split_table(table)
+        if isinstance(rows, StagedRows):
+            # One load job per table and run takes every row of the run (``commit``): spilled
+            # rows are read back into memory here.
+            staged, rows = rows, rows.read_all()
+            staged.discard()
         rows = normalize(rows)
         pairs = {(state, _as_date(month)) for state, month in partitions}
         staged, covered = self._pending.setdefault(f"{dataset}.{name}", ([], set()))

@@ -19,6 +19,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from bdt_platform.storage.staged_rows import StagedRows
+
 
 #: DuckDB threads of a load's connection (``DuckDBWarehouse.batch``).
 LOAD_THREADS = 1
@@ -50,7 +52,10 @@ class WarehouseBatch:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="bdt-warehouse-writer")
         self._writes: deque[Future] = deque()
 
-    def replace(self, table: str, rows: pa.Table, partitions: Iterable[tuple[str, dt.date]]) -> int:
+    def replace(self, table: str, rows: pa.Table | StagedRows,
+                partitions: Iterable[tuple[str, dt.date]]) -> int:
+        """Have ``table``'s ``partitions`` replaced by ``rows``; staged rows are read (and
+        their spilled files deleted) as they are written."""
         partitions = list(partitions)
         while self._writes and (self._writes[0].done()
                                 or len(self._writes) >= self.WRITES_QUEUED):
@@ -69,14 +74,25 @@ class WarehouseBatch:
         self._writer.shutdown(wait=True, cancel_futures=True)
         self._writes.clear()
 
-    def _replace(self, table: str, rows: pa.Table, partitions: list[tuple[str, dt.date]]) -> int:
+    def _replace(self, table: str, rows: pa.Table | StagedRows,
+                 partitions: list[tuple[str, dt.date]]) -> int:
+        try:
+            return self._write(table, rows, partitions)
+        finally:
+            if isinstance(rows, StagedRows):
+                rows.discard()
+
+    def _write(self, table: str, rows: pa.Table | StagedRows,
+               partitions: list[tuple[str, dt.date]]) -> int:
         schema, _, name = table.partition(".")
         con = self._connection
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        con.register("_bdt_rows", rows)
+        # Staged rows are inserted from a reader: a spilled file is read a batch at a time.
+        con.register("_bdt_rows", rows.reader() if isinstance(rows, StagedRows) else rows)
+        con.register("_bdt_columns", rows.schema.empty_table())
         try:
             con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" AS '
-                        "SELECT * FROM _bdt_rows LIMIT 0")
+                        "SELECT * FROM _bdt_columns")
             filled = self._filled.get(table)
             if filled is None:
                 filled = self._filled[table] = {
@@ -94,7 +110,7 @@ class WarehouseBatch:
         finally:
             # After a failed statement the transaction is aborted and so is unregistering:
             # the statement's own error is the one to raise.
-            for view in ("_bdt_rows", "_bdt_keys"):
+            for view in ("_bdt_rows", "_bdt_columns", "_bdt_keys"):
                 with contextlib.suppress(duckdb.Error):
                     con.unregister(view)
         return rows.num_rows
