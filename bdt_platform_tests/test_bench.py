@@ -35,16 +35,24 @@ def test_bench_produces_every_figure(tmp_path):
     assert "repeated pairs" in result.stdout
     # Memory is sampled in an ingest of its own; the timed ingests are not sampled.
     assert "bdt ingest, partner files, memory sampled: peak" in result.stdout
-    # The memory probe: one partition at two sizes, the second's largest table the bigger.
-    small, large = figures["memory_probe"]
-    assert large["scale"] == 4 * small["scale"] == 0.2 * 400
-    assert large["largest_partition_mb"] > 2 * small["largest_partition_mb"] > 0
-    for peak, growth in [("peak_mb", "memory_growth_vs_partition"),
-                         ("read_csv_peak_mb", "read_csv_memory_growth_vs_partition")]:
-        assert small[peak] > 0 and large[peak] > 0
-        assert figures[growth] == ((large[peak] - small[peak])
-                                   / (large["largest_partition_mb"]
-                                      - small["largest_partition_mb"]))
+    # The memory probe: one partition at three sizes, each larger; the goal's figure is the
+    # growth between the two largest, and every step's growth is kept.
+    probe = figures["memory_probe"]
+    assert [size["scale"] for size in probe] == [0.2 * 100, 0.2 * 400, 0.2 * 1600]
+    for small, large in zip(probe, probe[1:]):
+        assert large["largest_partition_mb"] > 2 * small["largest_partition_mb"] > 0
+    steps = figures["memory_growth_steps"]
+    assert [(step["from_scale"], step["to_scale"]) for step in steps] == [
+        (probe[0]["scale"], probe[1]["scale"]), (probe[1]["scale"], probe[2]["scale"])]
+    small, large = probe[-2], probe[-1]
+    for peak, growth, key in [("peak_mb", "memory_growth_vs_partition", "ingest"),
+                              ("read_csv_peak_mb", "read_csv_memory_growth_vs_partition",
+                               "read_csv")]:
+        assert all(size[peak] > 0 for size in probe)
+        assert figures[growth] == steps[-1][key] == (
+            (large[peak] - small[peak])
+            / (large["largest_partition_mb"] - small["largest_partition_mb"]))
+    assert "smaller sizes: scale 20 -> 80" in result.stdout
     assert figures["partitions"] == 4 and figures["files"] == 16
     # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
     # step covers all four partitions with one rectangle.
@@ -57,7 +65,7 @@ def test_bench_produces_every_figure(tmp_path):
                  "ingest vs read_csv with union_by_name", "case-management extract",
                  "bdt build vs plain dbt build",
                  "Dagster runs started", "peak memory (PSS, all processes) above start-up floor",
-                 "peak memory growth vs partition growth (one partition, two sizes)",
+                 "peak memory growth vs partition growth (one partition, two largest sizes)",
                  "sensor tick (folder)",
                  "sensor tick (sftp)", "bdt explain, one partition"]:
         assert line in result.stdout

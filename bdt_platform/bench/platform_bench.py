@@ -17,8 +17,10 @@ are noisy, so absolute times are printed beside them):
    case-management extract, which has no goal, is timed and sampled at once). At scale 1 the
    largest partition is ~80 KB and the fixed costs (interpreters, worker pool, read-ahead) are
    all there is to see, so a second figure measures what grows with a partition: one partition
-   ingested at two sizes (``_memory_probe``), the peak's growth per MB of partition growth,
-   beside the same figure for DuckDB ``read_csv`` of the same files (the limit);
+   ingested at three sizes (``_memory_probe``), the peak's growth per MB of partition growth
+   between the two largest (past the fixed working set of a file read a slice at a time),
+   beside the same figure for DuckDB ``read_csv`` of the same files (the limit); the growth
+   of every step is printed too;
 5. a sensor tick over an inbox of many files (folder, and SFTP when available);
 6. ``bdt explain`` on one partition with every partition materialized.
 
@@ -55,7 +57,7 @@ GOALS = {"ingest_vs_read_csv": 3.0, "build_vs_dbt": 2.0, "rss_vs_partition": 2.0
          "memory_growth_vs_partition": 2.0, "sensor_tick_s": 2.0, "explain_s": 3.0}
 # The memory probe: one partition (every feed of one state x month) ingested at these multiples
 # of ``--scale``, so that its largest table is some MB, and then four times that.
-MEMORY_PROBE_SCALES = (100, 400)
+MEMORY_PROBE_SCALES = (100, 400, 1600)
 
 
 @dataclass
@@ -90,12 +92,14 @@ class Figures:
     ingest_peak_rss_mb: float = 0.0
     largest_partition_arrow_mb: float = 0.0
     rss_vs_partition: float = 0.0
-    # One partition ingested at two sizes (``MEMORY_PROBE_SCALES``): per size, the scale, the
-    # Arrow MB of its largest table and the ingest's peak memory (summed PSS); and how many MB
-    # the peak grew per MB the partition grew.
+    # One partition ingested at three sizes (``MEMORY_PROBE_SCALES``): per size, the scale,
+    # the Arrow MB of its largest table and the ingest's peak memory (summed PSS); how many MB
+    # the peak grew per MB the partition grew between the two largest sizes (the goal's
+    # figure), and per step between consecutive sizes (``memory_growth_steps``).
     memory_probe: list[dict] = field(default_factory=list)
     memory_growth_vs_partition: float = 0.0
     read_csv_memory_growth_vs_partition: float = 0.0  # the same, of DuckDB read_csv (baseline)
+    memory_growth_steps: list[dict] = field(default_factory=list)
     sensor_tick: dict = field(default_factory=dict)
     explain_s: float = 0.0
     repeat: int = 1
@@ -273,12 +277,19 @@ def _memory_probe(root: Path, state: str, month, scale: float, log: Path) -> lis
     return probe
 
 
-def _growth(probe: list[dict], peak: str) -> float:
-    """MB the ``peak`` grew per MB the largest table grew, from the probe's first size to its
-    last."""
-    small, large = probe[0], probe[-1]
+def _growth(small: dict, large: dict, peak: str) -> float:
+    """MB the ``peak`` grew per MB the largest table grew, from the probe's size ``small`` to
+    its size ``large``."""
     return ((large[peak] - small[peak])
             / max(large["largest_partition_mb"] - small["largest_partition_mb"], 1e-6))
+
+
+def _growth_steps(probe: list[dict]) -> list[dict]:
+    """Per step between consecutive sizes: the scales, and both growth figures."""
+    return [{"from_scale": small["scale"], "to_scale": large["scale"],
+             "ingest": _growth(small, large, "peak_mb"),
+             "read_csv": _growth(small, large, "read_csv_peak_mb")}
+            for small, large in zip(probe, probe[1:])]
 
 
 def _runs_and_events(dagster_home: Path, job_prefix: str) -> tuple[int, int]:
@@ -400,14 +411,19 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         echo(f"  bdt ingest: {figures.ingest_runs} run(s), "
              f"peak memory {figures.ingest_peak_rss_mb:.0f} MB")
         figures.memory_probe = _memory_probe(root, chosen_states[0], chosen_months[0], scale, log)
-        small, large = figures.memory_probe[0], figures.memory_probe[-1]
-        figures.memory_growth_vs_partition = _growth(figures.memory_probe, "peak_mb")
-        figures.read_csv_memory_growth_vs_partition = _growth(figures.memory_probe,
-                                                              "read_csv_peak_mb")
-        echo(f"  one partition, two sizes: peak {small['peak_mb']:.0f} -> {large['peak_mb']:.0f} MB "
-             f"as it grows {small['largest_partition_mb']:.2f} -> "
-             f"{large['largest_partition_mb']:.2f} MB; DuckDB read_csv of the same files: "
-             f"{small['read_csv_peak_mb']:.0f} -> {large['read_csv_peak_mb']:.0f} MB")
+        figures.memory_growth_steps = _growth_steps(figures.memory_probe)
+        figures.memory_growth_vs_partition = figures.memory_growth_steps[-1]["ingest"]
+        figures.read_csv_memory_growth_vs_partition = figures.memory_growth_steps[-1]["read_csv"]
+        sizes = figures.memory_probe
+
+        def series(key: str, digits: int) -> str:
+            return " -> ".join(f"{size[key]:.{digits}f}" for size in sizes)
+
+        echo(f"  one partition, {len(sizes)} sizes: peak {series('peak_mb', 0)} MB as it grows "
+             f"{series('largest_partition_mb', 2)} MB; DuckDB read_csv of the same files: "
+             f"{series('read_csv_peak_mb', 0)} MB; growth per MB by step: " + ", ".join(
+                 f"{step['ingest']:.2f}x (read_csv {step['read_csv']:.2f}x)"
+                 for step in figures.memory_growth_steps))
 
         # Plain dbt on a copy of the same raw tables: the engine's own cost. Each plain build
         # has a new target folder (no saved parse state), as each ``bdt build`` of a restored
@@ -543,15 +559,19 @@ def render(f: Figures) -> str:
          f" floor {f.import_floor_rss_mb:.0f} MB) vs {f.largest_partition_arrow_mb:.2f} MB Arrow"),
     ]
     if len(f.memory_probe) >= 2:
-        small, large = f.memory_probe[0], f.memory_probe[-1]
+        small, large = f.memory_probe[-2], f.memory_probe[-1]
+        earlier = "; ".join(
+            f"scale {step['from_scale']:g} -> {step['to_scale']:g}: {step['ingest']:.2f}x "
+            f"(read_csv {step['read_csv']:.2f}x)" for step in f.memory_growth_steps[:-1])
         rows.append((
-            "peak memory growth vs partition growth (one partition, two sizes)",
+            "peak memory growth vs partition growth (one partition, two largest sizes)",
             ratio(f.memory_growth_vs_partition, GOALS["memory_growth_vs_partition"]),
             f"peak {small['peak_mb']:.0f} -> {large['peak_mb']:.0f} MB as the largest table "
             f"grows {small['largest_partition_mb']:.2f} -> {large['largest_partition_mb']:.2f} MB "
             f"Arrow (scale {small['scale']:g} -> {large['scale']:g}, 1 state x 1 month); DuckDB "
             f"read_csv of the same files {f.read_csv_memory_growth_vs_partition:.2f}x "
-            f"({small['read_csv_peak_mb']:.0f} -> {large['read_csv_peak_mb']:.0f} MB)"))
+            f"({small['read_csv_peak_mb']:.0f} -> {large['read_csv_peak_mb']:.0f} MB)"
+            + (f"; smaller sizes: {earlier}" if earlier else "")))
     for backend, seconds in sorted(f.sensor_tick.items()):
         if isinstance(seconds, (int, float)):
             rows.append((f"sensor tick ({backend})",

@@ -369,7 +369,8 @@ def text_frame(columns: pa.Table, line_numbers: list[int] | None = None) -> pd.D
     return frame
 
 
-def read_text_columns(text: str | Utf8Text, spec: FeedSpec) -> tuple[pa.Table, Sequence[int]]:
+def read_text_columns(text: str | Utf8Text, spec: FeedSpec
+                      ) -> tuple[pa.Table, Sequence[int]]:
     """CSV text -> ``read_text_frame``'s columns as an Arrow table of strings, and the line each
     row starts on. A chunk's files are read this way and validated as one frame
     (``prepare_files``): one DataFrame per chunk instead of one per file and two concatenations,
@@ -377,7 +378,8 @@ def read_text_columns(text: str | Utf8Text, spec: FeedSpec) -> tuple[pa.Table, S
     return _joined_batches(list(column_batches(text, spec)), spec)
 
 
-def column_batches(text: str | Utf8Text, spec: FeedSpec) -> Iterator[tuple[pa.Table, Sequence[int]]]:
+def column_batches(text: str | Utf8Text, spec: FeedSpec
+                   ) -> Iterator[tuple[pa.Table, Sequence[int]]]:
     """CSV text -> its records ``READ_BATCH_ROWS`` at a time, each batch as a table of the
     contract's columns (Arrow strings, in contract order) and the line each row starts on.
 
