@@ -49,6 +49,9 @@ def archived_file(feed: str, state: str, month: dt.date, filename: str, data: by
                         digest, len(data), received_at)
 
 
+READ_BACK_BYTES = 1 << 20
+
+
 def store(root: UPath, archived: ArchivedFile, data: bytes) -> None:
     """Write ``data`` at ``archived.path`` under ``root`` unless it is there already (the same
     file archived again), then read it back: OSError unless the lake holds its checksum."""
@@ -56,7 +59,11 @@ def store(root: UPath, archived: ArchivedFile, data: bytes) -> None:
     if not (target.exists() and target.stat().st_size == len(data)):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    if hashlib.sha256(target.read_bytes()).hexdigest() != archived.sha256:
+    digest = hashlib.sha256()
+    with target.open("rb") as stored:  # read back a piece at a time: no second copy in memory
+        while piece := stored.read(READ_BACK_BYTES):
+            digest.update(piece)
+    if digest.hexdigest() != archived.sha256:
         raise OSError(f"lake copy of {archived.filename} does not match its checksum "
                       f"({archived.path})")
 
