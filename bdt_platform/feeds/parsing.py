@@ -201,9 +201,10 @@ def decode(data: bytes, filename: str) -> str:
     return str(decoded(data, filename))
 
 
-def decoded(data: bytes, filename: str) -> Utf8Text:
-    """``decode``, keeping the text as checked UTF-8 bytes (``Utf8Text``). Each check reads the
-    bytes as they are: none makes a copy of the file (a gzip file is decompressed once)."""
+def decoded(data: bytes, filename: str) -> str | Utf8Text:
+    """``decode``, keeping the text of a file of more than ``TEXT_PIECE`` bytes as checked UTF-8
+    bytes (``Utf8Text``). Each check reads the bytes as they are: none makes a copy of the file
+    (a gzip file is decompressed once)."""
     if filename.endswith(".gz"):
         if not data.startswith(GZIP_MAGIC):
             raise _reject("gzip_readable", "file is named .gz but is not gzip-compressed")
@@ -226,10 +227,14 @@ def decoded(data: bytes, filename: str) -> Utf8Text:
                       f"file holds binary data: NUL bytes on {len(lines)} line(s), first at "
                       f"byte offset {offset}", count=len(lines),
                       examples=[{"line": line} for line in lines[:MAX_EXAMPLES]])
-    text = Utf8Text(data, len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0)
+    start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     try:
-        for _ in text.pieces(TEXT_PIECE):
-            pass
+        if len(data) - start <= TEXT_PIECE:  # a small file: decoded once, as one string
+            text = str(memoryview(data)[start:], "utf-8")
+        else:
+            text = Utf8Text(data, start)
+            for _ in text.pieces(TEXT_PIECE):
+                pass
     except UnicodeDecodeError:
         bad = _undecodable_lines(data)
         first_line, first_byte = bad[0]

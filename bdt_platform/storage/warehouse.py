@@ -87,8 +87,14 @@ class WarehouseBatch:
         schema, _, name = table.partition(".")
         con = self._connection
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        # Staged rows are inserted from a reader: a spilled file is read a batch at a time.
-        con.register("_bdt_rows", rows.reader() if isinstance(rows, StagedRows) else rows)
+        # Staged rows with a spilled part are inserted from a reader (a spilled file is read a
+        # batch at a time); tables in memory as they are.
+        if isinstance(rows, StagedRows):
+            source = (rows.reader() if rows.spilled
+                      else pa.concat_tables(rows.parts))  # (no copy)
+        else:
+            source = rows
+        con.register("_bdt_rows", source)
         con.register("_bdt_columns", rows.schema.empty_table())
         try:
             con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" AS '
