@@ -745,11 +745,6 @@ class PreparedFiles:
             parts.append(self.table.slice(offset, run))
         return StagedRows(parts) if parts else None
 
-    def discard(self) -> None:
-        """Delete the spilled rows' files (the chunk is not loaded after all)."""
-        for spilled in self.spilled.values():
-            spilled.discard()
-
 
 def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_key: str,
                   spill_dir: str | None = None) -> PreparedFiles:

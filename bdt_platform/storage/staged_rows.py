@@ -26,12 +26,11 @@ SPILL_PREFIX = "bdt-rows-"
 
 @dataclass(frozen=True)
 class SpilledRows:
-    """Typed rows in an Arrow IPC stream file on local disk (``write_spill``)."""
+    """Typed rows in an Arrow IPC stream file on local disk (written by ``SpillWriter``)."""
 
     path: str
     schema: pa.Schema
     num_rows: int
-    nbytes: int  # their size in memory (Arrow), as written
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows, one record batch at a time (each as written)."""
@@ -54,17 +53,16 @@ class SpillWriter:
         self.schema = schema
         self._sink = pa.OSFile(self.path, "wb")
         self._writer = pa.ipc.new_stream(self._sink, schema)
-        self.num_rows = self.nbytes = 0
+        self.num_rows = 0
 
     def write(self, table: pa.Table) -> None:
         self._writer.write_table(table)
         self.num_rows += table.num_rows
-        self.nbytes += table.nbytes
 
     def finish(self) -> SpilledRows:
         self._writer.close()
         self._sink.close()
-        return SpilledRows(self.path, self.schema, self.num_rows, self.nbytes)
+        return SpilledRows(self.path, self.schema, self.num_rows)
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):
@@ -113,7 +111,3 @@ class StagedRows:
         for part in self.parts:
             if isinstance(part, SpilledRows):
                 part.discard()
-
-
-def as_staged(rows: pa.Table | StagedRows) -> StagedRows:
-    return rows if isinstance(rows, StagedRows) else StagedRows([rows])
