@@ -44,6 +44,7 @@ def test_a_result_is_taken_once_and_only_for_the_same_bytes_and_key():
     assert ahead.take("eligibility", name, data + b"\n", state, month, KEY) is None  # changed
     assert ahead.take("eligibility", name, data, state, month, KEY) is None  # stale: dropped
     assert (ahead.sent, ahead.taken) == (3, 1)
+    ahead.close()  # (and its folder for big files' rows)
 
 
 def test_gathered_files_read_as_one_chunk_would():
@@ -64,6 +65,7 @@ def test_gathered_files_read_as_one_chunk_would():
     assert str(gathered.verdicts[2]) == str(direct.verdicts[2])
     assert gathered.rows == direct.rows and len(gathered.rows) == 3
     assert gathered.table.equals(direct.table)
+    ahead.close()
 
 
 def _sent(ahead) -> list[str]:
