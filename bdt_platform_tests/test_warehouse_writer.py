@@ -5,7 +5,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from bdt_platform.storage.warehouse import DuckDBWarehouse
+from bdt_platform.storage.warehouse import LOAD_SETTINGS, DuckDBWarehouse
 
 M1, M2 = dt.date(2024, 1, 1), dt.date(2024, 2, 1)
 
@@ -73,11 +73,17 @@ def test_a_write_that_fails_in_the_writer_thread_fails_the_batch_and_rolls_it_ba
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     warehouse.replace_partitions("raw.t", _rows("PA", M1, ["a"]), [("PA", M1)])
     before = _ids(warehouse)
-    # Another connection to the same database in this process keeps its threads setting: a
-    # batch loads on one DuckDB thread and resets the setting, whichever way it ends.
+    # Another connection to the same database in this process keeps its settings: a batch
+    # loads with its own (one DuckDB thread, rows written a row group at a time) and puts them
+    # back, whichever way it ends.
     other = duckdb.connect(str(tmp_path / "w.duckdb"))
     other.execute("SET threads = 3")
-    threads = 3
+    other.execute("SET write_buffer_row_group_count = 4")
+    kept = {"threads": 3, "write_buffer_row_group_count": 4}
+
+    def settings() -> dict:
+        return {name: other.execute(f"SELECT current_setting('{name}')").fetchone()[0]
+                for name in kept}
     broken = pa.table({"id": ["x"], "state": ["NJ"], "month": ["not a date"]})
     for later in ([], [("NY", M2)]):  # the error raised at the batch's end / at the next replace
         with pytest.raises(duckdb.ConversionException, match="not a date"):
@@ -89,9 +95,32 @@ def test_a_write_that_fails_in_the_writer_thread_fails_the_batch_and_rolls_it_ba
                     batch._writes[-1].exception()  # written (and failed) before the next one
                     batch.replace("raw.t", _rows(state, month, ["z"]), [(state, month)])
         assert _ids(warehouse) == before
+        assert settings() == kept
     with warehouse.batch() as batch:  # the file is usable afterwards
         batch.replace("raw.t", _rows("PA", M2, ["new"]), [("PA", M2)])
-        assert other.execute("SELECT current_setting('threads')").fetchone()[0] == 1
+        assert settings() == LOAD_SETTINGS == {"threads": 1, "write_buffer_row_group_count": 1}
     assert _ids(warehouse) == before + [("PA", M2, "new")]
-    assert other.execute("SELECT current_setting('threads')").fetchone()[0] == threads
+    assert settings() == kept
     other.close()
+
+
+def test_a_failed_batch_leaves_nothing_of_rows_already_written_to_the_file(tmp_path):
+    """A load writes its rows to the database file a row group (122,880 rows) at a time, before
+    it commits (``LOAD_SETTINGS``): a batch that fails after writing several row groups still
+    leaves the tables exactly as they were, and the next batch loads the same rows in full."""
+    import duckdb
+
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.replace_partitions("raw.t", _rows("PA", M1, ["a"]), [("PA", M1)])
+    many = _rows("NY", M1, [f"id{number}" for number in range(300_000)])
+    broken = pa.table({"id": ["x"], "state": ["NJ"], "month": ["not a date"]})
+    with pytest.raises(duckdb.ConversionException, match="not a date"):
+        with warehouse.batch() as batch:
+            batch.replace("raw.t", many, [("NY", M1)])
+            batch.replace("raw.t", broken, [("NJ", M1)])
+    assert _ids(warehouse) == [("PA", M1, "a")]
+    with warehouse.batch() as batch:
+        batch.replace("raw.t", many, [("NY", M1)])
+    counts = warehouse.query("SELECT state, count(*) AS n, count(DISTINCT id) AS ids FROM raw.t "
+                             "GROUP BY state ORDER BY state")
+    assert counts.values.tolist() == [["NY", 300_000, 300_000], ["PA", 1, 1]]
