@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import csv
 import datetime as dt
+import functools
 import gzip
 import io
 import itertools
@@ -185,12 +186,8 @@ class Utf8Text:
         """The text in pieces of about ``size`` bytes, each ending at a line break (``\n``,
         never inside a character) or at the end."""
         view = memoryview(self.data)
-        start = self.start
-        while start < len(self.data):
-            end = self.data.find(b"\n", start + size)
-            end = len(self.data) if end < 0 else end + 1
+        for start, end in _line_cuts(self.data, b"\n", size, self.start):
             yield str(view[start:end], "utf-8")
-            start = end
 
     def __str__(self) -> str:
         return str(memoryview(self.data)[self.start:], "utf-8")
@@ -312,11 +309,18 @@ def _pieces(text: str | Utf8Text) -> Iterator[str]:
     if isinstance(text, Utf8Text):
         yield from text.pieces(TEXT_PIECE)
         return
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start + TEXT_PIECE)
-        end = len(text) if end < 0 else end + 1
+    for start, end in _line_cuts(text, "\n", TEXT_PIECE):
         yield text[start:end]
+
+
+def _line_cuts(text: str | bytes, newline: str | bytes, size: int, start: int = 0
+               ) -> Iterator[tuple[int, int]]:
+    """``text`` from ``start`` on cut into pieces of at least ``size`` characters (or bytes),
+    each ending just after a ``newline`` (or at the end): ``(start, end)`` of each."""
+    while start < len(text):
+        end = text.find(newline, start + size)
+        end = len(text) if end < 0 else end + 1
+        yield start, end
         start = end
 
 
@@ -379,7 +383,7 @@ def read_text_columns(text: str | Utf8Text, spec: FeedSpec
     row starts on. A chunk's files are read this way and validated as one frame
     (``prepare_files``): one DataFrame per chunk instead of one per file and two concatenations,
     a third of a worker's time."""
-    return _joined_batches(list(column_batches(text, spec)), spec)
+    return _joined_batches(list(column_batches(text, spec)))
 
 
 def column_batches(text: str | Utf8Text, spec: FeedSpec
@@ -449,13 +453,6 @@ def column_batches(text: str | Utf8Text, spec: FeedSpec
                       count=len(bad),
                       examples=[{"line": line, "fields": count, "expected": len(header)}
                                 for line, count in bad[:MAX_EXAMPLES]])
-
-
-def _joined(arrays: list[pa.Array]) -> pa.Array:
-    """One column's batches as one array (the batches are let go as it is built)."""
-    if len(arrays) == 1:
-        return arrays[0]
-    return pa.concat_arrays(arrays) if arrays else pa.array([], type=pa.string())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -715,34 +712,41 @@ class PreparedFiles:
             return self.verdicts[position], None, 0
         if position in self.spilled:
             return None, self.spilled[position], self.spilled[position].num_rows
-        in_table = [number for number, verdict in enumerate(self.verdicts[:position])
-                    if verdict is None and number not in self.spilled]
-        rows = dict(zip(self.accepted, self.rows))
-        offset = sum(rows[number] for number in in_table)
-        return None, self.table.slice(offset, rows[position]), rows[position]
+        offset, rows = self._in_table[position]
+        return None, self.table.slice(offset, rows), rows
 
     @property
     def accepted(self) -> list[int]:
         """The accepted files' positions, in order."""
         return [number for number, verdict in enumerate(self.verdicts) if verdict is None]
 
+    @functools.cached_property
+    def _in_table(self) -> dict[int, tuple[int, int]]:
+        """Per accepted file whose rows are in ``table`` (by position): where they start in
+        it, and how many they are."""
+        places, offset = {}, 0
+        for position, rows in zip(self.accepted, self.rows):
+            if position not in self.spilled:
+                places[position] = (offset, rows)
+                offset += rows
+        return places
+
     def staged(self) -> StagedRows | None:
         """Every accepted file's rows, in file order, for the warehouse (None: no file was
         accepted): runs of files in ``table`` as one slice each, and the spilled files."""
         parts: list[pa.Table | SpilledRows] = []
-        rows = dict(zip(self.accepted, self.rows))
-        offset = run = 0
-        in_run = False
+        run: tuple[int, int] | None = None  # (offset, rows) of table rows not in ``parts`` yet
         for position in self.accepted:
-            if position not in self.spilled:
-                run, in_run = run + rows[position], True
+            if position in self.spilled:
+                if run is not None:
+                    parts.append(self.table.slice(*run))
+                    run = None
+                parts.append(self.spilled[position])
                 continue
-            if in_run:
-                parts.append(self.table.slice(offset, run))
-                offset, run, in_run = offset + run, 0, False
-            parts.append(self.spilled[position])
-        if in_run:
-            parts.append(self.table.slice(offset, run))
+            offset, rows = self._in_table[position]
+            run = (offset, rows) if run is None else (run[0], run[1] + rows)
+        if run is not None:
+            parts.append(self.table.slice(*run))
         return StagedRows(parts) if parts else None
 
 
@@ -774,8 +778,7 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
                     if count > SLICE_ROWS:
                         break
                 else:
-                    read.append((position, *_joined_batches(head, spec), state, month,
-                                 filename))
+                    read.append((position, *_joined_batches(head), state, month, filename))
                     continue
                 spilled_rows = _prepare_in_slices(itertools.chain(_drained(head), batches),
                                                   spec, state, month, filename, pii_key,
@@ -824,15 +827,14 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
                          spilled)
 
 
-def _joined_batches(batches: list[tuple[pa.Table, Sequence[int]]], spec: FeedSpec
+def _joined_batches(batches: list[tuple[pa.Table, Sequence[int]]]
                     ) -> tuple[pa.Table, Sequence[int]]:
-    """``column_batches``' batches as one table of text columns and their rows' lines."""
-    columns = pa.table([_joined([table.column(name).chunk(0) for table, _ in batches])
-                        for name in spec.input_columns], names=list(spec.input_columns))
-    row_lines = array.array("q")
-    for _, lines in batches:
-        row_lines.extend(lines)
-    return columns, row_lines
+    """``column_batches``' batches (one or more) as one: a table whose columns are one array
+    each, and the line each of its rows starts on."""
+    if len(batches) == 1:
+        return batches[0]
+    return (pa.concat_tables([table for table, _ in batches]).combine_chunks(),
+            array.array("q", itertools.chain.from_iterable(lines for _, lines in batches)))
 
 
 def _drained(held: list) -> Iterator:
@@ -850,20 +852,12 @@ def _slices(batches: Iterable[tuple[pa.Table, Sequence[int]]]
     count = 0
     for batch in batches:
         if held and count + batch[0].num_rows > SLICE_ROWS:
-            yield _joined_slice(held)
+            yield _joined_batches(held)
             held, count = [], 0
         held.append(batch)
         count += batch[0].num_rows
     if held:
-        yield _joined_slice(held)
-
-
-def _joined_slice(held: list[tuple[pa.Table, Sequence[int]]]
-                  ) -> tuple[pa.Table, Sequence[int]]:
-    if len(held) == 1:
-        return held[0]
-    return (pa.concat_tables([table for table, _ in held]).combine_chunks(),
-            array.array("q", itertools.chain.from_iterable(lines for _, lines in held)))
+        yield _joined_batches(held)
 
 
 def _prepare_in_slices(batches: Iterable[tuple[pa.Table, Sequence[int]]], spec: FeedSpec,
