@@ -870,3 +870,21 @@ def test_a_file_is_read_as_arrow_text_that_rules_and_tables_use_without_converti
     tables = [parsing.to_table(f, spec, state="PA", month=MONTH, source_file="f.csv",
                                pii_key=bf.TOKEN_KEY) for f in (frame, as_objects)]
     assert tables[0].equals(tables[1]) and tables[0].num_rows == len(rows)
+
+
+def test_control_bytes_are_found_wherever_they_are_in_a_file(monkeypatch):
+    """``decoded`` looks for control characters a piece of the file at a time
+    (``parsing._has_control_bytes``): every byte value, at every place around the pieces'
+    edges, is found exactly when it is one of ``_CONTROL_BYTES`` (tab, line feed and carriage
+    return are text)."""
+    import re
+
+    monkeypatch.setattr(parsing, "TEXT_PIECE", 4)
+    control = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+    for value in range(256):
+        for place in range(10):
+            data = bytearray(b"abcdefghij")
+            data[place] = value
+            assert parsing._has_control_bytes(bytes(data)) == bool(control.search(data)), \
+                (value, place)
+    assert not parsing._has_control_bytes(b"")
