@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from bdt_platform.feeds import parsing, prefetch, workers
+from bdt_platform.feeds import parsing, plain_csv, prefetch, workers
 from bdt_platform.storage.staged_rows import SpillWriter, StagedRows
 
 from . import bad_files as bf
@@ -29,10 +29,16 @@ def _files():
 
 
 def _sliced(monkeypatch, rows=2):
-    """Slices (and read batches) of ``rows`` records; the text read 7 bytes at a time."""
+    """Slices (and read batches) of ``rows`` records; the text read 7 bytes at a time; no file
+    read by Arrow (``plain_csv``: small files, not sliced)."""
+    _not_plain(monkeypatch)
     monkeypatch.setattr(parsing, "SLICE_ROWS", rows)
     monkeypatch.setattr(parsing, "READ_BATCH_ROWS", rows)
     monkeypatch.setattr(parsing, "TEXT_PIECE", 7)
+
+
+def _not_plain(monkeypatch):
+    monkeypatch.setattr(plain_csv, "PLAIN_MAX_BYTES", -1)
 
 
 @pytest.mark.parametrize("name,data,feed", _files(), ids=lambda v: v if isinstance(v, str)
@@ -105,6 +111,10 @@ def test_a_chunk_of_small_and_big_files_stages_every_file_in_order(monkeypatch, 
            bf.csv_text(rows, bf.columns("outcomes")).encode(), "NJ", MONTH)
     chunk = [small[0], big, small[1], small[2]]
     whole = parsing.prepare_files("outcomes", chunk, bf.TOKEN_KEY)
+    # The small files are read by Arrow (``plain_csv``), the big one a slice at a time.
+    small_bytes = max(len(data) for _, data, _, _ in small)
+    assert len(big[1]) > small_bytes
+    monkeypatch.setattr(plain_csv, "PLAIN_MAX_BYTES", small_bytes)
     monkeypatch.setattr(parsing, "SLICE_ROWS", 10)
     mixed = parsing.prepare_files("outcomes", chunk, bf.TOKEN_KEY, str(tmp_path))
     assert list(mixed.spilled) == [1] and mixed.rows == whole.rows == [6, 24, 6, 6]

@@ -38,7 +38,7 @@ import pandas as pd
 import pandera.errors
 import pyarrow as pa
 
-from bdt_platform.feeds import contracts
+from bdt_platform.feeds import contracts, plain_csv
 from bdt_platform.feeds.specs import ALL_SPECS, FeedSpec
 from bdt_platform.pii import is_token, person_tokens
 from bdt_platform.storage.staged_rows import SpilledRows, SpillWriter, StagedRows
@@ -768,19 +768,36 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
     loaders can run it in worker processes; it touches neither the lake nor the warehouse (a
     big file's rows go to a temporary file in ``spill_dir``, ``staged_rows``).
 
-    The files' text columns are joined (Arrow) into one frame, validated and typed at once;
-    a file the combined validation implicates is validated again on its own frame. A file of
-    more than ``SLICE_ROWS`` records is read, validated and typed a slice at a time instead
-    (``_prepare_in_slices``)."""
+    Small plain files are read by Arrow, many in one call (``plain_csv``), the others by the
+    csv module (``column_batches``). The files' text columns are joined (Arrow) into one frame,
+    validated and typed at once; a file the combined validation implicates is validated again
+    on its own frame. A file of more than ``SLICE_ROWS`` records is read, validated and typed a
+    slice at a time instead (``_prepare_in_slices``)."""
     started = time.perf_counter()
     spec = ALL_SPECS[feed]
     verdicts: list[FileRejected | None] = [None] * len(files)
     read: list[tuple[int, pa.Table, Sequence[int], str, dt.date, str]] = []
     spilled: dict[int, SpilledRows] = {}
+    # Small plain files are read by Arrow, many at once (``plain_csv``); the rest as before.
+    texts: dict[int, str | Utf8Text] = {}
+    for position, (filename, data, _, _) in enumerate(files):
+        if len(data) <= plain_csv.PLAIN_MAX_BYTES:
+            try:
+                texts[position] = decoded(data, filename)
+            except FileRejected as rejected:
+                verdicts[position] = rejected
+    plain = plain_csv.read_plain({position: _utf8(text) for position, text in texts.items()},
+                                 spec.input_columns)
     try:
         for position, (filename, data, state, month) in enumerate(files):
+            if verdicts[position] is not None:
+                continue
+            if position in plain:
+                read.append((position, *plain.pop(position), state, month, filename))
+                texts.pop(position)
+                continue
             try:
-                text = decoded(data, filename)
+                text = texts.pop(position) if position in texts else decoded(data, filename)
                 batches = column_batches(text, spec)
                 head, count = [], 0
                 for batch in batches:
@@ -836,6 +853,11 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
             for position, verdict in enumerate(verdicts) if verdict is None]
     return PreparedFiles(verdicts, table, rows, time.perf_counter() - started, os.getpid(),
                          spilled)
+
+
+def _utf8(text: str | Utf8Text) -> bytes:
+    """Decoded text as UTF-8 bytes again (without a byte order mark)."""
+    return text.data[text.start:] if isinstance(text, Utf8Text) else text.encode("utf-8")
 
 
 def _joined_batches(batches: list[tuple[pa.Table, Sequence[int]]]
