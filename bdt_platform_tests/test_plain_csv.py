@@ -9,6 +9,8 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bdt_platform.feeds import parsing, plain_csv
 from bdt_platform.feeds.specs import ALL_SPECS
@@ -174,3 +176,28 @@ def test_every_feed_has_columns_enough_for_arrow():
 def test_the_rows_read_are_arrow_strings():
     table, _ = _read(b"a,b,c\n1,2,3\n")[0]
     assert table.schema == pa.schema([(name, pa.string()) for name in COLUMNS])
+
+
+_PIECES = st.sampled_from(["a", "é", " ", '"', '""', ",", "\r", "\n", "\r\n", ""])
+_FIELD = st.lists(_PIECES, max_size=3).map("".join)
+_ROW = st.lists(_FIELD, min_size=2, max_size=4).map(",".join)
+
+
+@given(header=st.permutations(COLUMNS), rows=st.lists(_ROW, max_size=4),
+       end=st.sampled_from(["", "\n", "\r\n"]))
+@settings(max_examples=500, deadline=None, derandomize=True)
+def test_arrow_reads_a_text_as_the_csv_module_does_or_leaves_it(header, rows, end):
+    """Any text (quotes, commas, carriage returns, blank lines, short or long rows): what
+    ``read_plain`` reads is exactly what the csv module reads (columns and lines); a text the
+    csv module rejects, Arrow leaves out."""
+    text = ",".join(header) + "\n" + "\n".join(rows) + end
+    found = plain_csv.read_plain({0: text.encode()}, COLUMNS)
+    try:
+        columns, lines = parsing.read_text_columns(text, _spec())
+    except parsing.FileRejected:
+        assert found == {}
+        return
+    if found:
+        table, plain_lines = found[0]
+        assert table.to_pylist() == columns.to_pylist()
+        assert list(plain_lines) == list(lines)
