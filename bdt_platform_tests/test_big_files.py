@@ -102,22 +102,27 @@ def test_a_row_with_too_few_fields_after_the_spilled_slices_rejects_the_file(mon
 
 def test_a_chunk_of_small_and_big_files_stages_every_file_in_order(monkeypatch, tmp_path):
     """Small files are validated together and typed as one table; a big one among them is
-    spilled: the staged rows hold all of them, in the chunk's order."""
+    spilled: the staged rows hold all of them, in the chunk's order. All are plain files: the
+    small ones are read by Arrow (``plain_csv``); the big one, though of few bytes, has more
+    than ``SLICE_ROWS`` lines, so it is read a slice at a time."""
+    def plain_file(state, month, times=1):
+        rows = [row for row in bf.good_rows("outcomes", STATE, month)
+                if not any(set(str(value)) & set(',"\r\n') for value in row.values())]
+        data = bf.csv_text(rows * times, bf.columns("outcomes")).encode()
+        return bf.filename("outcomes", state, month), data, state, month
+
     months = [dt.date(2024, m, 1) for m in (1, 2, 3)]
-    small = [(bf.filename("outcomes", STATE, m), bf.good_file("outcomes", STATE, m), STATE, m)
-             for m in months]
-    rows = bf.good_rows("outcomes", STATE, MONTH) * 4  # 24 rows: outcomes may repeat an id
-    big = (bf.filename("outcomes", "NJ", MONTH),
-           bf.csv_text(rows, bf.columns("outcomes")).encode(), "NJ", MONTH)
+    small = [plain_file(STATE, m) for m in months]
+    big = plain_file("NJ", MONTH, times=4)  # outcomes may repeat an id
+    columns = bf.columns("outcomes")
+    assert all(plain_csv.read_plain({0: data}, columns) for _, data, _, _ in [*small, big])
     chunk = [small[0], big, small[1], small[2]]
     whole = parsing.prepare_files("outcomes", chunk, bf.TOKEN_KEY)
-    # The small files are read by Arrow (``plain_csv``), the big one a slice at a time.
-    small_bytes = max(len(data) for _, data, _, _ in small)
-    assert len(big[1]) > small_bytes
-    monkeypatch.setattr(plain_csv, "PLAIN_MAX_BYTES", small_bytes)
     monkeypatch.setattr(parsing, "SLICE_ROWS", 10)
     mixed = parsing.prepare_files("outcomes", chunk, bf.TOKEN_KEY, str(tmp_path))
-    assert list(mixed.spilled) == [1] and mixed.rows == whole.rows == [6, 24, 6, 6]
+    count = whole.rows[0]
+    assert whole.rows == [count, 4 * count, count, count] and 4 * count > 10 >= count
+    assert list(mixed.spilled) == [1] and mixed.rows == whole.rows
     staged = mixed.staged()
     assert [type(part) for part in staged.parts] == [pa.Table, type(mixed.spilled[1]),
                                                      pa.Table]

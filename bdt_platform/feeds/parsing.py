@@ -786,8 +786,11 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
                 texts[position] = decoded(data, filename)
             except FileRejected as rejected:
                 verdicts[position] = rejected
-    plain = plain_csv.read_plain({position: _utf8(text) for position, text in texts.items()},
-                                 spec.input_columns)
+    # (A file decoded in pieces, or of more than ``SLICE_ROWS`` lines, is left to the csv
+    # module: a file of more than ``SLICE_ROWS`` records is read a slice at a time.)
+    plain = plain_csv.read_plain(
+        {position: text.encode("utf-8") for position, text in texts.items()
+         if isinstance(text, str) and text.count("\n") <= SLICE_ROWS}, spec.input_columns)
     try:
         for position, (filename, data, state, month) in enumerate(files):
             if verdicts[position] is not None:
@@ -853,11 +856,6 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
             for position, verdict in enumerate(verdicts) if verdict is None]
     return PreparedFiles(verdicts, table, rows, time.perf_counter() - started, os.getpid(),
                          spilled)
-
-
-def _utf8(text: str | Utf8Text) -> bytes:
-    """Decoded text as UTF-8 bytes again (without a byte order mark)."""
-    return text.data[text.start:] if isinstance(text, Utf8Text) else text.encode("utf-8")
 
 
 def _joined_batches(batches: list[tuple[pa.Table, Sequence[int]]]

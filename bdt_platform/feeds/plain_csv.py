@@ -22,8 +22,9 @@ from collections.abc import Hashable, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-#: Files of at most this many bytes (decoded) are read here; bigger ones the usual way (read,
-#: validated and typed a slice at a time when they hold more than ``parsing.SLICE_ROWS`` records).
+#: Files of at most this many bytes (as delivered) are decoded first and read here if they
+#: are plain, decoded in one piece (``parsing.TEXT_PIECE``) and of at most
+#: ``parsing.SLICE_ROWS`` lines; the others the usual way (a slice at a time when big).
 PLAIN_MAX_BYTES = 1 << 20
 
 
