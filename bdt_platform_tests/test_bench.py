@@ -69,3 +69,23 @@ def test_bench_produces_every_figure(tmp_path):
                  "sensor tick (folder)",
                  "sensor tick (sftp)", "bdt explain, one partition"]:
         assert line in result.stdout
+
+
+def test_a_failed_step_stops_the_bench_naming_the_step_and_its_log(tmp_path):
+    """Every child the bench needs (generate's ingests, builds, read_csv) goes through
+    ``_run_child``: a child that fails raises, naming the step, its exit code and the log that
+    holds its output; one that succeeds gives its time."""
+    import os
+
+    import pytest
+
+    from bdt_platform.bench.platform_bench import _run_child
+
+    log = tmp_path / "bench.log"
+    env = dict(os.environ)
+    with pytest.raises(RuntimeError, match=r"^plain dbt build failed \(exit 3\); see .*bench\.log$"):
+        _run_child([sys.executable, "-c", "print('dbt said no'); raise SystemExit(3)"], env, log,
+                   "plain dbt build")
+    assert "dbt said no" in log.read_text()
+    seconds, peak_mb = _run_child([sys.executable, "-c", "pass"], env, log, "a step")
+    assert seconds > 0 and peak_mb > 0

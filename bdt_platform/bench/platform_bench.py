@@ -140,6 +140,16 @@ def _timed_child(args: list[str], env: dict[str, str], log: Path, memory: bool =
     return elapsed, peak, os.waitstatus_to_exitcode(status)
 
 
+def _run_child(args: list[str], env: dict[str, str], log: Path, what: str,
+               memory: bool = False) -> tuple[float, float]:
+    """``_timed_child`` of a step the bench needs: (wall seconds, peak memory MB), or
+    RuntimeError naming ``what`` and the log when the child fails."""
+    seconds, peak_mb, code = _timed_child(args, env, log, memory)
+    if code != 0:
+        raise RuntimeError(f"{what} failed (exit {code}); see {log}")
+    return seconds, peak_mb
+
+
 class _TreeMemory(threading.Thread):
     """Samples the summed PSS of a process and its descendants; keeps the peak (MB)."""
 
@@ -258,17 +268,12 @@ def _memory_probe(root: Path, state: str, month, scale: float, log: Path) -> lis
                            pii_key=env["BDT_PII_KEY"])
         scratch = root / f"memory-probe-{factor}-read-csv"
         scratch.mkdir()
-        _, read_csv_peak_mb, code = _timed_child(
+        _, read_csv_peak_mb = _run_child(
             [sys.executable, "-c", READ_CSV_IN_A_CHILD,
              json.dumps([str(path) for path in summary.files]), str(scratch)], env, log,
-            memory=True)
-        if code != 0:
-            raise RuntimeError(f"read_csv of the memory probe's files failed (exit {code}); "
-                               f"see {log}")
-        _, peak_mb, code = _timed_child(_bdt("ingest", "--settle", "0"), env, log, memory=True)
-        if code != 0:
-            raise RuntimeError(f"bdt ingest of the memory probe's partition failed (exit {code}); "
-                               f"see {log}")
+            "read_csv of the memory probe's files", memory=True)
+        _, peak_mb = _run_child(_bdt("ingest", "--settle", "0"), env, log,
+                                "bdt ingest of the memory probe's partition", memory=True)
         probe.append({"scale": scale * factor, "peak_mb": peak_mb,
                       "read_csv_peak_mb": read_csv_peak_mb,
                       "largest_partition_mb": _largest_partition_mb(home / "warehouse.duckdb")})
@@ -355,17 +360,15 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         # nothing to load, so what the ingest adds above it is the data it holds. It also
         # creates the home's Dagster instance (its empty SQLite files), so that every measured
         # ingest starts as all but a home's first one does: with an instance to open.
-        floor = _timed_child([sys.executable, "-c", INGEST_START_UP], env, log, memory=True)
-        figures.import_floor_rss_mb = floor[1]
+        _, figures.import_floor_rss_mb = _run_child(
+            [sys.executable, "-c", INGEST_START_UP], env, log, "bdt ingest's start-up alone",
+            memory=True)
         generated = root / "generated"
         # Each measure starts from this: the files, the instance, no runs.
         shutil.copytree(home, generated, symlinks=True)
         # Peak memory: an ingest of its own, sampled and not timed (see ``_timed_child``).
-        _, files_rss_mb, code = _timed_child(_bdt("ingest", "--settle", "0"), env, log,
-                                             memory=True)
-        if code != 0:
-            raise RuntimeError(f"bdt ingest of the partner files failed (exit {code}); "
-                               f"see {log}")
+        _, files_rss_mb = _run_child(_bdt("ingest", "--settle", "0"), env, log,
+                                     "bdt ingest of the partner files", memory=True)
         echo(f"  bdt ingest, partner files, memory sampled: peak {files_rss_mb:.0f} MB")
         for attempt in range(repeat):
             _restore(generated, home)
@@ -379,10 +382,8 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
             seconds, baseline_rows = _read_csv_baseline(summary.files, root)
             runs["read_csv_s"].append(seconds)
             echo(f"  DuckDB read_csv: {baseline_rows:,} rows in {seconds:.2f}s")
-            seconds, _, code = _timed_child(_bdt("ingest", "--settle", "0"), env, log)
-            if code != 0:
-                raise RuntimeError(f"bdt ingest of the partner files failed (exit {code}); "
-                                   f"see {log}")
+            seconds, _ = _run_child(_bdt("ingest", "--settle", "0"), env, log,
+                                    "bdt ingest of the partner files")
             runs["ingest_s"].append(seconds)
             echo(f"  bdt ingest, partner files: {seconds:.1f}s")
         figures.read_csv_s, figures.ingest_s, figures.ingest_vs_read_csv = _paired(
@@ -395,11 +396,9 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         # The first ingest found no database and may have left an empty one (SQLAlchemy creates
         # the file on connect): replace it with the generated one. The inbox is empty by now.
         os.replace(casemgmt_pending, load_settings(env).casemgmt_sqlite_path)
-        figures.casemgmt_ingest_s, casemgmt_rss_mb, code = _timed_child(
-            _bdt("ingest", "--settle", "0"), env, log, memory=True)
-        if code != 0:
-            raise RuntimeError(f"bdt ingest of the case-management database failed (exit {code}); "
-                               f"see {log}")
+        figures.casemgmt_ingest_s, casemgmt_rss_mb = _run_child(
+            _bdt("ingest", "--settle", "0"), env, log,
+            "bdt ingest of the case-management database", memory=True)
         figures.casemgmt_rows_per_s = figures.casemgmt_rows / figures.casemgmt_ingest_s
         echo(f"  bdt ingest, case management: {figures.casemgmt_ingest_s:.1f}s")
         figures.ingest_peak_rss_mb = max(files_rss_mb, casemgmt_rss_mb)
@@ -439,16 +438,12 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
             dbt_copy = root / "dbt_baseline.duckdb"
             shutil.copy(home / "warehouse.duckdb", dbt_copy)
             dbt_env = {**env, "BDT_WAREHOUSE_PATH": str(dbt_copy), "BDT_DBT_TARGET": "duckdb"}
-            seconds, _, code = _timed_child(
+            seconds, _ = _run_child(
                 [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR),
                  "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path",
-                 str(root / f"dbt_target_{attempt}")], dbt_env, log)
-            if code != 0:
-                raise RuntimeError(f"plain dbt build failed (exit {code}); see {log}")
+                 str(root / f"dbt_target_{attempt}")], dbt_env, log, "plain dbt build")
             runs["dbt_build_s"].append(seconds)
-            seconds, _, code = _timed_child(_bdt("build"), env, log)
-            if code != 0:
-                raise RuntimeError(f"bdt build failed (exit {code}); see {log}")
+            seconds, _ = _run_child(_bdt("build"), env, log, "bdt build")
             runs["build_s"].append(seconds)
             if repeat > 1:
                 echo(f"  build pair {attempt + 1}/{repeat}: bdt build {seconds:.1f}s, plain dbt "
@@ -487,10 +482,8 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
 
 def _explain_figure(home: Path, env: dict[str, str], log: Path, state: str, month) -> float:
     """Rebuild one partition (a second materialization), then time explain in-process."""
-    _, _, code = _timed_child(_bdt("build", "--states", state, "--months", f"{month:%Y-%m}"), env,
-                              log)
-    if code != 0:
-        raise RuntimeError(f"bdt build for one partition failed; see {log}")
+    _run_child(_bdt("build", "--states", state, "--months", f"{month:%Y-%m}"), env, log,
+               "bdt build for one partition")
     script = (
         "import time, os\n"
         "from bdt_platform.runs import quiet_warnings; quiet_warnings()\n"
