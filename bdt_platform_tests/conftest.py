@@ -26,6 +26,24 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def read_ahead():
+    """Makes read-aheads (``prefetch.Prefetch``) that read in the test's own process, and
+    closes them after the test, passed or failed (with them goes their folder of spilled rows,
+    which a failed test would otherwise leave in the temporary folder)."""
+    from bdt_platform.feeds import prefetch, workers
+
+    made = []
+
+    def make():
+        made.append(prefetch.Prefetch(workers.ChunkRunner(0)))
+        return made[-1]
+
+    yield make
+    for ahead in made:
+        ahead.close()
+
+
+@pytest.fixture
 def platform(settings: Settings):
     """(settings, definitions, instance) over a fresh home."""
     from bdt_platform.definitions import build_definitions

@@ -136,13 +136,14 @@ def test_a_chunk_of_small_and_big_files_stages_every_file_in_order(monkeypatch, 
     assert os.listdir(tmp_path) == []
 
 
-def test_files_read_ahead_keep_their_spilled_rows_until_the_run_takes_them(monkeypatch):
+def test_files_read_ahead_keep_their_spilled_rows_until_the_run_takes_them(monkeypatch,
+                                                                             read_ahead):
     """A big file read ahead of the run (``prefetch``) waits spilled in the read-ahead's own
     folder; the run's chunk gathers it with the others, and ``close`` removes the folder."""
     _sliced(monkeypatch)
     files = [(bf.filename(feed, STATE, MONTH), bf.good_file(feed, STATE, MONTH), STATE, MONTH)
              for feed in ("outcomes",)]
-    ahead = prefetch.Prefetch(workers.ChunkRunner(0))
+    ahead = read_ahead()
     ahead.send("outcomes", files, bf.TOKEN_KEY)
     assert len(os.listdir(ahead.spill_dir)) == 1
     gathered = prefetch.Gathered([ahead.take("outcomes", *files[0], bf.TOKEN_KEY)]).result()

@@ -30,9 +30,9 @@ def _files() -> list[tuple[str, bytes, str, dt.date]]:
              "NY", MONTH)]
 
 
-def test_a_result_is_taken_once_and_only_for_the_same_bytes_and_key():
+def test_a_result_is_taken_once_and_only_for_the_same_bytes_and_key(read_ahead):
     files = _files()
-    ahead = prefetch.Prefetch(workers.ChunkRunner(0))
+    ahead = read_ahead()
     ahead.send("eligibility", files, KEY)
     name, data, state, month = files[0]
     assert ahead.take("eligibility", name, data, state, month, "another key") is None
@@ -44,16 +44,15 @@ def test_a_result_is_taken_once_and_only_for_the_same_bytes_and_key():
     assert ahead.take("eligibility", name, data + b"\n", state, month, KEY) is None  # changed
     assert ahead.take("eligibility", name, data, state, month, KEY) is None  # stale: dropped
     assert (ahead.sent, ahead.taken) == (3, 1)
-    ahead.close()  # (and its folder for big files' rows)
 
 
-def test_gathered_files_read_as_one_chunk_would():
+def test_gathered_files_read_as_one_chunk_would(read_ahead):
     """Files read ahead in other chunks, gathered in another order, give what
     ``prepare_files`` gives for that chunk: verdicts, rows and the typed table."""
     files = _files()
     other = (bf.filename("eligibility", "OH", MONTH), bf.good_file("eligibility", "OH", MONTH),
              "OH", MONTH)
-    ahead = prefetch.Prefetch(workers.ChunkRunner(0))
+    ahead = read_ahead()
     ahead.send("eligibility", files, KEY)
     ahead.send("eligibility", [other], KEY)
     order = [other, files[2], files[1], files[0]]
@@ -65,7 +64,6 @@ def test_gathered_files_read_as_one_chunk_would():
     assert str(gathered.verdicts[2]) == str(direct.verdicts[2])
     assert gathered.rows == direct.rows and len(gathered.rows) == 3
     assert gathered.table.equals(direct.table)
-    ahead.close()
 
 
 def _sent(ahead) -> list[str]:
