@@ -1,8 +1,10 @@
-"""The ``bdt`` command: generate, ingest, build, demo and ui (interfaces.md)."""
+"""The ``bdt`` command: generate, ingest, build, demo, partners, quarantine and ui
+(interfaces.md)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import os
 import subprocess
@@ -120,6 +122,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         from bdt_platform.inbox.base import InboxUnavailable
         from bdt_platform.inbox.folder import FolderInbox
         from bdt_platform.inbox.ingest import ingest
+        from bdt_platform.inbox.partners import RegistryError
         from bdt_platform.runs import instance_for
     try:
         with _start_up():
@@ -140,6 +143,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             _echo(f"read ahead: {ahead.taken} of {ahead.sent} file(s) used by the run")
     except InboxUnavailable as exc:
         _echo(f"bdt ingest: inbox unavailable: {exc}")
+        return EXIT_USAGE
+    except RegistryError as exc:
+        print(f"bdt ingest: partner registry: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         prefetch.stop()
@@ -213,6 +219,195 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         metadata={"explanation": dg.MetadataValue.md(markdown),
                   "compared_runs": f"{explanation.before.run_id} -> {explanation.after.run_id}"}))
     return EXIT_OK
+
+
+# -- bdt partners ---------------------------------------------------------------------------------
+
+def _refuse(command: str, message: object) -> int:
+    """Bad usage or configuration: one line on stderr, exit 2."""
+    print(f"bdt {command}: {' '.join(str(message).split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _registry_in_force(settings: Settings) -> str:
+    from bdt_platform.inbox.partners import DEFAULT_REGISTRY
+
+    if settings.partners_path.resolve() == DEFAULT_REGISTRY.resolve():
+        return (f"{settings.partners_path} (the registry shipped with the project; BDT_PARTNERS "
+                "is unset)")
+    return f"{settings.partners_path} (BDT_PARTNERS)"
+
+
+def _missing_hint(path: Path) -> str:
+    return ("" if path.exists() else
+            "; bdt partners add creates it from the shipped default")
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
+    """Left-aligned columns; the last one is not padded."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]).rstrip()
+            for row in [header, *rows]]
+
+
+def cmd_partners_list(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.inbox.partners import RegistryError, load_registry
+
+    try:
+        registry = load_registry(settings.partners_path)
+    except RegistryError as exc:
+        return _refuse("partners list", f"{exc}{_missing_hint(settings.partners_path)}")
+    _echo(f"partner registry: {_registry_in_force(settings)}")
+    rows = [(p.name, ",".join(p.feeds), p.states_text, p.description) for p in registry.partners]
+    for line in _table(rows, ("name", "feeds", "states", "description")):
+        _echo(line)
+    _echo(f"{len(rows)} partner(s)")
+    return EXIT_OK
+
+
+def _partner_states(spec: str | None) -> list[str] | None:
+    """``--states``: None (every state) when not given or ``all``; else the codes as typed,
+    upper-cased (the registry checks them)."""
+    if spec is None or spec.strip().lower() == "all":
+        return None
+    return [code.strip().upper() for code in spec.split(",") if code.strip()]
+
+
+def cmd_partners_add(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.inbox.partners import DEFAULT_REGISTRY, RegistryError, add_partner, \
+        parse_registry
+
+    path = settings.partners_path
+    feeds = list(dict.fromkeys(f.strip() for spec in args.feed for f in spec.split(",")
+                               if f.strip()))
+    states = _partner_states(args.states)
+    source = path if path.exists() else DEFAULT_REGISTRY
+    try:
+        current = parse_registry(source.read_text(encoding="utf-8"), str(source))
+        existing = current.get(args.name)
+        if existing is not None and args.states is None:
+            # Extending a partner without --states keeps its states (a state agency given
+            # another feed must not start sending it for every state); --states all widens.
+            states = None if existing.states is None else sorted(existing.states)
+        if (path.exists() and existing is not None and set(feeds) <= set(existing.feeds)
+                and (existing.states is None
+                     or (states is not None and set(states) <= existing.states))
+                and args.description in (None, existing.description)):
+            _echo(f"partner {existing.name} is already registered for "
+                  f"{','.join(existing.feeds)} in {existing.states_text}; {path} unchanged")
+            return EXIT_OK
+        partner, is_new = add_partner(path, args.name, feeds, states, args.description)
+    except RegistryError as exc:
+        return _refuse("partners add", exc)
+    except OSError as exc:
+        return _refuse("partners add", f"cannot write the partner registry {path}: "
+                                       f"{exc.strerror or exc}")
+    _echo(f"{'added' if is_new else 'extended'} partner {partner.name}: feeds "
+          f"{','.join(partner.feeds)}; states {partner.states_text}")
+    created = " (created from the shipped default)" if source != path else ""
+    _echo(f"wrote {_registry_in_force(settings)}{created}")
+    if path.resolve() == DEFAULT_REGISTRY.resolve():
+        _echo("  this is the project's own registry: review the change and commit it, or set "
+              "BDT_PARTNERS to a registry file of your own")
+    _echo(f"its files (inbox folder {partner.name}/) load from the next bdt ingest or sensor "
+          "tick; files of it already quarantined: bdt quarantine list, then bdt quarantine "
+          "release FILE")
+    return EXIT_OK
+
+
+def cmd_partners_check(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.inbox.partners import RegistryError, parse_registry
+
+    path = Path(args.file) if args.file else settings.partners_path
+    try:
+        registry = parse_registry(path.read_text(encoding="utf-8"), str(path))
+    except RegistryError as exc:
+        return _refuse("partners check", exc)
+    except FileNotFoundError:
+        return _refuse("partners check", f"{path}: partner registry not found"
+                                         f"{_missing_hint(path)}")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _refuse("partners check", f"{path}: cannot read it: {exc}")
+    _echo(f"ok: {len(registry.partners)} partners in {path}")
+    return EXIT_OK
+
+
+# -- bdt quarantine -------------------------------------------------------------------------------
+
+def _lake(settings: Settings):
+    _quiet_dagster()
+    from bdt_platform.resources import build_resources
+
+    return build_resources(settings, dbt=False)["lake"]
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
+    from bdt_platform.inbox.quarantine import QUARANTINE, list_quarantined
+
+    lake = _lake(settings)
+    entries = list_quarantined(lake)
+    if not entries:
+        _echo(f"no quarantined files (in {lake.path(QUARANTINE)})")
+        return EXIT_OK
+    _echo(f"{len(entries)} quarantined file(s) in {lake.path(QUARANTINE)}, newest first:")
+    rows = [((e.rejected_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+              if e.rejected_at else "?"), e.partner, e.feed or "-", ",".join(e.rules) or "-",
+             e.lake_path, e.summary if args.full else _short(e.summary, args.width))
+            for e in entries]
+    for line in _table(rows, ("rejected", "partner", "feed", "rule", "file", "reason")):
+        _echo(line)
+    _echo("each file's full reason (rules, columns, example rows) is in <file>.reason.json; "
+          "after fixing the registry or the contract: bdt quarantine release FILE")
+    return EXIT_OK
+
+
+def cmd_quarantine_release(args: argparse.Namespace, settings: Settings) -> int:
+    with _start_up():
+        _quiet_dagster()
+        from bdt_platform.inbox.base import InboxUnavailable
+        from bdt_platform.inbox.partners import RegistryError
+        from bdt_platform.inbox.quarantine import QuarantineError, release
+        from bdt_platform.runs import instance_for
+
+        defs = _definitions(settings, feeds_only=True)
+        instance = instance_for(settings)
+    resources = defs.resources
+    try:
+        result = release(defs, instance, resources["inbox"], resources["lake"],
+                         resources["warehouse"], args.file, echo=_echo)
+    except QuarantineError as exc:
+        return _refuse("quarantine release", exc)
+    except InboxUnavailable as exc:
+        return _refuse("quarantine release", f"inbox unavailable: {exc}")
+    except RegistryError as exc:
+        return _refuse("quarantine release", f"partner registry: {exc}")
+    finally:
+        instance.dispose()
+    was = result.released
+    if result.status == "loaded":
+        _echo(f"loaded {was.lake_path}: {result.detail} [{result.partition}]")
+        if result.removed:
+            _echo(f"removed {' and '.join(result.removed)} (the lake archive holds the file)")
+        return EXIT_OK
+    if result.status == "quarantined":
+        again = result.quarantined
+        _echo(f"still rejected: {again.lake_path} (new reason in lake/{again.reason_path}):")
+        _echo(f"  {again.summary}")
+        for failure in again.failures:
+            if len(again.failures) == 1 and " ".join(
+                    str(failure.get("message", "")).split()) == again.summary:
+                break  # the summary said it all
+            column = f" [{failure.get('column')}]" if failure.get("column") else ""
+            count = f" ({failure.get('count')} row(s))" if failure.get("count") else ""
+            _echo(f"  - {failure.get('rule')}{column}{count}: "
+                  f"{' '.join(str(failure.get('message', '')).split())}")
+        return EXIT_FAILED
+    _echo(f"not released: {result.detail}; {was.lake_path} stays in quarantine")
+    return EXIT_FAILED
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -303,6 +498,76 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--as-of", dest="as_of", help="rebuild the partition as it was at this "
                          "time from the archived files and check it equals the number recorded then")
     explain.set_defaults(handler=cmd_explain)
+
+    partners = commands.add_parser(
+        "partners", help="show, extend and validate the partner registry (who may send which "
+        "feed for which states)",
+        description="The partner registry in force: BDT_PARTNERS, or the registry shipped with "
+        "the project when it is unset. A file from a partner, feed or state it does not list is "
+        "quarantined. Exit 2 for an invalid name, feed, state or registry (the registry is then "
+        "left as it was).")
+    partner_commands = partners.add_subparsers(dest="partners_command", required=True,
+                                               metavar="SUBCOMMAND")
+    partners_list = partner_commands.add_parser(
+        "list", help="the registry in force and its partners",
+        description="Print the registry file in force, then one line per partner: name, feeds, "
+        "states (or all) and description.")
+    partners_list.set_defaults(handler=cmd_partners_list)
+    partners_add = partner_commands.add_parser(
+        "add", help="register a partner, or extend one (writes the registry in force)",
+        description="Register NAME for the feeds and states given, in the registry in force "
+        "(BDT_PARTNERS, created from the shipped default when the file does not exist yet; "
+        "unset: the project's own registry file). A partner already registered is extended: "
+        "the feeds and states given are added to its own (without --states it keeps its "
+        "states). The file is validated before it is "
+        "replaced, so a refused change leaves it as it was.",
+        epilog="example: bdt partners add njhealth --feed eligibility --feed outcomes "
+        "--states NJ --description 'NJ Dept. of Health (contact: data@nj.example)'")
+    partners_add.add_argument("name", metavar="NAME", help="lower-case letters and digits: its "
+                              "inbox folder and the first part of its file names")
+    partners_add.add_argument("--feed", action="append", required=True, metavar="FEED",
+                              help="a feed it may send: eligibility, outcomes, mailreturns or "
+                              "nudges (repeat, or comma-separate, for several)")
+    partners_add.add_argument("--states", metavar="PA,NJ",
+                              help="the states it may send for, or all (default: all states "
+                              "for a new partner; a partner already registered keeps its own)")
+    partners_add.add_argument("--description", metavar="TEXT",
+                              help="who they are and who to call (kept when not given)")
+    partners_add.set_defaults(handler=cmd_partners_add)
+    partners_check = partner_commands.add_parser(
+        "check", help="validate a registry file (default: the one in force)",
+        description="Read FILE (default: the registry in force) and print 'ok: N partners', or "
+        "the first rule it breaks with its file and line (exit 2).")
+    partners_check.add_argument("file", nargs="?", metavar="FILE",
+                                help="a registry file (default: BDT_PARTNERS or the shipped one)")
+    partners_check.set_defaults(handler=cmd_partners_check)
+
+    quarantine = commands.add_parser(
+        "quarantine", help="the quarantined files and their reasons; process one again",
+        description="Files refused at the inbox (naming contract, partner registry) or by the "
+        "data contract are kept byte for byte in lake/quarantine/<partner>/ with "
+        "<file>.reason.json beside them.")
+    quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True,
+                                                    metavar="SUBCOMMAND")
+    quarantine_list = quarantine_commands.add_parser(
+        "list", help="every quarantined file with its reason, newest first",
+        description="One line per quarantined file: when it was rejected, its partner folder, "
+        "feed, rule(s), lake path and reason.")
+    quarantine_list.add_argument("--full", action="store_true",
+                                 help="print each reason whole (default: shortened)")
+    quarantine_list.add_argument("--width", type=int, default=100, help=argparse.SUPPRESS)
+    quarantine_list.set_defaults(handler=cmd_quarantine_list)
+    quarantine_release = quarantine_commands.add_parser(
+        "release", help="process a quarantined file again (after a registry or contract change)",
+        description="Put the quarantined file back into the inbox as <partner>/<original name> "
+        "with its arrival time, and land it now as bdt ingest would. Loaded: the quarantine "
+        "copy and its reason file are removed (the lake archive holds the file), exit 0. "
+        "Rejected again: the new reason is written beside the copy and printed, exit 1. Exit 2 "
+        "for an unknown or ambiguous FILE.")
+    quarantine_release.add_argument(
+        "file", metavar="FILE", help="its lake path as bdt quarantine list shows it "
+        "(quarantine/<partner>/<file>), or its file name if only one quarantined file has it")
+    quarantine_release.set_defaults(handler=cmd_quarantine_release)
 
     from bdt_platform.bench.platform_bench import __doc__ as bench_doc, add_arguments
 

@@ -1,7 +1,8 @@
 """Turns :class:`~bdt_platform.settings.Settings` into resources, per environment.
 
 Both environments return the same keys, so asset code never knows where it runs:
-``inbox``, ``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``, ``dbt``, and the IO manager
+``inbox``, ``partners`` (the registry), ``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``,
+``dbt``, and the IO manager
 ``lake_io_manager`` (Parquet in the lake). Prod: the lake in GCS (gcsfs), the warehouse in BigQuery,
 dbt on its bigquery target; ``STORAGE_EMULATOR_HOST``/``BIGQUERY_EMULATOR_HOST`` point both at
 emulators.
@@ -15,6 +16,7 @@ import dagster as dg
 
 from bdt_platform.feeds.casemgmt import CaseManagementDatabase
 from bdt_platform.inbox.folder import FolderInbox
+from bdt_platform.inbox.partners import PartnerRegistryResource
 from bdt_platform.inbox.sftp import SftpInbox, parse_sftp_url, sibling_folder
 from bdt_platform.outbox.base import FolderOutbox
 from bdt_platform.outbox.sftp import SftpOutbox
@@ -76,6 +78,7 @@ def _pii(settings: Settings) -> PiiKeyResource:
 def _local(settings: Settings) -> dict:
     return {
         "inbox": build_inbox(settings),
+        "partners": PartnerRegistryResource(path=str(settings.partners_path)),
         "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake),
         "lake_io_manager": LakeIOManager(root=settings.lake),
@@ -98,6 +101,7 @@ def _prod(settings: Settings) -> dict:
     options = _lake_storage_options(settings)
     return {
         "inbox": build_inbox(settings),
+        "partners": PartnerRegistryResource(path=str(settings.partners_path)),
         "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake, storage_options=options),
         "lake_io_manager": LakeIOManager(root=settings.lake, storage_options=options),

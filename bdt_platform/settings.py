@@ -20,6 +20,10 @@ ENVIRONMENTS = ("local", "prod")
 DEFAULT_BQ_MAX_BYTES_BILLED = 100 * 1024**3
 
 
+#: The partner registry shipped with the project (``inbox/partners.py`` reads it).
+DEFAULT_PARTNERS = Path(__file__).resolve().parent / "inbox" / "partners.yaml"
+
+
 class SettingsError(ValueError):
     """A missing or invalid setting; the message is one line naming the variable."""
 
@@ -49,6 +53,8 @@ class Settings:
     storage_emulator_host: str | None = None
     bigquery_emulator_host: str | None = None
     dbt_project_dir: Path = Path(__file__).resolve().parents[1] / "dbt_project"
+    # The partner registry in force (BDT_PARTNERS): who may send which feed for which states.
+    partners_path: Path = DEFAULT_PARTNERS
 
     @property
     def dbt_target(self) -> str:
@@ -154,4 +160,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bigquery_emulator_host=_endpoint(environ.get("BIGQUERY_EMULATOR_HOST")),
         **({"dbt_project_dir": Path(environ["BDT_DBT_PROJECT_DIR"]).absolute()}
            if environ.get("BDT_DBT_PROJECT_DIR") else {}),
+        **({"partners_path": Path(environ["BDT_PARTNERS"]).expanduser().absolute()}
+           if environ.get("BDT_PARTNERS") else {}),
     )

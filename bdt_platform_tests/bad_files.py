@@ -19,7 +19,8 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bdt_platform.feeds.filenames import FEED_PARTNER, drop_filename
+from bdt_platform.feeds.filenames import drop_filename
+from bdt_platform.synthetic.partners import feed_partners
 from bdt_platform.feeds.specs import FILE_FEED_SPECS
 from bdt_platform.partitions import STATES, add_months
 from bdt_platform.pii import person_token
@@ -167,7 +168,12 @@ def good_file(feed: str, state: str, month: dt.date, gz: bool = False) -> bytes:
 
 
 def filename(feed: str, state: str, month: dt.date, gz: bool = False) -> str:
-    return drop_filename(FEED_PARTNER[feed], state, month, feed, gzip=gz)
+    return drop_filename(partner(feed, state), state, month, feed, gzip=gz)
+
+
+def partner(feed: str, state: str) -> str:
+    """The partner a test drop of ``feed`` for ``state`` comes from (its main synthetic sender)."""
+    return feed_partners(feed, state)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,9 +199,8 @@ class Case:
     def filename(self, state: str, month: dt.date) -> str:
         return filename(self.feed, state, month, self.gz)
 
-    @property
-    def partner(self) -> str:
-        return FEED_PARTNER[self.feed]
+    def partner(self, state: str) -> str:
+        return partner(self.feed, state)
 
 
 def rows_case(id: str, feed: str, rule: str, column: str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -18,6 +19,28 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 def make_settings(home: Path, **extra: str) -> Settings:
     return load_settings({"BDT_HOME": str(home), "BDT_PII_KEY": TEST_PII_KEY, **extra})
+
+
+def cli_environment(monkeypatch, home: Path, partners: Path) -> None:
+    """The process environment of a ``bdt`` command run in-process (``cli.main``): only this
+    home (and its Dagster instance) and the partner registry ``partners``."""
+    for name in list(os.environ):
+        if name.startswith(("BDT_", "DAGSTER_")):
+            monkeypatch.delenv(name)
+    for name, value in {"BDT_HOME": str(home), "BDT_PII_KEY": TEST_PII_KEY,
+                        "DAGSTER_HOME": str(home / "dagster"),
+                        "BDT_PARTNERS": str(partners)}.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real SFTP server (asyncssh) on 127.0.0.1 for one test."""
+    from .sftp_server import start_server
+
+    running = start_server(tmp_path / "sftp")
+    yield running
+    running.close()
 
 
 @pytest.fixture

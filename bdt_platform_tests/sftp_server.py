@@ -109,6 +109,13 @@ class SftpTestServer:
     def url(self, path: str = "/inbox") -> str:
         return f"sftp://{self.username}@127.0.0.1:{self.port}{path}"
 
+    def inbox(self, path: str = "/inbox"):
+        """An ``SftpInbox`` on this server, with the client key and known_hosts it trusts."""
+        from bdt_platform.inbox.sftp import SftpInbox
+
+        return SftpInbox.from_url(self.url(path), str(self.client_key_file),
+                                  str(self.known_hosts_file))
+
     def environ(self, path: str = "/inbox") -> dict[str, str]:
         """The variables that point the platform at this server."""
         return {"BDT_INBOX": self.url(path), "BDT_SFTP_KEY": str(self.client_key_file),

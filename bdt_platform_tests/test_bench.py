@@ -53,7 +53,7 @@ def test_bench_produces_every_figure(tmp_path):
             (large[peak] - small[peak])
             / (large["largest_partition_mb"] - small["largest_partition_mb"]))
     assert "smaller sizes: scale 20 -> 80" in result.stdout
-    assert figures["partitions"] == 4 and figures["files"] == 16
+    assert figures["partitions"] == 4 and figures["files"] == 20
     # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
     # step covers all four partitions with one rectangle.
     # Two ingests, one run each: the partner files alone (what read_csv is compared with),

@@ -229,7 +229,7 @@ def test_a_big_file_read_in_a_worker_is_loaded_from_its_spill(tmp_path):
     with dg.build_asset_context() as context, workers.chunk_runner(1) as runner, \
             warehouse.batch() as batch:
         loader = file_assets._ChunkLoader(
-            context, ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]), "statehhs",
+            context, ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
             LakeResource(root=str(tmp_path / "lake")), FeedLoadReport("outcomes"),
             bf.TOKEN_KEY, runner, spill_dir=str(spill_dir))
         loader.add(file_assets._Incoming(

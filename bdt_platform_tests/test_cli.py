@@ -56,7 +56,9 @@ def test_generate_then_ingest_prints_one_line_per_file(tmp_path):
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     lines = [line for line in ingested.stdout.splitlines() if line.startswith("loaded ")]
     files = [line for line in lines if ".csv" in line]
-    assert len(files) == 4  # eligibility, outcomes, mailreturns, nudges for PA 2024-01
+    # eligibility (from the state agency and the community partner), outcomes, mailreturns and
+    # nudges for PA 2024-01
+    assert len(files) == 5
     assert all("[2024-01-01|PA]" in line and "rows into raw." in line for line in files)
     again = _run([str(BIN / "bdt"), "ingest", "--settle", "0"], tmp_path)
     assert again.returncode == 0 and "nothing new in the inbox" in again.stdout
@@ -79,7 +81,7 @@ def test_ingest_lands_files_without_importing_dbt(tmp_path):
               "sys.exit(code)\n")
     ingested = _run([sys.executable, "-c", script], tmp_path, PYTHONWARNINGS="default")
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
-    assert "4 file(s) loaded" in ingested.stdout and "rows into raw.clients" in ingested.stdout
+    assert "5 file(s) loaded" in ingested.stdout and "rows into raw.clients" in ingested.stdout
     assert "IMPORTED []" in ingested.stdout
     # The start-up's objects (Dagster, definitions, instance) are frozen out of the garbage
     # collector's full passes, and collection is on again for the run.
@@ -88,7 +90,7 @@ def test_ingest_lands_files_without_importing_dbt(tmp_path):
 
 
 def test_ingest_reads_the_inbox_ahead_of_its_run(tmp_path):
-    """With workers (here forced for 8 files), ``bdt ingest`` starts sending the inbox's files
+    """With workers (here forced for 10 files), ``bdt ingest`` starts sending the inbox's files
     to them before it opens the instance and starts the run, says so, and the run takes them
     all."""
     generated = _run([str(BIN / "bdt"), "generate", "--states", "PA", "--months",
@@ -102,8 +104,8 @@ def test_ingest_reads_the_inbox_ahead_of_its_run(tmp_path):
     ingested = _run([sys.executable, "-c", script], tmp_path)
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     assert "reading the inbox ahead of the run in 2 worker process(es)" in ingested.stdout
-    assert "read ahead: 8 of 8 file(s) used by the run" in ingested.stdout
-    assert "8 file(s) loaded, 0 quarantined" in ingested.stdout
+    assert "read ahead: 10 of 10 file(s) used by the run" in ingested.stdout
+    assert "10 file(s) loaded, 0 quarantined" in ingested.stdout
 
 
 def test_the_console_script_exits_without_collecting_what_the_command_left(tmp_path):

@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 
 from bdt_platform import partitions as parts
-from bdt_platform.feeds.filenames import FEED_PARTNER, drop_filename
+from bdt_platform.feeds.filenames import drop_filename
+from bdt_platform.synthetic.partners import feed_partners
 from bdt_platform.inbox.ingest import ingest
+from bdt_platform.pii import person_tokens
 from bdt_platform.runs import instance_for, run_rectangles
 from bdt_platform.synthetic import generate
 from bdt_platform.warehouse.build import build
@@ -54,8 +56,9 @@ def world(tmp_path_factory):
     instance.dispose()
 
 
-def _file(originals, feed, state, month) -> pd.DataFrame:
-    name = drop_filename(FEED_PARTNER[feed], state, month, feed, gzip=feed == "nudges")
+def _file(originals, feed, state, month, partner: str | None = None) -> pd.DataFrame:
+    partner = partner or feed_partners(feed, state)[0]
+    name = drop_filename(partner, state, month, feed, gzip=feed == "nudges")
     data = originals[name]
     if name.endswith(".gz"):
         data = gzip.decompress(data)
@@ -80,8 +83,12 @@ def _expected_report(world) -> pd.DataFrame:
             approved = outcomes[outcomes["decision"] == "approved"]
             denied = outcomes[outcomes["decision"] == "denied"]
             decided = len(approved) + len(denied)
+            eligible = pd.concat([_file(world["originals"], "eligibility", state, month, partner)
+                                  for partner in feed_partners("eligibility", state)])
             rows.append({
                 "state": state, "month": month,
+                "people_eligible": len(set(person_tokens(eligible.reset_index(drop=True),
+                                                        world["settings"].pii_key))),
                 "pieces_mailed": len(mail),
                 "people_nudged": nudges.loc[nudges["event_type"] == "sent", "recipient_key"].nunique(),
                 "calls": int(((calls["state"] == state) & calls["started_at"].str.startswith(prefix)).sum()),
@@ -98,7 +105,9 @@ def test_ingest_lands_every_file_in_few_runs(world):
     ingested = world["ingested"]
     assert ingested.exit_code == 0, world["lines"]
     loaded = [f for f in ingested.files if f.status == "loaded"]
-    assert len(loaded) == len(STATES) * len(MONTHS) * len(FEEDS)
+    # Every file of every partner: eligibility comes from two partners (the state agency and the
+    # community partner), each other feed from one.
+    assert len(loaded) == len(world["originals"]) == len(STATES) * len(MONTHS) * (len(FEEDS) + 1)
     # One run for every new file and one for the case-management extract, whatever the number
     # of partitions (NJ and PA are not even adjacent in the state order).
     assert len(ingested.runs) == 2
@@ -147,12 +156,20 @@ def test_feed_materializations_record_provenance(world):
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
     metadata = records[0].asset_materialization.metadata
-    name = drop_filename("communitycare", "PA", MONTHS[1], "eligibility")
-    assert metadata["source_file"].value == name
-    assert metadata["source_sha256"].value == hashlib.sha256(world["originals"][name]).hexdigest()
-    assert metadata["source_size_bytes"].value == len(world["originals"][name])
-    assert metadata["dagster/row_count"].value == len(
-        _file(world["originals"], "eligibility", "PA", MONTHS[1]))
+    # The partition holds two partners' files: each is listed with its checksum and rows, and
+    # the partition's row count is theirs together.
+    sources = {source["partner"]: source for source in metadata["sources"].value}
+    assert sorted(sources) == sorted(feed_partners("eligibility", "PA"))
+    for partner, source in sources.items():
+        name = drop_filename(partner, "PA", MONTHS[1], "eligibility")
+        assert source["file"] == name
+        assert source["sha256"] == hashlib.sha256(world["originals"][name]).hexdigest()
+        assert source["size_bytes"] == len(world["originals"][name])
+        assert source["rows"] == len(_file(world["originals"], "eligibility", "PA", MONTHS[1],
+                                           partner))
+        assert source["archive_path"].endswith(name) and source["received_at"]
+    assert metadata["dagster/row_count"].value == sum(s["rows"] for s in sources.values())
+    assert metadata["partners"].value == ", ".join(sorted(sources))
     assert metadata["code_version"].value and metadata["source_received_at"].value
 
 
@@ -162,7 +179,10 @@ def test_report_matches_independent_computation(world):
     report["month"] = pd.to_datetime(report["month"]).dt.date
     expected = _expected_report(world)
     assert len(report) == len(expected) == 4
-    for column in ["pieces_mailed", "people_nudged", "calls", "applications", "approvals"]:
+    # people_eligible counts distinct people across the two partners' eligibility files (some
+    # people are in both): fewer than their rows together.
+    for column in ["people_eligible", "pieces_mailed", "people_nudged", "calls", "applications",
+                   "approvals"]:
         assert report[column].tolist() == expected[column].tolist(), column
     assert report["benefit_usd_monthly"].round(2).tolist() == expected["benefit_usd_monthly"].tolist()
     assert report["approval_rate"].round(9).tolist() == expected["approval_rate"].astype(float).round(9).tolist()

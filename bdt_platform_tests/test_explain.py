@@ -17,7 +17,6 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from bdt_platform import partitions as parts
 from bdt_platform.explain.engine import ExplainError, explain
 from bdt_platform.explain.render import to_markdown
 from bdt_platform.explain.reproduce import reproduce
@@ -89,8 +88,8 @@ def world(tmp_path_factory):
     world.build(JAN)
     world.build(FEB)
     world.first_build = time.time()
-    world.original_feb_outcomes = (world.inbox / "processed" / "statehhs" /
-                                   "statehhs_PA_202402_outcomes.csv").read_text()
+    world.original_feb_outcomes = (world.inbox / "processed" / "paagency" /
+                                   "paagency_PA_202402_outcomes.csv").read_text()
     world.root = root
     yield world
     world.instance.dispose()
@@ -130,7 +129,7 @@ def test_resent_outcomes_file_with_corrections(world):
     corrected.loc[denied, "monthly_benefit_usd"] = "123.45"
     world.before_resend = time.time()
     before_numbers = world.report(FEB)
-    _drop(world, "statehhs", "statehhs_PA_202402_outcomes.csv", corrected.to_csv(index=False))
+    _drop(world, "paagency", "paagency_PA_202402_outcomes.csv", corrected.to_csv(index=False))
     assert world.ingest().exit_code == 0
     world.build(FEB)
     assert world.report(FEB)["approvals"] == before_numbers["approvals"] - 1
@@ -139,7 +138,7 @@ def test_resent_outcomes_file_with_corrections(world):
     by_metric = {rows.metric: rows for rows in e.rows}
     rows = by_metric["approvals"]
     [cause] = rows.causes
-    assert cause.label.startswith("re-sent file statehhs_PA_202402_outcomes.csv")
+    assert cause.label.startswith("re-sent file paagency_PA_202402_outcomes.csv")
     key = lambda i: f"{corrected.loc[i, 'application_id']}:{corrected.loc[i, 'program']}"
     assert sorted(cause.left) == sorted(key(i) for i in approved)
     assert cause.entered == [key(i) for i in denied]
@@ -147,15 +146,16 @@ def test_resent_outcomes_file_with_corrections(world):
     benefit = by_metric["benefit_usd_monthly"]
     assert sum(c.amount for c in benefit.causes) == pytest.approx(benefit.total)
     outcomes = next(u for u in e.upstream if u.key == dg.AssetKey(["raw", "outcomes"]))
-    assert outcomes.before.source["sha256"] != outcomes.after.source["sha256"]
+    assert outcomes.before.sources["paagency"]["sha256"] != outcomes.after.sources["paagency"]["sha256"]
+    assert [partner for partner, *_ in outcomes.file_changes] == ["paagency"]
     text = to_markdown(e)
-    assert "statehhs_PA_202402_outcomes.csv" in text and key(denied[0]) in text
+    assert "paagency_PA_202402_outcomes.csv" in text and key(denied[0]) in text
 
 
 def test_bad_resend_is_quarantined_and_the_number_holds(world):
     before_numbers = world.report(FEB)
     broken = world.original_feb_outcomes.replace("approved", "APPROVED??", 1)
-    _drop(world, "statehhs", "statehhs_PA_202402_outcomes.csv", broken)
+    _drop(world, "paagency", "paagency_PA_202402_outcomes.csv", broken)
     assert world.ingest().exit_code == 1
     world.build(FEB)
     assert world.report(FEB)["approvals"] == before_numbers["approvals"]
@@ -163,9 +163,44 @@ def test_bad_resend_is_quarantined_and_the_number_holds(world):
     e = world.explain(FEB)
     assert not any(m.changed for m in e.metrics)
     assert not e.rows
-    assert [item["file"] for item in e.rejected_files] == ["statehhs_PA_202402_outcomes.csv"]
+    assert [item["file"] for item in e.rejected_files] == ["paagency_PA_202402_outcomes.csv"]
     text = to_markdown(e)
     assert "quarantined" in text and "kept its previous rows" in text
+
+
+def test_resent_file_of_one_partner_is_named_with_its_partner_and_the_other_kept(world):
+    """January's eligibility holds two partners' files; the community partner re-sends its own
+    (one person fewer). Explain names that partner's file before and after, and the state
+    agency's file as unchanged; the report counts distinct people across both."""
+    name = "communitycare_PA_202401_eligibility.csv"
+    original = (world.inbox / "processed" / "communitycare" / name).read_text()
+    lines = original.splitlines(keepends=True)
+    before_numbers = world.report(JAN)
+    agency_rows = world.resources["warehouse"].query(
+        "SELECT * FROM raw.eligibility WHERE month = ? AND _partner = 'paagency' ORDER BY ALL",
+        [JAN])
+    _drop(world, "communitycare", name, "".join(lines[:-1]))
+    assert world.ingest().exit_code == 0
+    world.build(JAN)
+    after_agency = world.resources["warehouse"].query(
+        "SELECT * FROM raw.eligibility WHERE month = ? AND _partner = 'paagency' ORDER BY ALL",
+        [JAN])
+    assert after_agency.equals(agency_rows)  # the other partner's rows were not touched
+    counts = world.resources["warehouse"].query(
+        "SELECT _partner, count(*) AS n FROM raw.eligibility WHERE month = ? GROUP BY ALL "
+        "ORDER BY ALL", [JAN])
+    assert counts["_partner"].tolist() == ["communitycare", "paagency"]
+    assert int(counts["n"].iloc[0]) == len(lines) - 2  # header and the dropped row
+    assert world.report(JAN)["people_eligible"] <= before_numbers["people_eligible"]
+
+    e = world.explain(JAN)
+    feed = next(u for u in e.upstream if u.key == dg.AssetKey(["raw", "eligibility"]))
+    [(partner, was, now)] = feed.file_changes
+    assert partner == "communitycare" and was["file"] == now["file"] == name
+    assert was["sha256"] != now["sha256"]
+    text = to_markdown(e)
+    assert "partner communitycare:" in text
+    assert "same source file `paagency_PA_202401_eligibility.csv` (paagency)" in text
 
 
 def test_as_of_reproduces_a_past_number(world):
@@ -175,7 +210,7 @@ def test_as_of_reproduces_a_past_number(world):
     assert result.matches, result.to_markdown()
     # The re-send changed approvals since: the reproduction is of the old number, not today's.
     assert result.recorded_values["approvals"] == world.report(FEB)["approvals"] + 1
-    assert result.inputs["outcomes"].endswith("statehhs_PA_202402_outcomes.csv")
+    assert result.inputs["outcomes"].endswith("paagency_PA_202402_outcomes.csv")
 
 
 def test_dbt_model_logic_change_is_named_and_no_file_blamed(world):

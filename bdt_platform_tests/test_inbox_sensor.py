@@ -230,7 +230,8 @@ class World:
         with dg.build_sensor_context(
                 instance=self.instance, cursor=cursor, sensor_name=SENSOR_NAME, definitions=self.defs,
                 resources={"inbox": inbox or self.inbox,
-                           "lake": self.defs.resources["lake"]}) as context:
+                           "lake": self.defs.resources["lake"],
+                           "partners": self.defs.resources["partners"]}) as context:
             return self.defs.resolve_sensor_def(SENSOR_NAME).evaluate_tick(context)
 
     def execute(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -470,7 +471,7 @@ def test_sensor_is_defined_and_works_on_the_folder_inbox(platform, deliveries):
     (inbox / "communitycare/stray.txt").write_bytes(b"?")
     for path in (inbox / "communitycare").iterdir():
         os.utime(path, (OLD, OLD))
-    resources = {name: defs.resources[name] for name in ("inbox", "lake")}
+    resources = {name: defs.resources[name] for name in ("inbox", "lake", "partners")}
     with dg.build_sensor_context(instance=instance, definitions=defs, resources=resources,
                                  sensor_name=SENSOR_NAME) as context:
         result = sensor.evaluate_tick(context)

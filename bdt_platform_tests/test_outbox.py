@@ -26,13 +26,6 @@ JAN = dt.date(2024, 1, 1)
 PAYLOAD = b"mail_piece_id,person_token\n" + b"MP-PA-202401-0000000001,tok_0\n" * 2000
 
 
-@pytest.fixture
-def server(tmp_path):
-    running = start_server(tmp_path / "sftp")
-    yield running
-    running.close()
-
-
 def outbox_for(server: SftpTestServer, known_hosts=None) -> SftpOutbox:
     return SftpOutbox(host="127.0.0.1", port=server.port, username=server.username,
                       root="/outbox", key_file=str(server.client_key_file),
@@ -115,10 +108,10 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
                         resources["warehouse"], resources["casemgmt"], settle_seconds=0,
                         echo=lambda line: None)
         assert landed.exit_code == 0 and len([f for f in landed.files
-                                              if f.status == "loaded"]) == 4
+                                              if f.status == "loaded"]) == 5
         assert not [p for p in server.local("/inbox").glob("*/*") if p.is_file()
                     and p.parent.name != "processed"]  # `bdt ingest` over SFTP moved them all
-        assert len(list(server.local("/inbox/processed").rglob("*.csv*"))) == 4
+        assert len(list(server.local("/inbox/processed").rglob("*.csv*"))) == 5
         shared = defs.resolve_job_def(BUILD_JOB).execute_in_process(
             instance=instance, raise_on_error=False,
             asset_selection=job_assets(defs, BUILD_JOB, partitioned=False))
@@ -135,9 +128,9 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
         data = remote.read_bytes()
         rows = list(csv.DictReader(io.StringIO(data.decode())))
         assert list(rows[0]) == COLUMNS
-        eligibility = list(csv.DictReader(io.StringIO(
-            (tmp_path / "drops/communitycare/communitycare_PA_202401_eligibility.csv")
-            .read_text())))
+        eligibility = [row for path in sorted((tmp_path / "drops").glob("*/*_eligibility.csv"))
+                       for row in csv.DictReader(io.StringIO(path.read_text()))]
+        assert len({path.parent.name for path in (tmp_path / "drops").glob("*/*_eligibility.csv")}) == 2
         people = resources["warehouse"].query(
             "SELECT count(DISTINCT person_token) AS n FROM raw.eligibility "
             "WHERE state = 'PA' AND month = DATE '2024-01-01'")["n"].iloc[0]

@@ -9,7 +9,6 @@ import duckdb
 
 from bdt_platform.feed_definitions import build_feed_definitions
 from bdt_platform.feeds import parsing, prefetch, workers
-from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.inbox.ingest import ingest
 from bdt_platform.runs import instance_for
 from bdt_platform.synthetic import generate
@@ -87,7 +86,7 @@ def test_files_are_read_ahead_in_landing_order_up_to_the_budget_as_the_run_takes
     drops = {}
     for feed in feeds:
         for month in months:
-            path = tmp_path / "inbox" / FEED_PARTNER[feed] / bf.filename(feed, "PA", month)
+            path = tmp_path / "inbox" / bf.partner(feed, "PA") / bf.filename(feed, "PA", month)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(bf.good_file(feed, "PA", month))
             drops[feed, month] = path
@@ -156,7 +155,7 @@ def test_a_run_that_takes_files_read_ahead_lands_what_it_would_have_read(tmp_pat
     none, without, tables = _ingest(_generated_home(tmp_path / "b"), "no read-ahead")
     files = len(with_ahead.files)
     assert none is None and read_ahead is not None
-    assert read_ahead.sent == files == 16
+    assert read_ahead.sent == files == 20  # 2 states x 2 months x 5 files (2 of eligibility)
     assert read_ahead.taken == files - 1  # all but the file changed after it was read
     assert [(f.path, f.status) for f in with_ahead.files] == [
         (f.path, f.status) for f in without.files]

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from bdt_platform import partitions as parts
-from bdt_platform.feeds.filenames import FEED_PARTNER
+from bdt_platform.feeds.filenames import partner_of
 from bdt_platform.inbox.ingest import ingest
 from bdt_platform.runs import instance_for
 
@@ -46,7 +46,7 @@ GOOD_AFTER_BAD = [case.id for case in bf.CASES
 
 
 def _drop(inbox: Path, feed: str, name: str, data: bytes, mtime: float) -> Path:
-    path = inbox / FEED_PARTNER[feed] / name
+    path = inbox / partner_of(name) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     os.utime(path, (mtime, mtime))
@@ -198,11 +198,11 @@ def test_case_quarantined_byte_for_byte_with_reason(world, case):
     state, month = CASE_AT[case.id]
     _, data = world["bad"][case.id]
     name = case.filename(state, month)
-    folder = world["lake"] / "quarantine" / case.partner
+    folder = world["lake"] / "quarantine" / case.partner(state)
     assert (folder / name).read_bytes() == data
     reason = json.loads((folder / f"{name}.reason.json").read_text())
     assert reason["file"] == name and reason["feed"] == case.feed
-    assert reason["partner"] == case.partner
+    assert reason["partner"] == case.partner(state)
     assert reason["partition"] == parts.partition_key(state, month)
     assert reason["sha256"] == hashlib.sha256(data).hexdigest()
     assert reason["size_bytes"] == len(data)
@@ -213,7 +213,7 @@ def test_case_quarantined_byte_for_byte_with_reason(world, case):
     assert len(failure["examples"]) <= 20
     assert case.rule in reason["summary"]
     result = next(f for f in world["second"].files if f.path.endswith("/" + name))
-    assert case.rule in result.detail and f"quarantine/{case.partner}/{name}" in result.detail
+    assert case.rule in result.detail and f"quarantine/{case.partner(state)}/{name}" in result.detail
 
 
 @pytest.mark.parametrize("case", bf.CASES, ids=[case.id for case in bf.CASES])

@@ -53,7 +53,7 @@ def test_a_load_waits_for_a_warehouse_locked_by_another_process(platform):
     warehouse.query("SELECT 1")  # the file exists before the other process locks it
     drops = [d for d in scan(defs.resources["inbox"].list_files(), None, settle_seconds=0).ready
              if d.name.feed == "eligibility"]
-    assert len(drops) == 1
+    assert len(drops) == 2  # the state agency's and the community partner's
     key = parts.partition_key("PA", MONTH)
     run_config = run_config_for_drops({"eligibility": {key: drops}})(["PA"], [MONTH])
     holder = _hold_write_lock(settings.warehouse_path, 2)

@@ -21,19 +21,11 @@ from bdt_platform.resources import build_inbox, build_outbox
 from bdt_platform.settings import SettingsError
 
 from .conftest import TEST_PII_KEY, make_settings
-from .sftp_server import SftpTestServer, openssh_sftp, server_process, start_server
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = start_server(tmp_path / "sftp")
-    yield running
-    running.close()
+from .sftp_server import SftpTestServer, openssh_sftp, server_process
 
 
 def inbox_for(server: SftpTestServer) -> SftpInbox:
-    return SftpInbox.from_url(server.url("/inbox"), str(server.client_key_file),
-                              str(server.known_hosts_file))
+    return server.inbox()
 
 
 def write(path: Path, data: bytes = b"x", mtime: float | None = None) -> None:

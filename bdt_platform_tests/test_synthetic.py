@@ -19,7 +19,10 @@ from bdt_platform.feeds.filenames import parse_drop_name
 from bdt_platform.partitions import add_months
 from bdt_platform.pii import TOKEN_PATTERN, person_token
 from bdt_platform.synthetic import GenerationSummary, generate
-from bdt_platform.synthetic.funnel import BENEFIT_RANGE_USD, arm_for
+from bdt_platform.synthetic.funnel import BENEFIT_RANGE_USD, arm_for, simulate_month
+from bdt_platform.synthetic.partners import COMMUNITY_PARTNER, feed_partners, state_agency
+from bdt_platform.synthetic.people import build_pool
+from bdt_platform.synthetic.split import split_eligible
 
 KEY = "test-pii-key"
 PROGRAMS = {"SNAP", "MEDICAID", "LIHEAP", "WIC", "MSP", "EXTRA_HELP"}
@@ -40,6 +43,9 @@ COLUMNS = {
                "event_ts"],
 }
 PRIMARY_KEYS = {"clients": "client_id", "applications": "application_id", "calls": "call_id"}
+# Files per state-month: one per partner of each feed (eligibility from the agency and
+# communitycare, the other feeds from one partner each).
+FILES_PER_STATE_MONTH = 5
 
 
 def run(root: Path, states, months, **kwargs) -> GenerationSummary:
@@ -115,7 +121,9 @@ def test_same_seed_same_bytes_and_rows_different_seed_different_bytes(tmp_path):
     b = run(tmp_path / "b", ["PA", "NJ"], [JAN, FEB])
     c = run(tmp_path / "c", ["PA", "NJ"], [JAN, FEB], seed=7)
     hashes_a = file_hashes(tmp_path / "a" / "inbox")
-    assert len(hashes_a) == len(a.files) == 16
+    assert len(hashes_a) == len(a.files) == 2 * 2 * FILES_PER_STATE_MONTH
+    assert {"paagency/paagency_PA_202401_eligibility.csv",
+            "communitycare/communitycare_PA_202401_eligibility.csv"} <= hashes_a.keys()
     assert hashes_a == file_hashes(tmp_path / "b" / "inbox")
     assert table_rows(tmp_path / "a" / "casemgmt.sqlite") == table_rows(
         tmp_path / "b" / "casemgmt.sqlite")
@@ -173,9 +181,12 @@ def test_gzip_is_deterministic_and_files_appear_complete(tmp_path):
     summary = run(tmp_path, ["DC"], [JAN], gzip_feeds=("nudges", "outcomes"))
     names = sorted(p.name for p in summary.files)
     assert names == ["communitycare_DC_202401_eligibility.csv",
+                     "dcagency_DC_202401_eligibility.csv",
+                     "dcagency_DC_202401_outcomes.csv.gz",
                      "mailvendor_DC_202401_mailreturns.csv",
-                     "nudgevendor_DC_202401_nudges.csv.gz",
-                     "statehhs_DC_202401_outcomes.csv.gz"]
+                     "nudgevendor_DC_202401_nudges.csv.gz"]
+    assert sorted(str(p.relative_to(tmp_path / "inbox").parent) for p in summary.files) == [
+        "communitycare", "dcagency", "dcagency", "mailvendor", "nudgevendor"]
     for path in summary.files:
         if path.name.endswith(".gz"):
             header = path.read_bytes()[:10]
@@ -203,12 +214,18 @@ def test_bad_arguments_are_refused(tmp_path):
 def test_summary_and_progress(scope):
     root, summary, messages = scope
     assert summary.states == ["PA", "NM"] and summary.months == [JAN, FEB]
-    assert summary.scale == 0.5 and len(summary.files) == 16
+    assert summary.scale == 0.5 and len(summary.files) == 2 * 2 * FILES_PER_STATE_MONTH
     assert all(path.exists() for path in summary.files)
-    assert len(messages) == 2 and messages[0].startswith("generated PA: 8 files, ")
+    assert len(messages) == 2 and messages[0].startswith(
+        f"generated PA: {2 * FILES_PER_STATE_MONTH} files, ")
     found = feeds_by_name(root)
     for feed in COLUMNS:
+        # Data rows summed over the feed's files: for eligibility both partners' files, so a
+        # person both list counts twice.
         assert summary.rows[feed] == sum(len(read_feed(p)) for p, _, _ in found[feed])
+    distinct = sum(frame["token"].nunique() for _, frame in
+                   eligibility_people(root).groupby(["file_state", "file_month"]))
+    assert summary.rows["eligibility"] > distinct
     for table in ("applications", "calls", "clients"):
         assert summary.rows[table] == len(read_table(root / "casemgmt.sqlite", table))
 
@@ -218,7 +235,9 @@ def test_files_are_utf8_lf_with_the_contract_columns(scope):
     found = feeds_by_name(root)
     assert sorted(found) == sorted(COLUMNS)
     for feed, files in found.items():
-        assert len(files) == 4
+        assert len(files) == 2 * 2 * len(feed_partners(feed, "PA"))
+        assert {path.parent.name for path, _, _ in files} == {
+            partner for state in ("PA", "NM") for partner in feed_partners(feed, state)}
         for path, _, _ in files:
             data = read_bytes(path)
             assert not data.startswith(b"\xef\xbb\xbf") and b"\r" not in data
@@ -232,9 +251,12 @@ def test_eligibility_follows_the_contract(scope):
     root, _, _ = scope
     for path, state, month in feeds_by_name(root)["eligibility"]:
         df = read_feed(path)
-        assert 100 <= len(df) <= 200  # ~300 x scale 0.5
+        # ~300 x scale 0.5 eligible people: ~65% of them in the agency's file, ~55% in
+        # communitycare's.
+        assert 55 <= len(df) <= 130, path.name
         assert df["record_id"].is_unique
-        assert matches(df["record_id"], rf"CC-{state}-{month:%Y%m}-\d{{6}}")
+        prefix = {state_agency(state): "AG", COMMUNITY_PARTNER: "CC"}[path.parent.name]
+        assert matches(df["record_id"], rf"{prefix}-{state}-{month:%Y%m}-\d{{6}}")
         for column in ("first_name", "last_name", "address_line1", "city"):
             assert (df[column].str.strip() != "").all(), column
         assert matches(df["ssn"], r"(\d{9})?") and (df["ssn"] != "000000000").all()
@@ -376,7 +398,8 @@ def test_ssns_appear_only_in_eligibility_and_clients(scope):
 # Joins and the funnel
 
 def eligibility_people(root: Path) -> pd.DataFrame:
-    frames = [read_feed(p).assign(file_state=s) for p, s, _ in feeds_by_name(root)["eligibility"]]
+    frames = [read_feed(p).assign(file_state=s, file_month=m, partner=p.parent.name)
+              for p, s, m in feeds_by_name(root)["eligibility"]]
     df = pd.concat(frames, ignore_index=True)
     df["token"] = [person_token(KEY, *row) for row in
                    zip(df["ssn"], df["first_name"], df["last_name"], df["date_of_birth"],
@@ -422,7 +445,13 @@ def test_feeds_and_case_management_join_on_people(scope):
 
 def test_funnel_is_plausible(scope):
     root, summary, _ = scope
-    rows = summary.rows
+    rows = dict(summary.rows)
+    # The funnel starts from the distinct eligible people of each state-month (the union of the
+    # agency's and communitycare's files), not from the rows of both files.
+    people = eligibility_people(root)
+    rows["eligibility"] = int(people.groupby(["file_state", "file_month"])["token"]
+                              .nunique().sum())
+    assert 1.1 < summary.rows["eligibility"] / rows["eligibility"] < 1.3  # ~20% in both
     with sqlite3.connect(root / "casemgmt.sqlite") as connection:
         approvals = sum((read_feed(p)["decision"] == "approved").sum()
                         for p, _, _ in feeds_by_name(root)["outcomes"])
@@ -448,3 +477,126 @@ def test_files_and_tables_pass_the_platforms_own_contracts(scope):
         frame = frame.assign(file_state=frame["state"],
                              file_month=frame[month_of[table]].str[:7] + "-01")
         spec.contract.validate(frame, lazy=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eligibility from two partners: the state agency and communitycare share the month's people
+
+def eligibility_pair(root: Path, state: str, month: dt.date) -> dict[str, pd.DataFrame]:
+    """The state-month's eligibility files by partner, each with its rows' person tokens."""
+    frames = {}
+    for partner in feed_partners("eligibility", state):
+        path = root / "inbox" / partner / f"{partner}_{state}_{month:%Y%m}_eligibility.csv"
+        assert path.is_file(), path
+        df = read_feed(path)
+        df["token"] = [person_token(KEY, *row) for row in
+                       zip(df["ssn"], df["first_name"], df["last_name"], df["date_of_birth"],
+                           df["zip"])]
+        frames[partner] = df
+    return frames
+
+
+@pytest.mark.parametrize("state", ["PA", "NM"])
+@pytest.mark.parametrize("month", [JAN, FEB])
+def test_eligibility_is_split_between_the_state_agency_and_communitycare(scope, state, month):
+    root, _, _ = scope
+    assert feed_partners("eligibility", state) == (state_agency(state), COMMUNITY_PARTNER)
+    frames = eligibility_pair(root, state, month)
+    agency, community = (frames[p] for p in feed_partners("eligibility", state))
+    assert len(agency) > 0 and len(community) > 0
+    for df in (agency, community):
+        assert df["record_id"].is_unique and df["token"].is_unique
+    a, c = set(agency["token"]), set(community["token"])
+    # Some overlap, but neither file holds everyone.
+    assert a & c and a - c and c - a
+    # The union is exactly the population the simulation chose for the month.
+    pool = build_pool(state, seed=42, scale=0.5, pii_key=KEY)
+    activity = simulate_month(pool, month, seed=42, scale=0.5)
+    expected = set(pool.token[activity.eligible])
+    assert len(expected) == len(activity.eligible)
+    assert a | c == expected
+    # Shares near 45% agency only, 35% communitycare only, 20% both.
+    n = len(expected)
+    assert 0.30 < len(a - c) / n < 0.60
+    assert 0.20 < len(c - a) / n < 0.50
+    assert 0.08 < len(a & c) / n < 0.32
+    # A person in both files is the same person: every field but record_id is identical
+    # (name, SSN, date of birth, address, zip, contact, household, income, programs).
+    both = agency.merge(community, on="token", suffixes=("_a", "_c"))
+    assert len(both) == len(a & c)
+    for column in (c for c in COLUMNS["eligibility"] if c != "record_id"):
+        assert (both[f"{column}_a"] == both[f"{column}_c"]).all(), column
+    # Each file's rows are its people in pool order, as the single file used to be.
+    order = {token: i for i, token in enumerate(pool.token[activity.eligible])}
+    for df in (agency, community):
+        positions = [order[t] for t in df["token"]]
+        assert positions == sorted(positions)
+
+
+def test_a_person_is_known_to_the_same_partners_every_month(scope):
+    root, _, _ = scope
+    people = eligibility_people(root)
+    partners = people.groupby(["file_state", "file_month", "token"])["partner"].agg(
+        lambda p: tuple(sorted(p)))
+    per_person = partners.groupby(level=["file_state", "token"]).nunique()
+    assert (per_person == 1).all()
+    assert partners.groupby(level="token").size().max() > 1  # someone recurs
+
+
+def test_eligibility_split_is_deterministic_and_keeps_every_file_populated(tmp_path):
+    """Twice the same bytes; a month of two people still gives each partner one; a month of one
+    person writes the other partner a header-only file, which the contract accepts."""
+    first = run(tmp_path / "a", ["PA"], [JAN, FEB, MAR], scale=0.007)
+    run(tmp_path / "b", ["PA"], [JAN, FEB, MAR], scale=0.007)
+    hashes = file_hashes(tmp_path / "a" / "inbox")
+    assert hashes == file_hashes(tmp_path / "b" / "inbox")
+    assert len(first.files) == 3 * FILES_PER_STATE_MONTH
+    pool = build_pool("PA", seed=42, scale=0.007, pii_key=KEY)
+    for month in (JAN, FEB, MAR):
+        activity = simulate_month(pool, month, seed=42, scale=0.007)
+        assert len(activity.eligible) >= 2
+        frames = eligibility_pair(tmp_path / "a", "PA", month)
+        assert all(len(df) >= 1 for df in frames.values()), month
+        union = set().union(*(set(df["token"]) for df in frames.values()))
+        assert union == set(pool.token[activity.eligible])
+
+    # One eligible person: in the file(s) the hash picks; any other is a header-only file.
+    specs = pytest.importorskip("bdt_platform.feeds.specs")
+    run(tmp_path / "one", ["PA"], [JAN], scale=0.003)
+    pool = build_pool("PA", seed=42, scale=0.003, pii_key=KEY)
+    activity = simulate_month(pool, JAN, seed=42, scale=0.003)
+    assert len(activity.eligible) == 1
+    frames = eligibility_pair(tmp_path / "one", "PA", JAN)
+    assert sorted(len(df) for df in frames.values())[-1] == 1
+    assert set().union(*(set(df["token"]) for df in frames.values())) == set(
+        pool.token[activity.eligible])
+    for df in frames.values():
+        frame = df.drop(columns="token").assign(file_state="PA", file_month=JAN.isoformat())
+        specs.FILE_FEED_SPECS["eligibility"].contract.validate(frame, lazy=True)
+
+
+def test_split_gives_an_empty_side_the_first_person_of_the_other():
+    pool = build_pool("PA", seed=42, scale=0.2, pii_key=KEY)
+    agency, community = feed_partners("eligibility", "PA")
+    shares = split_eligible(pool, list(range(len(pool))), seed=42)
+    assert list(shares) == [agency, community]
+    only_agency = sorted(set(shares[agency]) - set(shares[community]))
+    only_community = sorted(set(shares[community]) - set(shares[agency]))
+    assert len(only_agency) >= 3 and len(only_community) >= 3
+    # The hash alone is stable: the same people in any subset, with any other seed different.
+    subset = only_agency[:3] + only_community[:3]
+    sub = split_eligible(pool, sorted(subset), seed=42)
+    assert sorted(sub[agency]) == sorted(only_agency[:3])
+    assert sorted(sub[community]) == sorted(only_community[:3])
+    assert split_eligible(pool, list(range(len(pool))), seed=7)[agency].tolist() != shares[
+        agency].tolist()
+    # Everyone agency-only: communitycare still gets the first of them, as a shared person.
+    sub = split_eligible(pool, only_agency[:3], seed=42)
+    assert sub[agency].tolist() == only_agency[:3]
+    assert sub[community].tolist() == only_agency[:1]
+    sub = split_eligible(pool, only_community[1:4], seed=42)
+    assert sub[community].tolist() == only_community[1:4]
+    assert sub[agency].tolist() == only_community[1:2]
+    # One person stays where the hash puts them; the other side is empty.
+    sub = split_eligible(pool, only_agency[:1], seed=42)
+    assert sub[agency].tolist() == only_agency[:1] and sub[community].tolist() == []

@@ -79,7 +79,7 @@ def test_a_feed_of_small_files_is_cut_into_chunks_for_every_worker():
 
     def chunk_sizes(chunk_files):
         with workers.chunk_runner(0) as runner:
-            loader = file_assets._ChunkLoader(None, ALL_SPECS["outcomes"], None, "statehhs", None,
+            loader = file_assets._ChunkLoader(None, ALL_SPECS["outcomes"], None, None,
                                               None, bf.TOKEN_KEY, runner, chunk_files)
             for month in months:
                 loader.add(file_assets._Incoming(
@@ -165,7 +165,7 @@ def test_a_worker_killed_mid_chunk_fails_the_load_naming_its_files():
 
     months = [dt.date(2024, m, 1) for m in (1, 2, 3)]
     with workers.chunk_runner(1) as runner:
-        loader = file_assets._ChunkLoader(None, ALL_SPECS["outcomes"], None, "statehhs", None,
+        loader = file_assets._ChunkLoader(None, ALL_SPECS["outcomes"], None, None,
                                           None, bf.TOKEN_KEY, runner, prepare=_killed)
         for month in months:
             loader.add(file_assets._Incoming(
@@ -205,7 +205,7 @@ def test_a_worker_killed_while_archiving_fails_the_load_saying_so(tmp_path):
                 warehouse.batch() as batch:
             loader = file_assets._ChunkLoader(
                 context, ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
-                "statehhs", LakeResource(root=str(tmp_path / "lake")), FeedLoadReport("outcomes"),
+                LakeResource(root=str(tmp_path / "lake")), FeedLoadReport("outcomes"),
                 bf.TOKEN_KEY, runner, store=_killed_archiving)
             for month in months:
                 loader.add(file_assets._Incoming(
@@ -219,7 +219,7 @@ def test_a_worker_killed_while_archiving_fails_the_load_saying_so(tmp_path):
 
 def _land_outcomes(lake, warehouse, months, processes):
     """Land one outcomes file per month in PA through the feed loader (``processes`` workers),
-    in one warehouse batch; the materializations it made."""
+    in one warehouse batch; the files it landed."""
     import dagster as dg
 
     from bdt_platform.feeds import file_assets
@@ -231,7 +231,7 @@ def _land_outcomes(lake, warehouse, months, processes):
             warehouse.batch() as batch:
         loader = file_assets._ChunkLoader(
             context, ALL_SPECS["outcomes"], dg.AssetKey(["raw", "outcomes"]),
-            "statehhs", lake, FeedLoadReport("outcomes"), bf.TOKEN_KEY, runner, chunk_files=2)
+            lake, FeedLoadReport("outcomes"), bf.TOKEN_KEY, runner, chunk_files=2)
         events = []
         for month in months:
             loader.add(file_assets._Incoming(
@@ -253,10 +253,10 @@ def test_archive_copies_are_written_before_the_commit_and_one_that_fails_fails_t
     lake = LakeResource(root=str(tmp_path / "lake"))
     warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     first = [dt.date(2024, m, 1) for m in (1, 2, 3)]
-    events = _land_outcomes(lake, warehouse, first, processes)
-    assert [event.partition for event in events] == [f"{m:%Y-%m-%d}|PA" for m in first]
-    for event, month in zip(events, first):
-        path = event.metadata["source_archive_path"].value
+    landed = _land_outcomes(lake, warehouse, first, processes)
+    assert [file.incoming.partition for file in landed] == [f"{m:%Y-%m-%d}|PA" for m in first]
+    for file, month in zip(landed, first):
+        path = file.archived.path
         assert path.startswith(f"archive/outcomes/month={month:%Y-%m}/state=PA/20240601T120000Z_")
         assert (tmp_path / "lake" / path).read_bytes() == bf.good_file("outcomes", "PA", month)
     count = "SELECT count(*) AS n FROM raw.outcomes"

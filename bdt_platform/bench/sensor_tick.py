@@ -2,10 +2,11 @@
 
     python -m bdt_platform.bench.sensor_tick [--files 10000]
 
-Creates ``--files`` well-named partner drops (all four feeds, every state, as many months as
-needed) in a temporary local inbox folder and in the inbox of a real SFTP server on 127.0.0.1
-(asyncssh, key authentication, known_hosts - the test server, in a process of its own as a
-partner's server would be), then times, for each backend:
+Creates ``--files`` well-named partner drops (all four feeds, each from every partner that sends
+it as the synthetic generator does - ``synthetic.partners.feed_partners`` - every state, as many
+months as needed) in a temporary local inbox folder and in the inbox of a real SFTP server on
+127.0.0.1 (asyncssh, key authentication, known_hosts - the test server, in a process of its own as
+a partner's server would be), then times, for each backend:
 
 - ``first tick``: connect and list the inbox, decide with an empty cursor (every file is new: the
   first ``MAX_REQUESTS_PER_TICK`` become run requests, the rest wait for later ticks), and
@@ -30,29 +31,31 @@ from bdt_platform.runs import quiet_warnings
 quiet_warnings()  # before the asset modules load: keep the output to the figures
 
 from bdt_platform import partitions as parts  # noqa: E402
-from bdt_platform.feeds.filenames import FEED_PARTNER, FILE_FEEDS, drop_filename  # noqa: E402
+from bdt_platform.feeds.filenames import FILE_FEEDS, drop_filename  # noqa: E402
 from bdt_platform.inbox.base import Inbox  # noqa: E402
 from bdt_platform.inbox.folder import FolderInbox  # noqa: E402
 from bdt_platform.inbox.sensor import (INTERVAL_SECONDS, InboxCursor,  # noqa: E402
                                        collector_paused, decide)
 from bdt_platform.inbox.sftp import SftpInbox  # noqa: E402
+from bdt_platform.synthetic.partners import feed_partners  # noqa: E402
 
 
 def make_drops(inbox_root: Path, count: int, mtime: float) -> int:
-    """Write ``count`` small, well-named files under ``<inbox_root>/<partner>/``."""
+    """Write ``count`` small, well-named files under ``<inbox_root>/<partner>/``: per month,
+    per state, per feed, one file from each partner of ``feed_partners(feed, state)``."""
     written = 0
     month = parts.month_start("2000-01-01")
     while written < count:
         for state in parts.STATES:
             for feed in FILE_FEEDS:
-                if written == count:
-                    return written
-                partner = FEED_PARTNER[feed]
-                path = inbox_root / partner / drop_filename(partner, state, month, feed)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(b"header\n" + str(written).encode() + b"\n")
-                os.utime(path, (mtime, mtime))
-                written += 1
+                for partner in feed_partners(feed, state):
+                    if written == count:
+                        return written
+                    path = inbox_root / partner / drop_filename(partner, state, month, feed)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(b"header\n" + str(written).encode() + b"\n")
+                    os.utime(path, (mtime, mtime))
+                    written += 1
         month = parts.add_months(month, 1)
     return written
 

@@ -94,10 +94,19 @@ class UpstreamChange:
         return self.after.rows if self.after else None
 
     @property
+    def file_changes(self) -> list[tuple[str, dict | None, dict | None]]:
+        """Per partner whose file changed in between: ``(partner, file before, file after)``
+        (None: that partner had no file in the partition then / has none now)."""
+        before = self.before.sources if self.before else {}
+        after = self.after.sources if self.after else {}
+        return [(partner, before.get(partner), after.get(partner))
+                for partner in sorted(set(before) | set(after))
+                if (before.get(partner) or {}).get("sha256")
+                != (after.get(partner) or {}).get("sha256")]
+
+    @property
     def source_changed(self) -> bool:
-        before = self.before.source if self.before else None
-        after = self.after.source if self.after else None
-        return bool(after) and (before or {}).get("sha256") != after.get("sha256")
+        return bool(self.file_changes)
 
     @property
     def code_changed(self) -> bool:
@@ -191,6 +200,17 @@ def explain(instance: dg.DagsterInstance, asset_graph, lake: LakeResource, table
     return Explanation(table, key, partition, old, new, metrics, upstream, rejected, rows)
 
 
+def _file_label(partner: str, was: dict | None, now: dict | None) -> str:
+    """What happened to one partner's file of a partition, as a cause names it."""
+    if now is None:
+        return f"partner {partner}'s file {was['file']} no longer loaded"
+    if was is None:
+        return (f"late file {now['file']} from partner {partner} (no earlier file of {partner} "
+                "for this partition)")
+    return (f"re-sent file {now['file']} from partner {partner} (sha256 {now['sha256'][:12]}) "
+            f"replacing {was['file']} (sha256 {was['sha256'][:12]})")
+
+
 def _row_changes(lake: LakeResource, metric: str, old: history.Snapshot, new: history.Snapshot,
                  upstream: list[UpstreamChange]) -> RowChanges:
     if not old.metadata.get("ledger_path") or not new.metadata.get("ledger_path"):
@@ -209,25 +229,21 @@ def _row_changes(lake: LakeResource, metric: str, old: history.Snapshot, new: hi
     feed_change = next((u for u in upstream if u.key == feed_key and u.source_changed), None)
     causes: list[Cause] = []
     unexplained_entered, unexplained_left = list(entered), list(left)
-    if feed_change is not None:
-        new_ids = source_records(lake, metric, feed_change.after)
-        old_ids = source_records(lake, metric, feed_change.before) if feed_change.before else {}
-        name = feed_change.after.source["file"]
-        if feed_change.before is None or not feed_change.before.source:
-            label = f"late file {name} (no earlier file for this partition)"
-        else:
-            label = (f"re-sent file {name} (sha256 {feed_change.after.source['sha256'][:12]}) "
-                     f"replacing {feed_change.before.source['file']} "
-                     f"(sha256 {feed_change.before.source['sha256'][:12]})")
-        cause = Cause(label)
-        cause.entered = [i for i in entered if i in new_ids and i not in old_ids]
-        cause.left = [i for i in left if i in old_ids and i not in new_ids]
-        moved = [i for i in changed_amount if new_ids.get(i) != old_ids.get(i)]
+    # One cause per partner whose file changed: the records its new file brought in, and those
+    # its old file had that are gone.
+    for partner, was, now in (feed_change.file_changes if feed_change is not None else []):
+        new_ids = source_records(lake, metric, now)
+        old_ids = source_records(lake, metric, was)
+        cause = Cause(_file_label(partner, was, now))
+        cause.entered = [i for i in unexplained_entered if i in new_ids and i not in old_ids]
+        cause.left = [i for i in unexplained_left if i in old_ids and i not in new_ids]
+        moved = [i for i in changed_amount if new_ids.get(i) != old_ids.get(i)
+                 and (i in new_ids or i in old_ids)]
         cause.amount = (after[cause.entered].sum() - before[cause.left].sum()
                         + sum(after[i] - before[i] for i in moved))
         changed_amount = [i for i in changed_amount if i not in moved]
-        unexplained_entered = [i for i in entered if i not in cause.entered]
-        unexplained_left = [i for i in left if i not in cause.left]
+        unexplained_entered = [i for i in unexplained_entered if i not in cause.entered]
+        unexplained_left = [i for i in unexplained_left if i not in cause.left]
         if cause.entered or cause.left or moved:
             causes.append(cause)
     if unexplained_entered or unexplained_left or changed_amount:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from bdt_platform.feeds.provenance import sources_of
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -31,11 +33,9 @@ class Snapshot:
         return int(value) if value is not None else None
 
     @property
-    def source(self) -> dict | None:
-        if "source_sha256" not in self.metadata:
-            return None
-        return {name: self.metadata.get(f"source_{name}") for name in
-                ("file", "sha256", "size_bytes", "received_at", "archive_path")}
+    def sources(self) -> dict[str, dict]:
+        """Per partner, the file this (feed) partition held rows of (``provenance.sources_of``)."""
+        return {source["partner"]: source for source in sources_of(self.metadata)}
 
 
 def _value(entry):

@@ -37,18 +37,24 @@ def _upstream_lines(change: UpstreamChange) -> list[str]:
         if change.rows_before is not None and change.rows_after is not None:
             delta = f" ({change.rows_after - change.rows_before:+,})"
         lines.append(f"  - rows: {_number(change.rows_before)} -> {_number(change.rows_after)}{delta}")
-    if change.source_changed:
-        after = change.after.source
-        if change.before and change.before.source:
-            before = change.before.source
-            lines.append(f"  - file before: `{before['file']}` sha256 {before['sha256'][:12]}, "
+    for partner, before, after in change.file_changes:
+        lines.append(f"  - partner {partner}:")
+        if before:
+            lines.append(f"    - file before: `{before['file']}` sha256 {before['sha256'][:12]}, "
                          f"{before['size_bytes']:,} bytes, received {before['received_at']}")
         else:
-            lines.append("  - file before: none (this partition had no file yet)")
-        lines.append(f"  - file after: `{after['file']}` sha256 {after['sha256'][:12]}, "
-                     f"{after['size_bytes']:,} bytes, received {after['received_at']}")
-    elif change.after.source:
-        lines.append(f"  - same source file `{change.after.source['file']}` (re-loaded, unchanged)")
+            lines.append(f"    - file before: none ({partner} had no file for this partition yet)")
+        if after:
+            lines.append(f"    - file after: `{after['file']}` sha256 {after['sha256'][:12]}, "
+                         f"{after['size_bytes']:,} bytes, received {after['received_at']}")
+        else:
+            lines.append(f"    - file after: none ({partner}'s rows are no longer loaded)")
+    unchanged = [s for p, s in change.after.sources.items()
+                 if p not in {c[0] for c in change.file_changes}]
+    if unchanged:
+        names = ", ".join(f"`{s['file']}` ({s['partner']})" for s in unchanged)
+        lines.append(f"  - same source file{'s' if len(unchanged) > 1 else ''} {names} "
+                     "(re-loaded, unchanged)")
     if change.code_changed:
         lines.append(f"  - code version: {change.before.code_version[:12]} -> "
                      f"{change.after.code_version[:12]}")

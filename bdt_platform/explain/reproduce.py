@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 from dagster_dbt import DbtCliResource
 
 from bdt_platform import partitions as parts
@@ -82,18 +83,24 @@ def reproduce(instance: dg.DagsterInstance, asset_graph, lake: LakeResource,
             feed = upstream.path[-1]
             then = history.as_of(instance, upstream, partition, recorded.timestamp)
             spec = ALL_SPECS[feed]
-            table_rows = None
-            if then is not None and then.source and then.source.get("archive_path"):
-                _, data = lake.read_archived(then.source["archive_path"])
-                frame = parsing.read_text_frame(parsing.decode(data, then.source["file"]), spec)
+            tables = []
+            # Every file the partition held rows of then (one per partner).
+            for file in (then.sources.values() if then is not None else []):
+                if not file.get("archive_path"):
+                    continue
+                _, data = lake.read_archived(file["archive_path"])
+                frame = parsing.read_text_frame(parsing.decode(data, file["file"]), spec)
                 parsing.validate(frame, spec, state, month)
-                table_rows = parsing.to_table(frame, spec, state=state, month=month,
-                                              source_file=_source_name(feed, then), pii_key=pii_key)
-                inputs[feed] = then.source["archive_path"]
-            else:
+                tables.append(parsing.to_table(frame, spec, state=state, month=month,
+                                               source_file=_source_name(feed, file["file"]),
+                                               pii_key=pii_key))
+                inputs[feed if len(then.sources) == 1 else f"{feed} ({file['partner']})"] = \
+                    file["archive_path"]
+            if not tables:
                 frame = parsing.read_text_frame(",".join(spec.input_columns) + "\n", spec)
-                table_rows = parsing.to_table(frame, spec, state=state, month=month,
-                                              source_file="", pii_key=pii_key)
+                tables.append(parsing.to_table(frame, spec, state=state, month=month,
+                                               source_file="", pii_key=pii_key))
+            table_rows = pa.concat_tables(tables)
             warehouse.replace_partitions(spec.table, table_rows, [(state, month)])
         _run_dbt(dbt, warehouse.path, [partition])
         rebuilt = compute_outcomes(warehouse, [partition])
@@ -115,8 +122,8 @@ def reproduce(instance: dg.DagsterInstance, asset_graph, lake: LakeResource,
     return Reproduction(partition, recorded, inputs, recorded_values, rebuilt_values, notes)
 
 
-def _source_name(feed: str, snapshot: history.Snapshot) -> str:
-    return f"casemgmt.{feed}" if snapshot.source["file"].startswith("casemgmt_") else snapshot.source["file"]
+def _source_name(feed: str, filename: str) -> str:
+    return f"casemgmt.{feed}" if filename.startswith("casemgmt_") else filename
 
 
 def _float(value) -> float | None:

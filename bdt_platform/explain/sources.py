@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bdt_platform.explain.history import Snapshot
 from bdt_platform.feeds import parsing
 from bdt_platform.feeds.specs import ALL_SPECS
 from bdt_platform.storage.lake import LakeResource
@@ -45,12 +44,13 @@ METRIC_SOURCES: dict[str, MetricSource] = {
 }
 
 
-def source_records(lake: LakeResource, metric: str, snapshot: Snapshot | None) -> dict[str, float]:
-    """``record id -> amount`` behind ``metric`` in the file a feed materialization loaded."""
-    if snapshot is None or not snapshot.source or not snapshot.source.get("archive_path"):
+def source_records(lake: LakeResource, metric: str, file: dict | None) -> dict[str, float]:
+    """``record id -> amount`` behind ``metric`` in one archived file a feed partition held
+    (an entry of a materialization's ``sources``)."""
+    if not file or not file.get("archive_path"):
         return {}
     source = METRIC_SOURCES[metric]
-    _, data = lake.read_archived(snapshot.source["archive_path"])
+    _, data = lake.read_archived(file["archive_path"])
     spec = ALL_SPECS[source.feed]
-    frame = parsing.read_text_frame(parsing.decode(data, snapshot.source["file"]), spec)
+    frame = parsing.read_text_frame(parsing.decode(data, file["file"]), spec)
     return source.records(frame)

@@ -1,8 +1,11 @@
 """Load assets for the partner file feeds: inbox -> lake archive -> contract -> ``raw.<feed>``.
 
 One asset per feed, partitioned ``state x month``, able to load many partitions in one run
-(single-run backfills). For each partition in the run it takes the file(s) named in the run
-config - or, when none is named, re-loads the newest file archived in the lake - then:
+(single-run backfills). Several partners may send a feed for one partition (the partner
+registry says who, ``inbox.partners``): their rows stand side by side, each partner's newest file
+replacing only that partner's rows (``_partner``). For each partition in the run it takes the
+file(s) named in the run config - the newest of each partner wins - or, when none is named,
+re-loads each partner's newest file archived in the lake - then:
 
 1. decodes and validates them against the feed's pandera contract, in chunks of files (one
    pandera call per chunk, see ``parsing.validate_many``); a run of many files does this in
@@ -11,12 +14,15 @@ config - or, when none is named, re-loads the newest file archived in the lake -
 2. archives the original bytes of each valid file in the lake (verified by checksum; written by
    the workers too, while the run's process writes the warehouse),
 3. replaces SSNs with person tokens,
-4. replaces the partitions' rows in ``raw.<feed>`` (all partitions of the run in one transaction).
+4. replaces those partners' rows of the partitions in ``raw.<feed>`` (all partitions of the run
+   in one transaction).
 
-A file that breaks the contract is quarantined with its reasons and loads nothing; its partition
-keeps its previous rows. Each partition loaded gets its own materialization, carrying the source
-file's name, sha256, size and arrival time; the blocking ``contract`` check fails when any file
-of the run was rejected, so nothing downstream builds from a bad run.
+A file that breaks the contract is quarantined with its reasons and loads nothing; its partner's
+rows of the partition stay as they were. Each partition loaded gets its own materialization,
+carrying every file the partition now holds rows of (``sources``: partner, name, sha256, size,
+arrival time, archive path, rows) and the files this run landed (``loaded_files``); the
+blocking ``contract`` check fails when any file of the run was rejected, so nothing downstream
+builds from a bad run.
 """
 
 
@@ -34,8 +40,8 @@ import dagster as dg
 
 from bdt_platform import partitions as parts
 from bdt_platform.feeds import contracts, parsing, prefetch, workers
-from bdt_platform.feeds.filenames import FEED_PARTNER
-from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
+from bdt_platform.feeds.filenames import partner_of
+from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport, sources_of
 from bdt_platform.feeds.retries import retried_when_transient
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
 from bdt_platform.feeds.workers import CHUNK_BYTES, PARALLEL_CHUNK_BYTES, chunk_file_limit
@@ -107,16 +113,17 @@ class FeedFilesConfig(dg.Config):
 
 def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey(["raw", spec.name])
-    partner = FEED_PARTNER[spec.name]
 
     @dg.asset(
         key=key,
         group_name="feeds",
         description=(
-            f"{spec.description}\n\nOne partition per state x month: the rows of the newest "
-            f"complete `{partner}_<STATE>_<YYYYMM>_{spec.name}.csv[.gz]` file, validated against "
-            "the partner contract, with SSNs replaced by person tokens. Table `raw."
-            f"{spec.name}`; each row names its `_source_file`."
+            f"{spec.description}\n\nOne partition per state x month: the rows of each "
+            f"partner's newest complete `<partner>_<STATE>_<YYYYMM>_{spec.name}.csv[.gz]` file "
+            "(several partners may send this feed for a state and month: the partner registry "
+            "says who), validated against the partner contract, with SSNs replaced by person "
+            f"tokens. Table `raw.{spec.name}`; each row names its `_source_file` and "
+            "`_partner`. The materialization's `sources` lists every file the partition holds."
         ),
         partitions_def=parts.state_month_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -131,19 +138,20 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                 description=(
                     f"Blocking: every {spec.name} file in the run met the partner data contract "
                     "(feeds.md). A file that breaks any rule is copied byte for byte to "
-                    f"`lake/quarantine/{partner}/<file>` with `<file>.reason.json` (each failed "
+                    "`lake/quarantine/<partner>/<file>` with `<file>.reason.json` (each failed "
                     "rule, its column, row count and up to 20 masked example rows), loads "
-                    "nothing, and its partition keeps its previous rows. Rules:\n\n"
+                    "nothing, and its partner's rows of the partition stay as they were. "
+                    "Rules:\n\n"
                     + contracts.describe(spec.contract)
                 ),
             )
         ],
-        metadata={"table": spec.table, "partner": partner},
+        metadata={"table": spec.table},
     )
     def _load(context: dg.AssetExecutionContext, config: FeedFilesConfig, inbox: dg.ResourceParam[Inbox],
               lake: LakeResource, warehouse: Warehouse, pii: PiiKeyResource):
         report = FeedLoadReport(spec.name)
-        loaded_events: list[dg.AssetMaterialization] = []
+        landed: list[LandedFile] = []
         landed_inbox_paths: list[str] = []
         keys = context.partition_keys
         named = config.refs(spec.name)
@@ -159,21 +167,24 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         with tempfile.TemporaryDirectory(prefix="bdt-rows-") as spill_dir, \
                 retried_when_transient(context), prefetch.chunk_runner(processes) as runner, \
                 warehouse.batch() as batch:
-            loader = _ChunkLoader(context, spec, key, partner, lake, report, pii.secret(), runner,
+            loader = _ChunkLoader(context, spec, key, lake, report, pii.secret(), runner,
                                   chunk_file_limit(files, processes), read_ahead=prefetch.active(),
                                   spill_dir=spill_dir)
             for index, partition in enumerate(keys, start=1):
                 state, month = parts.split_key(partition)
                 refs = named.get(partition, [])
                 if refs:
-                    # Earlier deliveries in the same run are archived as received; the newest wins.
-                    for ref in refs[:-1]:
-                        data = inbox.read_bytes(ref.path)
-                        lake.archive(spec.name, state, month, _filename(ref.path), data,
-                                     _utc(ref.received_at))
-                    incoming = _Incoming(partition, state, month, _filename(refs[-1].path),
-                                         inbox.read_bytes(refs[-1].path),
-                                         _utc(refs[-1].received_at))
+                    # Per partner, earlier deliveries in the same run are archived as received;
+                    # the newest wins.
+                    for partner_refs in _by_partner(refs, lambda r: _filename(r.path)).values():
+                        for ref in partner_refs[:-1]:
+                            data = inbox.read_bytes(ref.path)
+                            lake.archive(spec.name, state, month, _filename(ref.path), data,
+                                         _utc(ref.received_at))
+                        newest = partner_refs[-1]
+                        loader.add(_Incoming(partition, state, month, _filename(newest.path),
+                                             inbox.read_bytes(newest.path),
+                                             _utc(newest.received_at)))
                     landed_inbox_paths.extend(ref.path for ref in refs)
                 elif config.only_listed:
                     continue
@@ -183,17 +194,21 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                         context.log.warning(f"{partition}: no file named in the run config and none "
                                             "archived in the lake; nothing to load")
                         continue
-                    archived, data = lake.read_archived(archived_paths[-1])
-                    incoming = _Incoming(partition, state, month, archived.filename, data,
-                                         archived.received_at, archived)
-                loader.add(incoming)
-                loaded_events.extend(loader.land_finished(batch))
+                    for partner_paths in _by_partner(
+                            archived_paths, lambda path: path.rsplit("/", 1)[-1].split("_", 2)[2]
+                    ).values():
+                        archived, data = lake.read_archived(partner_paths[-1])
+                        loader.add(_Incoming(partition, state, month, archived.filename, data,
+                                             archived.received_at, archived))
+                landed.extend(loader.land_finished(batch))
                 if index % 100 == 0:
                     context.log.info(f"{spec.name}: {index}/{len(keys)} partitions read; "
                                      f"{report.summary()}")
-            loaded_events.extend(loader.land_all(batch))
+            landed.extend(loader.land_all(batch))
         # Committed: only now is it true that these partitions hold the new rows.
-        log_materializations(context, loaded_events)
+        log_materializations(context, partition_materializations(
+            key, spec, landed, previous_sources(context.instance, key,
+                                                {f.incoming.partition for f in landed})))
         context.log.info(f"{spec.name}: {report.summary()}")
         for path in landed_inbox_paths:
             inbox.mark_processed(path)
@@ -234,6 +249,89 @@ class _Incoming:
     received: dt.datetime
     archived: ArchivedFile | None = None  # set when re-loaded from the lake's archive
 
+    @property
+    def partner(self) -> str:
+        """The partner that sent it (the file name's first part; the registry allowed it)."""
+        return partner_of(self.filename)
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A file whose rows a run's batch wrote: its partition, its archive copy and its rows."""
+
+    incoming: _Incoming
+    archived: ArchivedFile
+    rows: int
+    files_in_chunk: int
+    chunk_seconds: float
+
+    def source(self) -> dict:
+        """The file as a partition's ``sources`` entry lists it."""
+        return {"partner": self.incoming.partner, "file": self.archived.filename,
+                "sha256": self.archived.sha256, "size_bytes": self.archived.size,
+                "received_at": self.archived.received_at.isoformat(),
+                "archive_path": self.archived.path, "rows": self.rows}
+
+
+def _by_partner(items: list, filename) -> dict[str, list]:
+    """``items`` (oldest first) grouped by the partner their file name names, order kept."""
+    grouped: dict[str, list] = {}
+    for item in items:
+        grouped.setdefault(partner_of(filename(item)), []).append(item)
+    return grouped
+
+
+def previous_sources(instance: dg.DagsterInstance, key: dg.AssetKey,
+                     partitions: set[str]) -> dict[str, list[dict]]:
+    """Per partition of ``partitions`` materialized before, the files it held rows of (from its
+    latest materialization): what a run that lands some partners' files keeps of the others'.
+    Only partitions materialized before are looked up (one indexed read each)."""
+    if not partitions:
+        return {}
+    found = {}
+    for partition in sorted(partitions & set(instance.get_materialized_partitions(key))):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+        if records:
+            found[partition] = sources_of(records[0].asset_materialization.metadata)
+    return found
+
+
+def partition_materializations(key: dg.AssetKey, spec: FeedSpec, landed: list[LandedFile],
+                               before: dict[str, list[dict]]) -> list[dg.AssetMaterialization]:
+    """One materialization per partition the run wrote: every file it now holds rows of (the
+    files landed, and the other partners' files it kept), the rows in all, and what was landed."""
+    by_partition: dict[str, list[LandedFile]] = {}
+    for file in landed:
+        by_partition.setdefault(file.incoming.partition, []).append(file)
+    events = []
+    for partition, files in by_partition.items():
+        mine = {file.incoming.partner for file in files}
+        sources = sorted([*(s for s in before.get(partition, []) if s["partner"] not in mine),
+                          *(file.source() for file in files)], key=lambda s: s["partner"])
+        newest = max(files, key=lambda f: (f.archived.received_at, f.archived.filename))
+        rows = sum(s["rows"] or 0 for s in sources)
+        events.append(dg.AssetMaterialization(
+            asset_key=key,
+            partition=partition,
+            metadata={
+                "dagster/row_count": rows,
+                # The file this run landed last (of several partners: the newest).
+                **newest.archived.as_metadata(),
+                "sources": dg.MetadataValue.json(sources),
+                "partners": ", ".join(s["partner"] for s in sources),
+                "loaded_files": dg.MetadataValue.json(
+                    [{"partner": f.incoming.partner, "file": f.archived.filename,
+                      "rows": f.rows} for f in files]),
+                "table": spec.table,
+                "code_version": CODE_VERSION,
+                "reloaded_from_archive": all(f.incoming.archived is not None for f in files),
+                "loaded_with_files": max(f.files_in_chunk for f in files),
+                "chunk_seconds": max(f.chunk_seconds for f in files),
+            },
+        ))
+    return events
+
 
 class _ChunkLoader:
     """Gathers files into chunks, has each chunk decoded, validated and tokenized
@@ -243,12 +341,12 @@ class _ChunkLoader:
     makes their materializations. Every archive copy is checked written before the last chunk
     is landed, so the batch commits only rows whose files the lake holds."""
 
-    def __init__(self, context, spec: FeedSpec, key: dg.AssetKey, partner: str,
+    def __init__(self, context, spec: FeedSpec, key: dg.AssetKey,
                  lake: LakeResource, report: FeedLoadReport, pii_key: str,
                  runner: workers.ChunkRunner, chunk_files: int | None = None,
                  prepare=parsing.prepare_files, read_ahead: prefetch.Prefetch | None = None,
                  store=archive.store_many, spill_dir: str | None = None):
-        self.context, self.spec, self.key, self.partner = context, spec, key, partner
+        self.context, self.spec, self.key = context, spec, key
         self.lake, self.report, self.pii_key, self.runner = lake, report, pii_key, runner
         self.chunk_bytes = PARALLEL_CHUNK_BYTES if runner.processes else CHUNK_BYTES
         self.chunk_files = chunk_files
@@ -277,7 +375,7 @@ class _ChunkLoader:
                               self.chunk_files):
             self._submit()
 
-    def land_finished(self, batch, everything: bool = False) -> list[dg.AssetMaterialization]:
+    def land_finished(self, batch, everything: bool = False) -> list[LandedFile]:
         """Land the chunks that are done, oldest first; wait only when too many are in flight
         (or, with ``everything``, for all of them)."""
         events = []
@@ -297,7 +395,7 @@ class _ChunkLoader:
                 raise WorkerDied(self.spec.name, filenames, "archiving") from exc
         return events
 
-    def land_all(self, batch) -> list[dg.AssetMaterialization]:
+    def land_all(self, batch) -> list[LandedFile]:
         self._submit()
         return self.land_finished(batch, everything=True)
 
@@ -313,7 +411,7 @@ class _ChunkLoader:
                 self.spill_dir)))
 
     def _land(self, chunk: list[_Incoming], prepared: parsing.PreparedFiles, batch
-              ) -> list[dg.AssetMaterialization]:
+              ) -> list[LandedFile]:
         started = time.perf_counter()
         good = []
         for incoming, rejected in zip(chunk, prepared.verdicts):
@@ -333,40 +431,29 @@ class _ChunkLoader:
             self.archiving.append(([stored.filename for stored, _ in fresh], self.runner.submit(
                 self.store, self.lake.root, dict(self.lake.storage_options), fresh)))
         staged = prepared.staged()
-        batch.replace(self.spec.table, staged, [(i.state, i.month) for i in good])
+        # Each file replaces its own partner's rows of its partition, no one else's.
+        batch.replace(self.spec.table, staged, [(i.state, i.month, i.partner) for i in good])
         seconds = round(prepared.seconds + time.perf_counter() - started, 3)
-        events = []
+        landed = []
         for incoming, stored, rows in zip(good, archived, prepared.rows):
             self.report.load(incoming.partition, incoming.filename, rows)
-            events.append(dg.AssetMaterialization(
-                asset_key=self.key,
-                partition=incoming.partition,
-                metadata={
-                    "dagster/row_count": rows,
-                    **stored.as_metadata(),
-                    "table": self.spec.table,
-                    "code_version": CODE_VERSION,
-                    "reloaded_from_archive": incoming.archived is not None,
-                    "loaded_with_files": len(good),
-                    "chunk_seconds": seconds,
-                },
-            ))
+            landed.append(LandedFile(incoming, stored, rows, len(good), seconds))
         worker = "" if prepared.process == os.getpid() else f", read in worker {prepared.process}"
         spilled = (f" ({len(prepared.spilled)} big file(s) validated a slice at a time, their "
                    "rows spilled to disk)" if prepared.spilled else "")
         self.context.log.info(f"{self.spec.name}: {len(good)} file(s), "
                               f"{staged.num_rows} rows staged for {self.spec.table}{spilled} in "
                               f"{seconds}s{worker}")
-        return events
+        return landed
 
     def _quarantine(self, incoming: _Incoming, rejected: parsing.FileRejected) -> None:
-        where = self.lake.quarantine(self.partner, incoming.filename, incoming.data, _reason(
-            self.spec, self.partner, incoming.partition, incoming.filename, incoming.data,
+        where = self.lake.quarantine(incoming.partner, incoming.filename, incoming.data, _reason(
+            self.spec, incoming.partner, incoming.partition, incoming.filename, incoming.data,
             incoming.received, rejected))
         self.report.reject(incoming.partition, incoming.filename, mask_ssn(str(rejected)), where)
         self.context.log.error(f"{incoming.filename}: quarantined to {where} "
                                f"({mask_ssn(str(rejected))}); {incoming.partition} keeps its "
-                               "previous rows")
+                               f"previous rows of {incoming.partner}")
 
 
 def _filename(path: str) -> str:

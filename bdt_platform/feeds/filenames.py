@@ -1,7 +1,9 @@
 """Partner drop file names: ``<partner>_<STATE>_<YYYYMM>_<feed>.csv[.gz]`` under ``<partner>/``.
 
-Parsing a name is the first contract check: a name that does not parse, names an unknown partner
-or feed, or was dropped in another partner's folder is quarantined with the reason.
+Parsing a name is the first contract check: a name that does not parse, names an unknown feed,
+state or month, or was dropped in another partner's folder is quarantined with the reason. Which
+partner may send which feed for which states is the partner registry's to say
+(``inbox.partners``), not this module's.
 """
 
 from __future__ import annotations
@@ -13,16 +15,6 @@ from dataclasses import dataclass
 from bdt_platform.partitions import STATES, partition_key
 
 FILE_FEEDS = ("eligibility", "outcomes", "mailreturns", "nudges")
-
-# Which partner may send which feed. One partner per feed keeps "the newest file for a
-# state x month wins" unambiguous; add partners here as contracts are signed.
-PARTNER_FEEDS: dict[str, tuple[str, ...]] = {
-    "communitycare": ("eligibility",),
-    "statehhs": ("outcomes",),
-    "mailvendor": ("mailreturns",),
-    "nudgevendor": ("nudges",),
-}
-FEED_PARTNER = {feed: partner for partner, feeds in PARTNER_FEEDS.items() for feed in feeds}
 
 _NAME_RE = re.compile(
     r"^(?P<partner>[a-z0-9]+)_(?P<state>[A-Z]{2})_(?P<yyyymm>\d{6})_(?P<feed>[a-z]+)"
@@ -51,6 +43,11 @@ class DropName:
         return partition_key(self.state, self.month)
 
 
+def partner_of(filename: str) -> str:
+    """The partner a drop's file name names (its first part): ``paagency_PA_...`` -> ``paagency``."""
+    return filename.split("_", 1)[0]
+
+
 def drop_filename(partner: str, state: str, month: dt.date, feed: str, gzip: bool = False) -> str:
     return f"{partner}_{state}_{month:%Y%m}_{feed}.csv" + (".gz" if gzip else "")
 
@@ -66,12 +63,8 @@ def parse_drop_name(folder: str, filename: str) -> DropName:
                                     match["feed"])
     if partner != folder:
         raise BadFileName(f"partner {partner!r} in the name differs from its folder {folder!r}")
-    if partner not in PARTNER_FEEDS:
-        raise BadFileName(f"unknown partner {partner!r}")
     if feed not in FILE_FEEDS:
         raise BadFileName(f"unknown feed {feed!r} (expected one of {', '.join(FILE_FEEDS)})")
-    if feed not in PARTNER_FEEDS[partner]:
-        raise BadFileName(f"partner {partner!r} does not send feed {feed!r}")
     if state not in STATES:
         raise BadFileName(f"unknown state {state!r}")
     year, month_number = int(yyyymm[:4]), int(yyyymm[4:])

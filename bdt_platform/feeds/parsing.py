@@ -39,6 +39,7 @@ import pandera.errors
 import pyarrow as pa
 
 from bdt_platform.feeds import contracts, plain_csv
+from bdt_platform.feeds.filenames import partner_of
 from bdt_platform.feeds.specs import ALL_SPECS, FeedSpec
 from bdt_platform.pii import is_token, person_tokens
 from bdt_platform.storage.staged_rows import SpilledRows, SpillWriter, StagedRows
@@ -625,10 +626,11 @@ def _failures_from_pandera(cases: pd.DataFrame, frame: pd.DataFrame, checked: pd
 # After validation: the typed raw table
 
 def to_table(frame: pd.DataFrame, spec: FeedSpec, *, state: str, month: dt.date,
-             source_file: str, pii_key: str) -> pa.Table:
+             source_file: str, pii_key: str, partner=None) -> pa.Table:
     """Validated text frame -> the typed raw table (SSNs replaced by person tokens).
     ``state``, ``month`` and ``source_file`` are one value for every row, or one per row (a
-    frame holding several files). ``frame`` is left as it is."""
+    frame holding several files; then ``partner`` too, else it is read from the file name).
+    ``frame`` is left as it is."""
     columns: dict[str, pd.Series | np.ndarray | list] = {name: frame[name]
                                                          for name in frame.columns}
     for column in spec.optional:
@@ -637,6 +639,8 @@ def to_table(frame: pd.DataFrame, spec: FeedSpec, *, state: str, month: dt.date,
     if spec.tokenize:
         columns["person_token"] = person_tokens(frame, pii_key)
     columns["state"], columns["month"], columns["_source_file"] = state, month, source_file
+    if spec.from_partners:
+        columns["_partner"] = partner_of(source_file) if partner is None else partner
     arrays = [_typed(columns[field.name], field.type, len(frame)) for field in spec.arrow_schema]
     return pa.Table.from_arrays(arrays, schema=spec.arrow_schema)
 
@@ -659,8 +663,10 @@ def _to_table_combined(combined: pd.DataFrame, files: list[tuple[int, str, dt.da
     def per_row(position: int) -> np.ndarray:
         return np.repeat(np.array([item[position] for item in files], dtype=object), lengths)
 
+    partners = np.repeat(np.array([partner_of(item[3]) for item in files], dtype=object),
+                         lengths) if spec.from_partners else None
     return to_table(combined, spec, pii_key=pii_key, state=per_row(1), month=per_row(2),
-                    source_file=per_row(3))
+                    source_file=per_row(3), partner=partners)
 
 
 def _typed(values: pd.Series | np.ndarray | list | object, arrow_type: pa.DataType,

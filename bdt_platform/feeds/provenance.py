@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from bdt_platform import __version__
+from bdt_platform.feeds.filenames import partner_of
 
 
 def source_code_version(*module_files: str) -> str:
@@ -56,3 +57,23 @@ class FeedLoadReport:
             "loaded": dg.MetadataValue.json(self.loaded[:200]),
             "rejected": dg.MetadataValue.json(self.rejected),
         }
+
+
+def sources_of(metadata: dict) -> list[dict]:
+    """Every file a feed partition's materialization says the partition holds rows of: its
+    ``sources`` (partner, file, sha256, size_bytes, received_at, archive_path, rows), one per
+    partner. A materialization recorded before several partners per feed (or of a
+    case-management extract) names one file in ``source_*`` entries: that file, alone."""
+    def value(entry):
+        return entry.value if hasattr(entry, "value") else entry
+
+    listed = metadata.get("sources")
+    if listed is not None:
+        return list(value(listed))
+    if "source_file" not in metadata:
+        return []
+    one = {name: value(metadata.get(f"source_{name}")) for name in
+           ("file", "sha256", "size_bytes", "received_at", "archive_path")}
+    rows = metadata.get("dagster/row_count")
+    return [{"partner": partner_of(one["file"] or ""), **one,
+             "rows": None if rows is None else value(rows)}]

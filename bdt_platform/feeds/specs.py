@@ -14,6 +14,9 @@ TIMESTAMP = pa_types.timestamp("us", tz="UTC")
 
 # Columns every partitioned raw table carries (interfaces.md).
 PARTITION_FIELDS = [("state", STRING), ("month", DATE), ("_source_file", STRING)]
+# And a partner feed's raw table: the partner that sent each row's file. Several partners may
+# send a feed for one state x month; a partner's newer file replaces only its own rows.
+PARTNER_FIELD = ("_partner", STRING)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class FeedSpec:
     tokenize: bool = False
     # Columns whose empty string means "no value" (stored as NULL).
     optional: tuple[str, ...] = ()
+    # A partner file feed: its rows carry ``_partner`` (from the file name), and a load replaces
+    # a partition's rows partner by partner.
+    from_partners: bool = False
 
     @property
     def input_columns(self) -> list[str]:
@@ -38,7 +44,8 @@ class FeedSpec:
         fields = list(self.fields)
         if self.tokenize:
             fields.insert(0, ("person_token", STRING))
-        return pa_types.schema(fields + PARTITION_FIELDS)
+        return pa_types.schema(fields + PARTITION_FIELDS
+                               + ([PARTNER_FIELD] if self.from_partners else []))
 
     @property
     def table(self) -> str:
@@ -59,6 +66,7 @@ ELIGIBILITY = FeedSpec(
             ("programs_enrolled", STRING), ("programs_eligible", STRING)),
     tokenize=True,
     optional=("ssn", "address_line2", "phone", "email", "programs_enrolled"),
+    from_partners=True,
 )
 OUTCOMES = FeedSpec(
     name="outcomes",
@@ -66,6 +74,7 @@ OUTCOMES = FeedSpec(
     contract=contracts.OutcomesContract,
     fields=(("application_id", STRING), ("program", STRING), ("decision", STRING),
             ("decision_date", DATE), ("monthly_benefit_usd", DOUBLE)),
+    from_partners=True,
 )
 MAILRETURNS = FeedSpec(
     name="mailreturns",
@@ -73,6 +82,7 @@ MAILRETURNS = FeedSpec(
     contract=contracts.MailReturnsContract,
     fields=(("mail_piece_id", STRING), ("mailed_date", DATE), ("status", STRING),
             ("status_date", DATE)),
+    from_partners=True,
 )
 NUDGES = FeedSpec(
     name="nudges",
@@ -80,6 +90,7 @@ NUDGES = FeedSpec(
     contract=contracts.NudgesContract,
     fields=(("event_id", STRING), ("campaign_id", STRING), ("arm", STRING), ("channel", STRING),
             ("recipient_key", STRING), ("event_type", STRING), ("event_ts", TIMESTAMP)),
+    from_partners=True,
 )
 CLIENTS = FeedSpec(
     name="clients",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dagster as dg
 
-from bdt_platform.inbox.base import DONE_SUFFIX, PROCESSED, Inbox, InboxFile, InboxUnavailable
+from bdt_platform.inbox.base import (DONE_SUFFIX, PROCESSED, Inbox, InboxFile, InboxUnavailable,
+                                     InboxWriteRefused, drop_path_parts)
 
 
 class FolderInbox(dg.ConfigurableResource, Inbox):
@@ -48,3 +50,35 @@ class FolderInbox(dg.ConfigurableResource, Inbox):
         marker = source.with_name(source.name + DONE_SUFFIX)
         if marker.exists():
             marker.unlink()
+
+    def put(self, path: str, data: bytes, mtime: float) -> None:
+        folder, name = drop_path_parts(path)
+        target = Path(self.root) / folder / name
+        temporary = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Hidden (a leading dot), so a listing meanwhile skips it; same folder, so the
+            # rename is atomic. The arrival time is set before the rename, which keeps it.
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.",
+                                                 suffix=".part")
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.utime(temporary, (mtime, mtime))
+            os.replace(temporary, target)
+            temporary = None
+        except OSError as exc:
+            raise InboxWriteRefused(f"could not put {path} into the inbox {self.root}: "
+                                    f"{exc.strerror or exc}") from exc
+        finally:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+
+    def remove(self, path: str) -> None:
+        folder, name = drop_path_parts(path)
+        try:
+            (Path(self.root) / folder / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise InboxWriteRefused(f"could not remove {path} from the inbox {self.root}: "
+                                    f"{exc.strerror or exc}") from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -17,8 +17,9 @@ import pandas as pd
 
 from bdt_platform import partitions as parts
 from bdt_platform.feeds.casemgmt import EVENT_TIME, CaseManagementDatabase
-from bdt_platform.feeds.filenames import FEED_PARTNER
 from bdt_platform.inbox.base import Inbox, InboxFile
+from bdt_platform.inbox.partners import PartnerRegistry
+from bdt_platform.inbox.quarantine import quarantine_file
 from bdt_platform.inbox.scan import Drop, ScanResult, scan
 from bdt_platform.pii import mask_ssn
 from bdt_platform.runs import RunOutcome, run_rectangles
@@ -54,16 +55,23 @@ class IngestResult:
             not r.success for r in self.runs) else 0
 
 
-def look_twice(inbox: Inbox, settle_seconds: float, sleep: Callable[[float], None] = time.sleep
-               ) -> ScanResult:
-    """First look; if some files may still be growing, wait and look again (sizes compared)."""
-    first = inbox.list_files()
-    result = scan(first, None, settle_seconds=settle_seconds)
+def look_twice(inbox: Inbox, registry: PartnerRegistry, settle_seconds: float,
+               sleep: Callable[[float], None] = time.sleep,
+               only_paths: Collection[str] | None = None) -> ScanResult:
+    """First look; if some files may still be growing, wait and look again (sizes compared).
+    ``only_paths``: look at these inbox paths alone (the rest of the inbox is left as it is)."""
+
+    def listing() -> list[InboxFile]:
+        files = inbox.list_files()
+        return files if only_paths is None else [f for f in files if f.path in only_paths]
+
+    first = listing()
+    result = scan(first, None, settle_seconds=settle_seconds, registry=registry)
     if not result.waiting:
         return result
     sleep(settle_seconds)
     sizes = {f.path: f.size for f in first}
-    return scan(inbox.list_files(), sizes, settle_seconds=settle_seconds)
+    return scan(listing(), sizes, settle_seconds=settle_seconds, registry=registry)
 
 
 def run_config_for_drops(by_feed: dict[str, dict[str, list[Drop]]]):
@@ -82,15 +90,20 @@ def run_config_for_drops(by_feed: dict[str, dict[str, list[Drop]]]):
 
 def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, inbox: Inbox, lake: LakeResource,
            warehouse: Warehouse, casemgmt: CaseManagementDatabase | None,
-           settle_seconds: float = 2.0, echo: Callable[[str], None] = print) -> IngestResult:
+           settle_seconds: float = 2.0, echo: Callable[[str], None] = print,
+           registry: PartnerRegistry | None = None,
+           only_paths: Collection[str] | None = None) -> IngestResult:
+    """Land every complete new inbox file (``only_paths``: just these inbox paths, and no
+    case-management extract). ``registry``: the partner registry in force (default: the
+    definitions' ``partners`` resource, read again now)."""
     result = IngestResult()
-    looked = look_twice(inbox, settle_seconds)
+    if registry is None:
+        registry = defs.resources["partners"].registry()
+    if only_paths is not None:
+        casemgmt = None
+    looked = look_twice(inbox, registry, settle_seconds, only_paths=only_paths)
     for file, reason in looked.bad_names:
-        where = lake.quarantine(file.folder, file.name, inbox.read_bytes(file.path), {
-            "file": file.name, "feed": None, "partner": file.folder,
-            "failures": [{"rule": "file_name_contract", "column": None, "count": 1,
-                          "message": reason, "examples": []}]})
-        inbox.mark_processed(file.path)
+        where = quarantine_file(inbox, lake, file, reason)
         _report(result, FileResult(file.path, "quarantined", f"{reason} -> lake/{where}"), echo)
     for file in looked.waiting:
         _report(result, FileResult(file.path, "waiting", "still being written; left for later"),
@@ -132,40 +145,48 @@ def _report(result: IngestResult, file_result: FileResult, echo: Callable[[str],
 def _file_results(outcome: RunOutcome, feed: str, drops: dict[str, list[Drop]]
                   ) -> list[FileResult]:
     key_path = ["raw", feed]
-    loaded = {}
+    loaded: dict[tuple[str, str], int] = {}  # (partition, file) -> rows
     for materialization in outcome.materializations():
         if materialization.asset_key.path != key_path:
             continue
-        meta = materialization.metadata
-        loaded[materialization.partition] = (meta["source_file"].value,
-                                             meta["dagster/row_count"].value)
-    rejected = {}
+        entry = materialization.metadata.get("loaded_files")
+        for item in (entry.value if entry is not None else []):
+            loaded[(materialization.partition, item["file"])] = item["rows"]
+    rejected: dict[tuple[str, str], dict] = {}  # (partition, file) -> rejection
     for evaluation in outcome.check_evaluations():
         if evaluation.asset_key.path != key_path:
             continue
         entry = evaluation.metadata.get("rejected")
         for item in (entry.value if entry is not None else []):
-            rejected[item["partition"]] = item
+            rejected[(item["partition"], item["file"])] = item
     results = []
     in_run = {parts.partition_key(s, m) for s in outcome.states for m in outcome.months}
     for key, found in drops.items():
         if key not in in_run:
             continue
-        *older, newest = found
-        for drop in older:
-            results.append(FileResult(drop.file.path, "superseded",
-                                      f"archived; a newer file for {key} was loaded", key))
-        if key in loaded and loaded[key][0] == newest.name.filename:
-            rows = loaded[key][1]
-            results.append(FileResult(newest.file.path, "loaded",
-                                      f"{rows} rows into raw.{newest.name.feed}", key, rows))
-        elif key in rejected:
-            item = rejected[key]
-            results.append(FileResult(newest.file.path, "quarantined",
-                                      f"{item['reason']} -> lake/{item['quarantined_to']}", key))
-        else:
-            failure = "; ".join(outcome.failures())[:300] or "not loaded"
-            results.append(FileResult(newest.file.path, "failed", mask_ssn(failure), key))
+        by_partner: dict[str, list[Drop]] = {}
+        for drop in found:
+            by_partner.setdefault(drop.name.partner, []).append(drop)
+        for partner, partner_drops in by_partner.items():
+            *older, newest = partner_drops
+            for drop in older:
+                results.append(FileResult(drop.file.path, "superseded",
+                                          f"archived; a newer {partner} file for {key} was "
+                                          "loaded", key))
+            name = newest.name.filename
+            if (key, name) in loaded:
+                rows = loaded[(key, name)]
+                results.append(FileResult(newest.file.path, "loaded",
+                                          f"{rows} rows into raw.{newest.name.feed} "
+                                          f"(partner {partner})", key, rows))
+            elif (key, name) in rejected:
+                item = rejected[(key, name)]
+                results.append(FileResult(newest.file.path, "quarantined",
+                                          f"{item['reason']} -> lake/{item['quarantined_to']}",
+                                          key))
+            else:
+                failure = "; ".join(outcome.failures())[:300] or "not loaded"
+                results.append(FileResult(newest.file.path, "failed", mask_ssn(failure), key))
     return results
 
 

@@ -15,17 +15,19 @@ decides, with :func:`decide` - a pure function of the listing, the cursor and th
   modification time: files older than it count as handled), which is dropped again when no file
   below it remains. So the cursor never grows with history, only - up to a cap - with what is
   sitting in the inbox right now.
-- **what to run?** New complete files are grouped by feed and partition (``state x month`` from
-  the name); one ``RunRequest`` per group, oldest file first so the newest wins and the others
-  are archived, with ``run_key`` = the newest file's :attr:`InboxFile.identity` (path, size,
-  mtime). Dagster never starts two runs with one run key for a sensor, so even a lost cursor
-  cannot land a file twice.
-- **late, older files**: a new file older (by mtime) than one already landed for its partition
-  would roll the partition back; it is archived in the lake and moved to ``processed/``, not
-  loaded.
-- **bad names** (unknown partner or feed, bad state or month, odd characters) are quarantined in
-  the lake with a reason file - once they are complete - and moved to ``processed/``; they never
-  make a run, and never stop the other files.
+- **what to run?** New complete files are grouped by feed, partition (``state x month`` from
+  the name) and partner; one ``RunRequest`` per group, oldest file first so the newest wins and
+  the others are archived, with ``run_key`` = the newest file's :attr:`InboxFile.identity`
+  (path, size, mtime). Dagster never starts two runs with one run key for a sensor, so even a
+  lost cursor cannot land a file twice. A run replaces only its partner's rows of the partition.
+- **late, older files**: a new file older (by mtime) than one of the same partner already landed
+  for its partition would roll the partition back; it is archived in the lake and moved to
+  ``processed/``, not loaded.
+- **refused files** (a bad name: unknown feed, bad state or month, odd characters; or a partner,
+  feed or state the partner registry does not allow) are quarantined in the lake with a reason
+  file - once they are complete - and moved to ``processed/``; they never make a run, and never
+  stop the other files. The registry is read again when its file changes, so a partner added
+  by ``bdt partners add`` is accepted from the next tick on.
 
 When the inbox cannot be reached or trusted (server down, wrong key, unknown host key) the tick
 is a ``SkipReason`` with the one-line reason and the cursor is left as it was.
@@ -46,7 +48,9 @@ import dagster as dg
 from bdt_platform import partitions as parts
 from bdt_platform.inbox.base import Inbox, InboxFile, InboxUnavailable
 from bdt_platform.inbox.ingest import INGEST_JOB, run_config_for_drops
-from bdt_platform.inbox.scan import Drop, is_complete, scan
+from bdt_platform.inbox.partners import PartnerRegistry, PartnerRegistryResource, RegistryError
+from bdt_platform.inbox.quarantine import quarantine_file
+from bdt_platform.inbox.scan import Drop, Refusal, is_complete, scan
 from bdt_platform.storage.lake import LakeResource
 
 SENSOR_NAME = "inbox_sensor"
@@ -56,6 +60,7 @@ MAX_REQUESTS_PER_TICK = 500  # the rest waits for the next tick (a big backlog: 
 MAX_KEPT = 1000  # fingerprints kept for handled files left in the inbox; beyond: high-water mark
 CURSOR_VERSION = 1
 INBOX_FILE_TAG = "bdt/inbox_file"
+PARTNER_TAG = "bdt/partner"
 
 
 def fingerprint(identity: str) -> str:
@@ -103,11 +108,16 @@ class InboxCursor:
 
 @dataclass(frozen=True)
 class PartitionRequest:
-    """New files of one feed for one partition: one run lands them, the newest wins."""
+    """New files of one partner and feed for one partition: one run lands them, the newest wins
+    (and replaces that partner's rows of the partition, no one else's)."""
 
     feed: str
     partition_key: str
     drops: tuple[Drop, ...]  # oldest first
+
+    @property
+    def partner(self) -> str:
+        return self.newest.name.partner
 
     @property
     def newest(self) -> Drop:
@@ -132,14 +142,14 @@ class PartitionRequest:
             partition_key=self.partition_key,
             asset_selection=[self.asset_key],
             run_config=self.run_config(),
-            tags={INBOX_FILE_TAG: self.newest.file.path},
+            tags={INBOX_FILE_TAG: self.newest.file.path, PARTNER_TAG: self.partner},
         )
 
 
 @dataclass
 class TickDecision:
     requests: list[PartitionRequest] = field(default_factory=list)
-    quarantine: list[tuple[InboxFile, str]] = field(default_factory=list)
+    quarantine: list[tuple[InboxFile, Refusal]] = field(default_factory=list)
     waiting: list[InboxFile] = field(default_factory=list)  # maybe still being written
     superseded: list[Drop] = field(default_factory=list)  # older than a file already handled
     deferred: list[InboxFile] = field(default_factory=list)  # over the per-tick cap
@@ -159,14 +169,16 @@ class TickDecision:
 
 def decide(listing: Iterable[InboxFile], cursor: InboxCursor, now: float | None = None,
            settle_seconds: float = SETTLE_SECONDS, max_requests: int = MAX_REQUESTS_PER_TICK,
-           max_kept: int = MAX_KEPT) -> TickDecision:
+           max_kept: int = MAX_KEPT, registry: PartnerRegistry | None = None) -> TickDecision:
     """What one tick does with ``listing``: runs to request, files to quarantine, the new cursor.
 
-    Pure: no I/O, no Dagster context; ``now`` is the clock (epoch seconds).
+    Pure: no I/O, no Dagster context; ``now`` is the clock (epoch seconds), ``registry`` the
+    partner registry in force (default: the one shipped with the project).
     """
     now = time.time() if now is None else now
     listing = list(listing)
-    looked = scan(listing, cursor.waiting, now=now, settle_seconds=settle_seconds)
+    looked = scan(listing, cursor.waiting, now=now, settle_seconds=settle_seconds,
+                  registry=registry)
     decision = TickDecision()
     handled_now: set[str] = set()
 
@@ -180,11 +192,12 @@ def decide(listing: Iterable[InboxFile], cursor: InboxCursor, now: float | None 
             decision.waiting.append(file)
     decision.waiting.extend(looked.waiting)
 
-    # Per feed and partition: new drops, and the newest drop already handled (if still listed).
-    groups: dict[tuple[str, str], list[Drop]] = {}
-    newest_handled: dict[tuple[str, str], tuple[float, str]] = {}
+    # Per feed, partition and partner: new drops, and the newest drop already handled (if still
+    # listed).
+    groups: dict[tuple[str, str, str], list[Drop]] = {}
+    newest_handled: dict[tuple[str, str, str], tuple[float, str]] = {}
     for drop in looked.ready:
-        where = (drop.name.feed, drop.name.partition_key)
+        where = (drop.name.feed, drop.name.partition_key, drop.name.partner)
         if cursor.handled(drop.file):
             decision.already_handled += 1
             order = (drop.file.mtime, drop.file.name)
@@ -192,16 +205,16 @@ def decide(listing: Iterable[InboxFile], cursor: InboxCursor, now: float | None 
         else:
             groups.setdefault(where, []).append(drop)
     requests = []
-    for (feed, key), drops in groups.items():
+    for (feed, key, partner), drops in groups.items():
         drops.sort(key=lambda d: (d.file.mtime, d.file.name))
-        bar = newest_handled.get((feed, key))
+        bar = newest_handled.get((feed, key, partner))
         if bar is not None:
             # A file older than one this partition already has would roll it back: archive it.
             decision.superseded.extend(d for d in drops if (d.file.mtime, d.file.name) <= bar)
             drops = [d for d in drops if (d.file.mtime, d.file.name) > bar]
         if drops:
             requests.append(PartitionRequest(feed, key, tuple(drops)))
-    requests.sort(key=lambda r: (r.newest.file.mtime, r.feed, r.partition_key))
+    requests.sort(key=lambda r: (r.newest.file.mtime, r.feed, r.partition_key, r.partner))
     decision.requests = requests[:max_requests]
     decision.deferred = [d.file for r in requests[max_requests:] for d in r.drops]
     handled_now |= {fingerprint(d.file.identity) for r in decision.requests for d in r.drops}
@@ -232,30 +245,6 @@ def decide(listing: Iterable[InboxFile], cursor: InboxCursor, now: float | None 
 
 # -- side effects: quarantine, and the Dagster sensor -------------------------------------------
 
-def quarantine_file(inbox: Inbox, lake: LakeResource, file: InboxFile, reason: str) -> str:
-    """Copy a badly named file into the lake's quarantine with a reason file, check the copy's
-    checksum, and only then move the original out of the inbox. Returns the lake path."""
-    data = inbox.read_bytes(file.path)
-    digest = hashlib.sha256(data).hexdigest()
-    where = lake.quarantine(file.folder, file.name, data, {
-        "file": file.name,
-        "feed": None,
-        "partner": file.folder,
-        "inbox_path": file.path,
-        "inbox_identity": file.identity,
-        "sha256": digest,
-        "size_bytes": len(data),
-        "received_at": dt.datetime.fromtimestamp(file.mtime, dt.timezone.utc).isoformat(),
-        "rejected_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "failures": [{"rule": "file_name_contract", "column": None, "count": 1,
-                      "message": reason, "examples": []}],
-    })
-    if hashlib.sha256(lake.path(where).read_bytes()).hexdigest() != digest:
-        raise OSError(f"lake copy of {file.path} does not match its checksum ({where})")
-    inbox.mark_processed(file.path)
-    return where
-
-
 def archive_superseded(inbox: Inbox, lake: LakeResource, drop: Drop) -> str:
     """Keep a file that arrived after a newer one for its partition: archive it in the lake
     (checksum-verified) and move it out of the inbox, without loading it."""
@@ -283,8 +272,8 @@ def collector_paused() -> Iterator[None]:
 
 
 def evaluate_inbox(inbox: Inbox, lake: LakeResource, cursor_text: str | None,
-                   now: float | None = None, log: Callable[[str], None] | None = None
-                   ) -> dg.SensorResult | dg.SkipReason:
+                   now: float | None = None, log: Callable[[str], None] | None = None,
+                   registry: PartnerRegistry | None = None) -> dg.SensorResult | dg.SkipReason:
     """One tick, without a Dagster context (the sensor below, and the benchmark, call this)."""
     log = log or (lambda message: None)
     try:
@@ -296,7 +285,7 @@ def evaluate_inbox(inbox: Inbox, lake: LakeResource, cursor_text: str | None,
     try:
         with collector_paused():
             listing = inbox.list_files()
-            decision = decide(listing, cursor, now)
+            decision = decide(listing, cursor, now, registry=registry)
         for file, reason in decision.quarantine:
             where = quarantine_file(inbox, lake, file, reason)
             log(f"quarantined {file.path}: {reason} -> lake/{where}")
@@ -325,13 +314,19 @@ def evaluate_inbox(inbox: Inbox, lake: LakeResource, cursor_text: str | None,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Lists the partner inbox (folder or SFTP) and requests one run of the feed's load asset "
-        "per complete new file, for the state x month partition in its name; run keys are the "
-        "files' identities, so each delivery lands once. Badly named files are quarantined."
+        "per complete new file, for the state x month partition in its name (replacing that "
+        "partner's rows only); run keys are the files' identities, so each delivery lands once. "
+        "Badly named files, and files the partner registry does not allow, are quarantined."
     ),
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: dg.ResourceParam[Inbox],
-                 lake: LakeResource):
-    return evaluate_inbox(inbox, lake, context.cursor, log=context.log.info)
+                 lake: LakeResource, partners: PartnerRegistryResource):
+    try:
+        registry = partners.registry()
+    except RegistryError as exc:
+        # A broken registry changes nothing: no file is refused for it, the cursor stays.
+        return dg.SkipReason(f"partner registry unusable, inbox not looked at: {exc}")
+    return evaluate_inbox(inbox, lake, context.cursor, log=context.log.info, registry=registry)
 
 
 SENSORS = [inbox_sensor]

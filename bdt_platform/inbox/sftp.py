@@ -22,6 +22,7 @@ import posixpath
 import socket
 import stat
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ from urllib.parse import unquote, urlsplit
 import dagster as dg
 from pydantic import PrivateAttr
 
-from bdt_platform.inbox.base import DONE_SUFFIX, PROCESSED, Inbox, InboxFile, InboxUnavailable
+from bdt_platform.inbox.base import (DONE_SUFFIX, PROCESSED, Inbox, InboxFile, InboxUnavailable,
+                                     InboxWriteRefused, drop_path_parts)
 
 if TYPE_CHECKING:  # paramiko is imported when a connection is made: ~0.2 s of every command
     import paramiko  # that has a local inbox (``bdt ingest`` from a folder) otherwise
@@ -249,6 +251,30 @@ def makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
                 raise
 
 
+def upload_atomically(sftp: paramiko.SFTPClient, data: bytes, temporary: str, target: str,
+                      mtime: float | None = None) -> None:
+    """Write ``data`` to ``temporary`` (its folder made if missing), give it ``mtime`` when set,
+    then rename it over ``target``: the target is never seen half-written. The temporary file is
+    removed when anything fails; OSError when the server then reports another size."""
+    makedirs(sftp, posixpath.dirname(target))
+    try:
+        sftp.putfo(io.BytesIO(data), temporary, file_size=len(data), confirm=True)
+        if mtime is not None:
+            sftp.utime(temporary, (mtime, mtime))
+        replace(sftp, temporary, target)
+    except BaseException:
+        try:
+            sftp.remove(temporary)
+        except Exception:  # noqa: BLE001 - best effort; the name is hidden anyway
+            pass
+        raise
+    attrs = sftp.stat(target)
+    if attrs.st_size != len(data):
+        raise OSError(f"{target} on the server has {attrs.st_size} bytes, expected {len(data)}")
+    if mtime is not None and int(attrs.st_mtime or 0) != int(mtime):
+        sftp.utime(target, (mtime, mtime))  # a server whose rename resets times
+
+
 def replace(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
     """Atomic rename over an existing target (``posix-rename@openssh.com``), with a fallback
     to remove-then-rename for servers without that extension."""
@@ -394,3 +420,39 @@ class SftpInbox(dg.ConfigurableResource, Inbox):
             return True
 
         self.session().run(move)
+
+    def put(self, path: str, data: bytes, mtime: float) -> None:
+        """Upload under a hidden temporary name in the same folder (never listed), set its
+        modification time (``utime``), rename it into place (``posix_rename``, replacing), and
+        check the size and time the server then reports."""
+        folder_name, name = drop_path_parts(path)
+        folder = posixpath.join(self.root, folder_name)
+        target = posixpath.join(folder, name)
+        # Fixed before the first try: a retry after a reconnect writes the same temporary file.
+        temporary = posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part")
+
+        def upload(sftp: paramiko.SFTPClient) -> None:
+            upload_atomically(sftp, data, temporary, target, mtime)
+
+        self._write(upload, f"could not put {path} into {self.describe()}")
+
+    def remove(self, path: str) -> None:
+        folder_name, name = drop_path_parts(path)
+        remote = posixpath.join(self.root, folder_name, name)
+
+        def delete(sftp: paramiko.SFTPClient) -> None:
+            try:
+                sftp.remove(remote)
+            except FileNotFoundError:
+                pass
+
+        self._write(delete, f"could not remove {path} from {self.describe()}")
+
+    def _write(self, change: Callable[[paramiko.SFTPClient], None], failed: str) -> None:
+        """Run a change of the inbox; a server that refuses it: InboxWriteRefused(failed: why)."""
+        try:
+            self.session().run(change)
+        except InboxUnavailable:
+            raise
+        except OSError as exc:
+            raise InboxWriteRefused(f"{failed}: {_one_line(exc)}") from exc

@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from bdt_platform.inbox.sftp import (DEFAULT_PORT, DEFAULT_TIMEOUT_SECONDS, SftpEndpoint,
-                                     SftpSession, makedirs, replace)
+                                     SftpSession, upload_atomically)
 from bdt_platform.outbox.base import (TEMP_PREFIX, Outbox, OutboxReceipt, OutboxUnavailable,
                                       check_names, temp_name)
 
@@ -64,19 +64,7 @@ class SftpOutbox(dg.ConfigurableResource, Outbox):
         target = posixpath.join(folder, filename)
 
         def upload(sftp: paramiko.SFTPClient) -> None:
-            makedirs(sftp, folder)
-            try:
-                sftp.putfo(io.BytesIO(data), temporary, file_size=len(data), confirm=True)
-                replace(sftp, temporary, target)
-            except BaseException:
-                try:
-                    sftp.remove(temporary)
-                except Exception:  # noqa: BLE001 - best effort; the name is hidden anyway
-                    pass
-                raise
-            size = sftp.stat(target).st_size
-            if size != len(data):
-                raise OSError(f"{target} on the server has {size} bytes, expected {len(data)}")
+            upload_atomically(sftp, data, temporary, target)
 
         try:
             self.session().run(upload)

@@ -42,13 +42,14 @@ from google.cloud import bigquery
 
 from bdt_platform.settings import DEFAULT_BQ_MAX_BYTES_BILLED
 from bdt_platform.storage.staged_rows import StagedRows
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.storage.warehouse import Warehouse, slice_columns
 
 DATASETS = ("raw", "staging", "intermediate", "marts", "reports")
 SCRATCH_PREFIX = "_bdt_load_"
 SCRATCH_LIFETIME = dt.timedelta(days=1)
 APP_LABEL = "bdt-platform"
 _STATE = re.compile(r"^[A-Z]{2}$")
+_PARTNER = re.compile(r"^[a-z0-9]+$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -155,8 +156,23 @@ def _split_table(table: str) -> tuple[str, str]:
     return dataset, name
 
 
-def delete_predicate(partitions: Iterable[tuple[str, dt.date]]) -> str:
-    """``(month = DATE 'm' AND state IN ('..')) OR ...`` for the (state, month) pairs."""
+def delete_predicate(partitions: Iterable[tuple]) -> str:
+    """``(month = DATE 'm' AND state IN ('..')) OR ...`` for (state, month) pairs, or
+    ``(month = DATE 'm' AND state = 'XX' AND _partner IN ('..')) OR ...`` for (state, month,
+    partner) slices of a partner feed's table."""
+    partitions = list(partitions)
+    if slice_columns(partitions)[-1] == "_partner":
+        by_pair: dict[tuple[dt.date, str], set[str]] = {}
+        for state, month, partner in partitions:
+            if not _STATE.match(state):
+                raise ValueError(f"not a state code: {state!r}")
+            if not _PARTNER.match(partner):
+                raise ValueError(f"not a partner name: {partner!r}")
+            by_pair.setdefault((_as_date(month), state), set()).add(partner)
+        return " OR ".join(
+            f"(month = DATE '{month.isoformat()}' AND state = '{state}' AND _partner IN "
+            f"({', '.join(repr(p) for p in sorted(partners))}))"
+            for (month, state), partners in sorted(by_pair.items()))
     by_month: dict[dt.date, set[str]] = {}
     for state, month in partitions:
         if not _STATE.match(state):
@@ -195,11 +211,11 @@ class BigQueryBatch:
 
     def __init__(self, warehouse: BigQueryWarehouse):
         self._warehouse = warehouse
-        self._pending: dict[str, tuple[list[pa.Table], set[tuple[str, dt.date]]]] = {}
+        self._pending: dict[str, tuple[list[pa.Table], set[tuple]]] = {}
         self.scratch_tables: list[str] = []
 
     def replace(self, table: str, rows: pa.Table | StagedRows,
-                partitions: Iterable[tuple[str, dt.date]]) -> int:
+                partitions: Iterable[tuple]) -> int:
         dataset, name = _split_table(table)
         if isinstance(rows, StagedRows):
             # One load job per table and run takes every row of the run (``commit``): spilled
@@ -207,7 +223,7 @@ class BigQueryBatch:
             staged, rows = rows, rows.read_all()
             staged.discard()
         rows = normalize(rows)
-        pairs = {(state, _as_date(month)) for state, month in partitions}
+        pairs = {(key[0], _as_date(key[1]), *key[2:]) for key in partitions}
         staged, covered = self._pending.setdefault(f"{dataset}.{name}", ([], set()))
         if pairs & covered:  # replaced again within the batch: the last rows win, as in DuckDB
             staged[:] = [_without(part, pairs) for part in staged]
@@ -240,12 +256,14 @@ def _as_date(value) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
-def _without(rows: pa.Table, pairs: set[tuple[str, dt.date]]) -> pa.Table:
-    """``rows`` minus those whose (state, month) is in ``pairs``."""
-    if not rows.num_rows:
+def _without(rows: pa.Table, pairs: set[tuple]) -> pa.Table:
+    """``rows`` minus those whose (state, month) - or (state, month, _partner), for slices -
+    is in ``pairs``."""
+    if not rows.num_rows or not pairs:
         return rows
-    keep = [(state, month) not in pairs for state, month in
-            zip(rows.column("state").to_pylist(), rows.column("month").to_pylist())]
+    columns = slice_columns(list(pairs))
+    keep = [key not in pairs for key in
+            zip(*(rows.column(c).to_pylist() for c in columns))]
     return rows.filter(pa.array(keep, pa.bool_()))
 
 

@@ -1,9 +1,12 @@
-"""The warehouse writer: replace whole (state, month) partitions of a table atomically.
+"""The warehouse writer: replace (state, month) partitions of a table atomically.
 
 Dagster's DB IO managers cannot write a run that spans several states *and* several months
 (toolchain.md), so loads use this small writer instead: within one transaction it deletes the
 batch's (state, month) pairs and inserts the new rows. Re-loading a partition therefore replaces
 it (never duplicates), and a failed run rolls back and leaves the tables as they were.
+
+A partner feed's partition holds the rows of several partners side by side: its loads name
+(state, month, partner) slices, and a slice replaces only that partner's rows (``_partner``).
 """
 
 from __future__ import annotations
@@ -59,14 +62,15 @@ class WarehouseBatch:
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):
         self._connection = connection
-        self._filled: dict[str, set[tuple[str, dt.date]]] = {}  # per table: partitions with rows
+        self._filled: dict[str, set[tuple]] = {}  # per table: partitions (or slices) with rows
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="bdt-warehouse-writer")
         self._writes: deque[Future] = deque()
 
     def replace(self, table: str, rows: pa.Table | StagedRows,
-                partitions: Iterable[tuple[str, dt.date]]) -> int:
+                partitions: Iterable[tuple]) -> int:
         """Have ``table``'s ``partitions`` replaced by ``rows``; staged rows are read (and
-        their spilled files deleted) as they are written."""
+        their spilled files deleted) as they are written. ``partitions`` are (state, month)
+        pairs, or (state, month, partner) slices of a partner feed's table (``_partner``)."""
         partitions = list(partitions)
         while self._writes and (self._writes[0].done()
                                 or len(self._writes) >= self.WRITES_QUEUED):
@@ -86,7 +90,7 @@ class WarehouseBatch:
         self._writes.clear()
 
     def _replace(self, table: str, rows: pa.Table | StagedRows,
-                 partitions: list[tuple[str, dt.date]]) -> int:
+                 partitions: list[tuple]) -> int:
         try:
             return self._write(table, rows, partitions)
         finally:
@@ -94,7 +98,7 @@ class WarehouseBatch:
                 rows.discard()
 
     def _write(self, table: str, rows: pa.Table | StagedRows,
-               partitions: list[tuple[str, dt.date]]) -> int:
+               partitions: list[tuple]) -> int:
         schema, _, name = table.partition(".")
         con = self._connection
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -110,18 +114,23 @@ class WarehouseBatch:
         try:
             con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" AS '
                         "SELECT * FROM _bdt_columns")
+            key_columns = slice_columns(partitions)
             filled = self._filled.get(table)
             if filled is None:
-                filled = self._filled[table] = {
-                    (state, month) for state, month in con.execute(
-                        f'SELECT DISTINCT state, month FROM "{schema}"."{name}"').fetchall()}
-            stale = [(state, month) for state, month in partitions if (state, month) in filled]
+                _add_missing_columns(con, schema, name, rows.schema)
+                columns = ", ".join(key_columns)
+                filled = self._filled[table] = set(con.execute(
+                    f'SELECT DISTINCT {columns} FROM "{schema}"."{name}"').fetchall())
+            stale = [key for key in partitions if key in filled]
             if stale:
-                keys = pa.table({"state": pa.array([p[0] for p in stale], pa.string()),
-                                 "month": pa.array([p[1] for p in stale], pa.date32())})
+                keys = pa.table({
+                    column: pa.array([key[i] for key in stale],
+                                     pa.date32() if column == "month" else pa.string())
+                    for i, column in enumerate(key_columns)})
                 con.register("_bdt_keys", keys)
+                match = " AND ".join(f"t.{c} = k.{c}" for c in key_columns)
                 con.execute(f'DELETE FROM "{schema}"."{name}" AS t USING _bdt_keys AS k '
-                            "WHERE t.state = k.state AND t.month = k.month")
+                            f"WHERE {match}")
             con.execute(f'INSERT INTO "{schema}"."{name}" BY NAME SELECT * FROM _bdt_rows')
             filled.update(partitions)
         finally:
@@ -133,6 +142,35 @@ class WarehouseBatch:
         return rows.num_rows
 
 
+def slice_columns(partitions: list[tuple]) -> tuple[str, ...]:
+    """The columns a replace matches on: ``state, month``, and ``_partner`` for slices."""
+    sizes = {len(key) for key in partitions}
+    if len(sizes) > 1 or not sizes <= {2, 3}:
+        raise ValueError("partitions must all be (state, month) pairs or all (state, month, "
+                         f"partner) slices, got sizes {sorted(sizes)}")
+    return ("state", "month", "_partner") if sizes == {3} else ("state", "month")
+
+
+#: Columns that tables made by an earlier version lack, added (as NULLs) on their next load:
+#: ``_partner`` (several partners per feed). Any other column a table lacks is an error.
+ADDED_COLUMNS = {"_partner": "VARCHAR"}
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str,
+                         wanted: pa.Schema) -> None:
+    """Add the ``ADDED_COLUMNS`` that the rows have and an older table lacks."""
+    missing = [c for c in ADDED_COLUMNS if c in wanted.names]
+    if not missing:
+        return
+    have = {row[0] for row in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND "
+        "table_name = ?", [schema, name]).fetchall()}
+    for column in missing:
+        if column not in have:
+            con.execute(f'ALTER TABLE "{schema}"."{name}" ADD COLUMN "{column}" '
+                        f"{ADDED_COLUMNS[column]}")
+
+
 class Warehouse(dg.ConfigurableResource):
     """What assets need from a warehouse, whatever the backend: replace partitions atomically
     (``batch``/``replace_partitions``), run a query into a DataFrame, and say what exists.
@@ -142,7 +180,7 @@ class Warehouse(dg.ConfigurableResource):
         raise NotImplementedError
 
     def replace_partitions(self, table: str, rows: pa.Table,
-                           partitions: Iterable[tuple[str, dt.date]]) -> int:
+                           partitions: Iterable[tuple]) -> int:
         with self.batch() as batch:
             return batch.replace(table, rows, list(partitions))
 

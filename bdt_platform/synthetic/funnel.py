@@ -2,9 +2,10 @@
 
 The funnel (rates are per state-month, at any scale):
 
-* **eligible** - ~300 x scale pool members appear in the partner's eligibility list;
-* **mailed** - ~85% of those rows get a mail piece; most pieces are delivered (~88%), the rest come
-  back returned, undeliverable (bad addresses mostly) or forwarded;
+* **eligible** - ~300 x scale pool members appear in the partners' eligibility lists (the
+  state agency's, communitycare's or both: see ``split``);
+* **mailed** - ~85% of those people get a mail piece; most pieces are delivered (~88%), the rest
+  come back returned, undeliverable (bad addresses mostly) or forwarded;
 * **nudged** - ~40% of the eligible people (only those with a phone) are in one of the month's
   one or two text/call campaigns, split into A/B arms by a hash of their token and the campaign id;
 * **called** - ~12% of the mailed people call our call center, more often when the letter arrived
@@ -92,7 +93,7 @@ class MonthActivity:
 
     state: str
     month: dt.date
-    eligible: np.ndarray               # pool index per eligibility row, in file order
+    eligible: np.ndarray               # pool index per eligible person, in pool order
     mail: dict[str, np.ndarray]        # mail_piece_id, person, mailed_day, status, status_day
     nudges: dict[str, np.ndarray]      # event_id, campaign_id, arm, channel, person, event_type,
                                        # event_ts

@@ -1,10 +1,13 @@
 """``generate``: write a synthetic, contract-true set of partner drops and case-management rows.
 
-For every state x month it drops the four partner files into ``inbox/<partner>/`` (atomically, see
-``writer``) and records the month's calls, applications and clients in the case-management SQLite
-database. Output is a pure function of the arguments: the same arguments give byte-identical files
-and identical database rows, and a state's (or a month's) output does not depend on which other
-states or months are generated alongside it.
+For every state x month it drops, for each of the four feeds, one file per partner that sends the
+feed (``partners.feed_partners``) into ``inbox/<partner>/`` (atomically, see ``writer``): two
+eligibility files (the state agency's and communitycare's, sharing the month's eligible people as
+``split`` says), and the state agency's outcomes, mailvendor's mail returns and nudgevendor's
+nudges - five files per state-month. It records the month's calls, applications and clients in the
+case-management SQLite database. Output is a pure function of the arguments: the same arguments
+give byte-identical files and identical database rows, and a state's (or a month's) output does
+not depend on which other states or months are generated alongside it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bdt_platform.feeds.filenames import FEED_PARTNER, drop_filename
+from bdt_platform.feeds.filenames import drop_filename
 from bdt_platform.partitions import STATES
 from bdt_platform.synthetic import casemgmt, feeds
 from bdt_platform.synthetic.funnel import simulate_month
@@ -28,8 +31,11 @@ class GenerationSummary:
     """What one ``generate`` call wrote.
 
     ``files``: every partner file, in the order written. ``rows``: data rows per feed
-    (``eligibility``, ``outcomes``, ``mailreturns``, ``nudges``) and per case-management table
-    (``clients`` counts distinct clients written, ``applications``, ``calls``).
+    (``eligibility``, ``outcomes``, ``mailreturns``, ``nudges``), summed over the feed's
+    partners' files, and per case-management table (``clients`` counts distinct clients
+    written, ``applications``, ``calls``). So ``rows["eligibility"]`` is the total of data rows
+    in the agency's and communitycare's eligibility files: a person both partners list counts
+    twice (it is not the number of distinct eligible people, which is smaller).
     """
 
     files: list[Path] = field(default_factory=list)
@@ -45,7 +51,8 @@ def generate(inbox: Path, casemgmt_path: Path, *, states: list[str], months: lis
              gzip_feeds: tuple[str, ...] = ("nudges",),
              progress: Callable[[str], None] | None = None) -> GenerationSummary:
     """Generate ``states`` x ``months`` (first-of-month dates) at ``scale`` (1.0 is about 300
-    eligibility rows per state-month) from ``seed``.
+    eligible people per state-month, about 360 eligibility rows over its two files) from
+    ``seed``.
 
     ``pii_key`` is the tokenization key (``BDT_PII_KEY``): the nudge vendor's ``recipient_key`` is
     the person token we would have sent it. Feeds named in ``gzip_feeds`` are written as
@@ -78,17 +85,16 @@ def generate(inbox: Path, casemgmt_path: Path, *, states: list[str], months: lis
             for month in months:
                 activity = simulate_month(pool, month, seed=seed, scale=scale)
                 for feed in feeds.FEEDS:
-                    columns = feeds.RENDERERS[feed](pool, activity)
-                    data = csv_bytes(columns)
                     compressed = feed in gzip_feeds
-                    if compressed:
-                        data = gzip_bytes(data)
-                    partner = FEED_PARTNER[feed]
-                    name = drop_filename(partner, state, month, feed, gzip=compressed)
-                    summary.files.append(write_atomic(inbox, Path(partner) / name, data))
-                    n_rows = len(next(iter(columns.values())))
-                    summary.rows[feed] += n_rows
-                    state_files, state_rows = state_files + 1, state_rows + n_rows
+                    for partner, columns in feeds.partner_files(feed, pool, activity, seed=seed):
+                        data = csv_bytes(columns)
+                        if compressed:
+                            data = gzip_bytes(data)
+                        name = drop_filename(partner, state, month, feed, gzip=compressed)
+                        summary.files.append(write_atomic(inbox, Path(partner) / name, data))
+                        n_rows = len(next(iter(columns.values())))
+                        summary.rows[feed] += n_rows
+                        state_files, state_rows = state_files + 1, state_rows + n_rows
                 written = casemgmt.write_month(connection, pool, activity)
                 clients.update(activity.calls["person"].tolist())
                 for table in ("applications", "calls"):

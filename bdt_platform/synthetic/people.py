@@ -1,6 +1,6 @@
 """The people of one state: a fixed pool the monthly feeds draw from.
 
-A partner's eligibility list, our mail and nudge campaigns, the calls and applications in case
+The partners' eligibility lists, our mail and nudge campaigns, the calls and applications in case
 management and the state's decisions are all about the *same* people, and the same people recur
 from month to month (a household stays eligible for a while). So each state gets one pool of
 people, built once from ``(seed, scale, state)``; a month's rows are a random draw of pool members.

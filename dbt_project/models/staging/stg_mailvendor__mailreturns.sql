@@ -8,5 +8,6 @@ select
     cast(status_date as date)                                     as status_date,
     upper(state)                                                  as state,
     cast(month as date)                                           as month,
-    _source_file                                                  as _source_file
+    _source_file                                                  as _source_file,
+    _partner                                                      as _partner
 from {{ source('raw', 'mailreturns') }}

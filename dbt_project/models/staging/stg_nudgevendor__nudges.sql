@@ -13,5 +13,6 @@ select
     {{ bdt_date_utc('event_ts') }}                                as event_date,
     upper(state)                                                  as state,
     cast(month as date)                                           as month,
-    _source_file                                                  as _source_file
+    _source_file                                                  as _source_file,
+    _partner                                                      as _partner
 from {{ source('raw', 'nudges') }}

@@ -22,5 +22,6 @@ select
     upper(nullif(trim(programs_eligible), ''))                    as programs_eligible,
     upper(state)                                                  as state,
     cast(month as date)                                           as month,
-    _source_file                                                  as _source_file
+    _source_file                                                  as _source_file,
+    _partner                                                      as _partner
 from {{ source('raw', 'eligibility') }}

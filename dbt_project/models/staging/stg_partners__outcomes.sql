@@ -9,5 +9,6 @@ select
     cast(monthly_benefit_usd as {{ dbt.type_float() }})           as monthly_benefit_usd,
     upper(state)                                                  as state,
     cast(month as date)                                           as month,
-    _source_file                                                  as _source_file
+    _source_file                                                  as _source_file,
+    _partner                                                      as _partner
 from {{ source('raw', 'outcomes') }}
