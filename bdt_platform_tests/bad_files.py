@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from bdt_platform.feeds.filenames import drop_filename
 from bdt_platform.synthetic.partners import feed_partners
 from bdt_platform.feeds.specs import FILE_FEED_SPECS
-from bdt_platform.partitions import STATES, add_months
-from bdt_platform.pii import person_token
+from bdt_platform.core.partitions import STATES, add_months
+from bdt_platform.core.pii import person_token
 
 FEEDS = ("eligibility", "outcomes", "mailreturns", "nudges")
 TOKEN_KEY = "corpus-token-key"

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bdt_platform.settings import Settings, load_settings
+from bdt_platform.core.settings import Settings, load_settings
 
 TEST_PII_KEY = "test-pii-key-not-a-secret"
 
@@ -36,7 +36,7 @@ def cli_environment(monkeypatch, home: Path, partners: Path) -> None:
 @pytest.fixture
 def server(tmp_path):
     """A real SFTP server (asyncssh) on 127.0.0.1 for one test."""
-    from .sftp_server import start_server
+    from bdt_platform.synthetic.sftp_server import start_server
 
     running = start_server(tmp_path / "sftp")
     yield running
@@ -70,7 +70,7 @@ def read_ahead():
 def platform(settings: Settings):
     """(settings, definitions, instance) over a fresh home."""
     from bdt_platform.definitions import build_definitions
-    from bdt_platform.runs import instance_for
+    from bdt_platform.core.runs import instance_for
 
     defs = build_definitions(settings)
     instance = instance_for(settings)

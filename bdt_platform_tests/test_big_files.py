@@ -1,5 +1,5 @@
 """Big partner files: validated, tokenized and typed a slice at a time, their typed rows spilled
-to local disk and inserted from there (``parsing._prepare_in_slices``, ``staged_rows``).
+to local disk and inserted from there (``slices.prepare_in_slices``, ``staged_rows``).
 
 Slicing must change nothing a user sees: every file of the corpus (every broken rule of every
 feed, and the good files) is prepared with slices of two records and compared with the same
@@ -12,7 +12,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from bdt_platform.feeds import parsing, plain_csv, prefetch, workers
+from bdt_platform.feeds import (csv_reader, decoding, parsing, plain_csv, prefetch, slices,
+                                workers)
 from bdt_platform.storage.staged_rows import SpillWriter, StagedRows
 
 from . import bad_files as bf
@@ -32,9 +33,9 @@ def _sliced(monkeypatch, rows=2):
     """Slices (and read batches) of ``rows`` records; the text read 7 bytes at a time; no file
     read by Arrow (``plain_csv``: small files, not sliced)."""
     _not_plain(monkeypatch)
-    monkeypatch.setattr(parsing, "SLICE_ROWS", rows)
-    monkeypatch.setattr(parsing, "READ_BATCH_ROWS", rows)
-    monkeypatch.setattr(parsing, "TEXT_PIECE", 7)
+    monkeypatch.setattr(slices, "SLICE_ROWS", rows)
+    monkeypatch.setattr(csv_reader, "READ_BATCH_ROWS", rows)
+    monkeypatch.setattr(decoding, "TEXT_PIECE", 7)
 
 
 def _not_plain(monkeypatch):
@@ -76,7 +77,7 @@ def test_ids_repeated_in_different_slices_reject_the_file_as_a_whole_read_does(m
     _sliced(monkeypatch)
     sliced = parsing.prepare_files("eligibility", [(name, data, STATE, MONTH)], bf.TOKEN_KEY,
                                    str(tmp_path))
-    monkeypatch.setattr(parsing, "SLICE_ROWS", 10**9)
+    monkeypatch.setattr(slices, "SLICE_ROWS", 10**9)
     whole = parsing.prepare_files("eligibility", [(name, data, STATE, MONTH)], bf.TOKEN_KEY)
     assert whole.verdicts[0].rules == ["record_id_unique"]
     assert sliced.verdicts[0].failures == whole.verdicts[0].failures
@@ -118,7 +119,7 @@ def test_a_chunk_of_small_and_big_files_stages_every_file_in_order(monkeypatch, 
     assert all(plain_csv.read_plain({0: data}, columns) for _, data, _, _ in [*small, big])
     chunk = [small[0], big, small[1], small[2]]
     whole = parsing.prepare_files("outcomes", chunk, bf.TOKEN_KEY)
-    monkeypatch.setattr(parsing, "SLICE_ROWS", 10)
+    monkeypatch.setattr(slices, "SLICE_ROWS", 10)
     mixed = parsing.prepare_files("outcomes", chunk, bf.TOKEN_KEY, str(tmp_path))
     count = whole.rows[0]
     assert whole.rows == [count, 4 * count, count, count] and 4 * count > 10 >= count
@@ -147,7 +148,7 @@ def test_files_read_ahead_keep_their_spilled_rows_until_the_run_takes_them(monke
     ahead.send("outcomes", files, bf.TOKEN_KEY)
     assert len(os.listdir(ahead.spill_dir)) == 1
     gathered = prefetch.Gathered([ahead.take("outcomes", *files[0], bf.TOKEN_KEY)]).result()
-    monkeypatch.setattr(parsing, "SLICE_ROWS", 10**9)
+    monkeypatch.setattr(slices, "SLICE_ROWS", 10**9)
     direct = parsing.prepare_files("outcomes", files, bf.TOKEN_KEY)
     assert list(gathered.spilled) == [0]
     assert gathered.staged().read_all().equals(direct.table)
@@ -220,7 +221,7 @@ def test_a_big_file_read_in_a_worker_is_loaded_from_its_spill(tmp_path):
     from bdt_platform.storage.warehouse import DuckDBWarehouse
 
     rows = bf.good_rows("outcomes", STATE, MONTH)
-    rows = rows * (parsing.SLICE_ROWS // len(rows) + 2)
+    rows = rows * (slices.SLICE_ROWS // len(rows) + 2)
     data = bf.csv_text(rows, bf.columns("outcomes")).encode()
     spill_dir = tmp_path / "spill"
     spill_dir.mkdir()

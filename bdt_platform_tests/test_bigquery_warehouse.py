@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.storage.bigquery import BigQueryWarehouse, delete_predicate, sanitize_label
 from bdt_platform.storage.warehouse import DuckDBWarehouse, Warehouse
 

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bdt_platform.feeds import contracts, parsing
+from bdt_platform.feeds import (contract_rules, contracts, csv_reader, decoding, rejections,
+                                typed_table, validation)
 from bdt_platform.feeds.specs import FILE_FEED_SPECS
-from bdt_platform.partitions import STATES, add_months
+from bdt_platform.core.partitions import STATES, add_months
 
 from . import bad_files as bf
 
@@ -36,7 +37,7 @@ ODD = st.sampled_from([",", '"', "'", ";", "\n", "''); DROP TABLE raw.eligibilit
                        "Ñúñez", "محمد", "🙂", "  ", "NULL", "\\N", "=1+1", "\u200b", "\ufeff"])
 FREE_TEXT = st.lists(st.one_of(st.text(CHARS, max_size=5), ODD), max_size=4).map("".join)
 NON_BLANK = FREE_TEXT.filter(lambda s: s.strip() != "")
-SSN_INSIDE = re.compile(contracts.SSN_INSIDE_PATTERN)
+SSN_INSIDE = re.compile(contract_rules.SSN_INSIDE_PATTERN)
 MONTHS = st.builds(lambda y, m: dt.date(y, m, 1), st.integers(2023, 2026), st.integers(1, 12))
 DECIMAL = st.from_regex(r"[0-9]{1,7}(\.[0-9]{1,3})?", fullmatch=True)
 POSITIVE = DECIMAL.filter(lambda s: float(s) > 0)
@@ -163,9 +164,10 @@ def write(data, feed: str, state: str, month: dt.date, rows: bf.Rows) -> tuple[s
 
 def run(feed: str, name: str, payload: bytes, state: str, month: dt.date):
     spec = FILE_FEED_SPECS[feed]
-    frame = parsing.read_text_frame(parsing.decode(payload, name), spec)
-    parsing.validate(frame, spec, state, month)
-    return parsing.to_table(frame, spec, state=state, month=month, source_file=name, pii_key=KEY)
+    frame = csv_reader.read_text_frame(decoding.decode(payload, name), spec)
+    validation.validate(frame, spec, state, month)
+    return typed_table.to_table(frame, spec, state=state, month=month, source_file=name,
+                                pii_key=KEY)
 
 
 @pytest.mark.parametrize("feed", bf.FEEDS)
@@ -360,7 +362,7 @@ VIOLATIONS = {
 
 def test_every_rule_has_a_random_violation():
     for feed in bf.FEEDS:
-        names = {rule.name for rule in contracts.rules(FILE_FEED_SPECS[feed].contract)}
+        names = {rule.name for rule in contract_rules.rules(FILE_FEED_SPECS[feed].contract)}
         assert set(VIOLATIONS[feed]) == names, feed
 
 
@@ -373,10 +375,10 @@ def test_single_rule_violation_is_always_caught(feed, data):
     i = data.draw(st.integers(0, len(rows) - 1), label="row")
     VIOLATIONS[feed][rule](data, rows, i, state, month)
     name, payload = write(data, feed, state, month, rows)
-    with pytest.raises(parsing.FileRejected) as caught:
+    with pytest.raises(rejections.FileRejected) as caught:
         run(feed, name, payload, state, month)
     failures = caught.value.failures
     assert [f.rule for f in failures] == [rule]
-    column = {r.name: r.column for r in contracts.rules(FILE_FEED_SPECS[feed].contract)}[rule]
+    column = {r.name: r.column for r in contract_rules.rules(FILE_FEED_SPECS[feed].contract)}[rule]
     assert failures[0].column == column
     assert 1 <= failures[0].count <= 2 and failures[0].examples

@@ -17,12 +17,13 @@ import pandas
 import pyarrow as pa
 import pytest
 
-from bdt_platform.feeds import contracts, parsing
+from bdt_platform.feeds import (contract_rules, contracts, csv_reader, decoding, rejections,
+                                text_values, typed_table, validation)
 from bdt_platform.feeds.casemgmt import CaseManagementDatabase
 from bdt_platform.feeds.filenames import parse_drop_name
 from bdt_platform.feeds.specs import (ALL_SPECS, CASEMGMT_SPECS, DATE, FILE_FEED_SPECS,
                                       TIMESTAMP, FeedSpec)
-from bdt_platform.pii import TOKEN_PATTERN
+from bdt_platform.core.pii import TOKEN_PATTERN
 from bdt_platform.synthetic import generate
 
 from . import bad_files as bf
@@ -34,19 +35,20 @@ KEY = "unit-test-key"
 def load(data: bytes, name: str, feed: str, state: str = STATE, month: dt.date = MONTH
          ) -> pa.Table:
     spec = FILE_FEED_SPECS[feed]
-    frame = parsing.read_text_frame(parsing.decode(data, name), spec)
-    parsing.validate(frame, spec, state, month)
-    return parsing.to_table(frame, spec, state=state, month=month, source_file=name, pii_key=KEY)
+    frame = csv_reader.read_text_frame(decoding.decode(data, name), spec)
+    validation.validate(frame, spec, state, month)
+    return typed_table.to_table(frame, spec, state=state, month=month, source_file=name,
+                                pii_key=KEY)
 
 
 def rejection(data: bytes, name: str, feed: str, state: str = STATE,
-              month: dt.date = MONTH) -> parsing.FileRejected:
-    with pytest.raises(parsing.FileRejected) as caught:
+              month: dt.date = MONTH) -> rejections.FileRejected:
+    with pytest.raises(rejections.FileRejected) as caught:
         load(data, name, feed, state, month)
     return caught.value
 
 
-def report_text(rejected: parsing.FileRejected) -> str:
+def report_text(rejected: rejections.FileRejected) -> str:
     """Everything a rejection puts in front of people: summary and the reason file's failures."""
     return str(rejected) + json.dumps([f.as_dict() for f in rejected.failures],
                                       ensure_ascii=False, default=str)
@@ -62,8 +64,8 @@ def test_corpus_case_is_rejected_naming_rule_and_column(case: bf.Case):
     assert failure.column == case.column
     assert failure.count >= 1 and failure.message
     assert case.rule in str(rejected)
-    assert len(failure.examples) <= parsing.MAX_EXAMPLES
-    if case.rule not in contracts.FILE_RULES:
+    assert len(failure.examples) <= rejections.MAX_EXAMPLES
+    if case.rule not in contract_rules.FILE_RULES:
         # Row rules: each example names the file line and shows the masked value and row.
         assert failure.examples and failure.count == len(failure.examples)
         for example in failure.examples:
@@ -76,23 +78,23 @@ def test_corpus_case_is_rejected_naming_rule_and_column(case: bf.Case):
 def test_corpus_covers_every_rule_of_every_file_feed():
     covered = {rule for case in bf.CASES for rule in case.rules}
     for feed in bf.FEEDS:
-        names = {rule.name for rule in contracts.rules(FILE_FEED_SPECS[feed].contract)}
+        names = {rule.name for rule in contract_rules.rules(FILE_FEED_SPECS[feed].contract)}
         assert names <= covered, f"{feed}: no corpus case for {sorted(names - covered)}"
         assert len([c for c in bf.CASES if c.feed == feed]) >= 5
-    assert set(contracts.FILE_RULES) <= covered
+    assert set(contract_rules.FILE_RULES) <= covered
     assert len(bf.CASES) >= 30
 
 
 def test_rule_names_are_stable_readable_identifiers():
     for spec in [*FILE_FEED_SPECS.values(), *CASEMGMT_SPECS.values()]:
-        rules = contracts.rules(spec.contract)
+        rules = contract_rules.rules(spec.contract)
         names = [rule.name for rule in rules]
         assert len(names) == len(set(names)), spec.name
         for rule in rules:
             assert re.fullmatch(r"[a-z][a-z0-9_]+", rule.name), rule.name
             assert rule.column in spec.input_columns, rule
             assert rule.description and rule.description != rule.name
-    assert all(re.fullmatch(r"[a-z][a-z0-9_]+", name) for name in contracts.FILE_RULES)
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]+", name) for name in contract_rules.FILE_RULES)
 
 
 # --- what the reports say --------------------------------------------------------------------
@@ -122,7 +124,7 @@ def test_field_count_errors_name_every_bad_line():
 
 
 def test_line_numbers_count_blank_lines_with_either_line_ending():
-    """A file of one-line records is read at once (``parsing._record_batches``); the lines it
+    """A file of one-line records is read at once (``csv_reader._record_batches``); the lines it
     reports still count the blank lines skipped, with ``\n`` or ``\r\n`` line endings."""
     lines = bf.csv_text(bf.good_rows("mailreturns", STATE, MONTH),
                         bf.columns("mailreturns")).split("\n")
@@ -157,16 +159,16 @@ def test_a_big_file_is_read_a_batch_of_records_at_a_time(monkeypatch):
     spec = FILE_FEED_SPECS["eligibility"]
     for multi_line in (False, True):
         text = _batched_text(multi_line)
-        monkeypatch.setattr(parsing, "READ_BATCH_ROWS", 16_384)
-        whole, whole_lines = parsing.read_text_columns(text, spec)
+        monkeypatch.setattr(csv_reader, "READ_BATCH_ROWS", 16_384)
+        whole, whole_lines = csv_reader.read_text_columns(text, spec)
         values = "".join(whole.column("address_line2").to_pylist())
         assert ("\n" in values) is multi_line
-        monkeypatch.setattr(parsing, "READ_BATCH_ROWS", 3)
+        monkeypatch.setattr(csv_reader, "READ_BATCH_ROWS", 3)
         for piece in (1, 5, 64):
-            monkeypatch.setattr(parsing, "TEXT_PIECE", piece)
-            batches = list(parsing._record_batches(text))
+            monkeypatch.setattr(decoding, "TEXT_PIECE", piece)
+            batches = list(csv_reader._record_batches(text))
             assert len(batches) > 4 and max(len(rows) for rows, _ in batches) <= 3
-            columns, lines = parsing.read_text_columns(text, spec)
+            columns, lines = csv_reader.read_text_columns(text, spec)
             assert columns.equals(whole) and list(lines) == list(whole_lines), piece
         physical = text.count("\n")  # the file's lines (each ends in \r\n, or \n in a value)
         assert list(whole_lines)[-3:] == [physical - 2, physical - 1, physical]
@@ -176,7 +178,7 @@ def test_malformed_csv_after_the_first_batch_names_its_line(monkeypatch):
     lines = _batched_text().split("\r\n")
     bad = len(lines) - 3
     lines[bad] = lines[bad].replace(",", ',"unclosed', 1)
-    monkeypatch.setattr(parsing, "READ_BATCH_ROWS", 2)
+    monkeypatch.setattr(csv_reader, "READ_BATCH_ROWS", 2)
     rejected = rejection("\r\n".join(lines).encode(), "communitycare_PA_202403_eligibility.csv",
                          "eligibility")
     [failure] = rejected.failures
@@ -196,7 +198,7 @@ def test_every_failed_rule_is_reported_in_contract_order_with_counts():
     counts = {f.rule: f.count for f in rejected.failures}
     assert counts == {"record_id_unique": 30, "zip_format": 30, "language_iso_639_1": 1}
     zip_failure = rejected.failures[1]
-    assert len(zip_failure.examples) == parsing.MAX_EXAMPLES
+    assert len(zip_failure.examples) == rejections.MAX_EXAMPLES
     assert [e["line"] for e in zip_failure.examples[:3]] == [2, 3, 5]
     assert "more" not in str(rejected)  # three failures: all named in the summary
 
@@ -336,9 +338,9 @@ def test_generated_files_meet_the_contract(tmp_path: Path):
         for state in ["DC", "NM"]:
             for month in months:
                 frame = database.extract(spec.name, spec.input_columns, state, month)
-                parsing.validate(frame, spec, state, month)
-                parsing.to_table(frame, spec, state=state, month=month,
-                                 source_file=f"casemgmt.{spec.name}", pii_key=KEY)
+                validation.validate(frame, spec, state, month)
+                typed_table.to_table(frame, spec, state=state, month=month,
+                                     source_file=f"casemgmt.{spec.name}", pii_key=KEY)
 
 
 def test_one_casemgmt_query_per_month_gives_each_partition_its_own_rows(tmp_path: Path):
@@ -411,27 +413,27 @@ def test_a_column_holding_anything_but_text_is_rejected():
     import numpy as np
 
     spec = CASEMGMT_SPECS["calls"]
-    frame = parsing.read_text_frame(
+    frame = csv_reader.read_text_frame(
         "call_id,client_id,state,started_at,duration_s,outcome,updated_at\n"
         "C1,CL1,PA,2024-03-01 10:00:00+00:00,60,completed,2024-03-01T10:01:00Z\n"
         "C2,CL2,PA,2024-03-01 11:00:00+00:00,15,completed,2024-03-01T11:01:00Z\n", spec)
-    parsing.validate(frame, spec, "PA", MONTH)
+    validation.validate(frame, spec, "PA", MONTH)
     for value, rule in [(15, "dtype('str')"), (np.nan, "not_nullable"), (None, "not_nullable")]:
         broken = frame.astype(object)  # as a database extract holds it: any Python value
         broken.loc[1, "duration_s"] = value
-        with pytest.raises(parsing.FileRejected) as caught:
-            parsing.validate(broken, spec, "PA", MONTH)
+        with pytest.raises(rejections.FileRejected) as caught:
+            validation.validate(broken, spec, "PA", MONTH)
         assert rule in caught.value.rules
 
 
 def test_casemgmt_rows_are_checked_with_named_rules():
     spec = CASEMGMT_SPECS["calls"]
-    frame = parsing.read_text_frame(
+    frame = csv_reader.read_text_frame(
         "call_id,client_id,state,started_at,duration_s,outcome,updated_at\n"
         "C1,CL1,PA,2024-03-01 10:00:00+00:00,60,completed,2024-03-01T10:01:00Z\n"
         "C1,CL2,NJ,2024-03-01T10:00:00,1.5,,2024-03-01T10:01:00Z\n", spec)
-    with pytest.raises(parsing.FileRejected) as caught:
-        parsing.validate(frame, spec, "PA", MONTH)
+    with pytest.raises(rejections.FileRejected) as caught:
+        validation.validate(frame, spec, "PA", MONTH)
     assert set(caught.value.rules) == {"call_id_unique", "started_at_is_timestamp",
                                        "duration_s_whole_seconds", "outcome_not_blank",
                                        "state_matches_partition"}
@@ -443,8 +445,8 @@ def test_check_description_lists_every_rule():
     for asset in FILE_FEED_ASSETS:
         [spec] = list(asset.check_specs)
         feed = asset.key.path[-1]
-        for rule in [*contracts.FILE_RULES, *(r.name for r in
-                                              contracts.rules(FILE_FEED_SPECS[feed].contract))]:
+        for rule in [*contract_rules.FILE_RULES,
+                     *(r.name for r in contract_rules.rules(FILE_FEED_SPECS[feed].contract))]:
             assert f"`{rule}`" in spec.description, (feed, rule)
         assert "quarantine" in spec.description
 
@@ -483,17 +485,17 @@ def test_cross_field_rule_counts_every_row_and_stays_fast_on_big_files():
 
 
 # ---------------------------------------------------------------------------------------------
-# Many files in one pandera call (parsing.validate_many) must judge each file as if alone.
+# Many files in one pandera call (validation.validate_many) must judge each file as if alone.
 
 def _frame(data: bytes, name: str, feed: str):
-    return parsing.read_text_frame(parsing.decode(data, name), FILE_FEED_SPECS[feed])
+    return csv_reader.read_text_frame(decoding.decode(data, name), FILE_FEED_SPECS[feed])
 
 
 def _pandera_level_cases():
     for case in bf.CASES:
         try:
             frame = _frame(case.data(STATE, MONTH), case.filename(STATE, MONTH), case.feed)
-        except parsing.FileRejected:
+        except rejections.FileRejected:
             continue  # rejected before pandera: never reaches validate_many
         yield pytest.param(case, frame, id=case.id)
 
@@ -508,9 +510,9 @@ def test_validating_many_files_at_once_judges_each_as_if_alone(case: bf.Case, ba
                     bf.filename(case.feed, STATE, other_month), case.feed)
     after = _frame(bf.good_file(case.feed, "NJ", MONTH), bf.filename(case.feed, "NJ", MONTH),
                    case.feed)
-    alone = parsing.validate_many([(bad_frame, STATE, MONTH)], spec)[0]
+    alone = validation.validate_many([(bad_frame, STATE, MONTH)], spec)[0]
     assert alone is not None, "the corpus case must break a pandera rule"
-    together = parsing.validate_many(
+    together = validation.validate_many(
         [(before, STATE, other_month), (bad_frame, STATE, MONTH), (after, "NJ", MONTH),
          (before.copy(), STATE, other_month.replace(month=1))], spec)
     assert together[0] is None and together[2] is None
@@ -518,8 +520,8 @@ def test_validating_many_files_at_once_judges_each_as_if_alone(case: bf.Case, ba
     assert [f.as_dict() for f in together[1].failures] == [f.as_dict() for f in alone.failures]
     # The fourth is the first file's rows claimed for January: dates outside that month or
     # not, it is judged exactly as validating it alone judges it.
-    solo_fourth = parsing.validate_many([(before.copy(), STATE, other_month.replace(month=1))],
-                                        spec)[0]
+    solo_fourth = validation.validate_many([(before.copy(), STATE, other_month.replace(month=1))],
+                                           spec)[0]
     assert (together[3] is None) == (solo_fourth is None)
 
 
@@ -528,7 +530,7 @@ def test_identifiers_may_repeat_across_files_but_not_within_one():
     frame = _frame(bf.good_file("mailreturns", STATE, MONTH),
                    bf.filename("mailreturns", STATE, MONTH), "mailreturns")
     doubled = frame.iloc[[0, 1, 0]].reset_index(drop=True)  # row 0 twice in one file
-    verdicts = parsing.validate_many(
+    verdicts = validation.validate_many(
         [(frame, STATE, MONTH), (frame.copy(), "NJ", MONTH), (doubled, "NY", MONTH)], spec)
     assert verdicts[0] is None and verdicts[1] is None
     assert verdicts[2] is not None and verdicts[2].rules == ["mail_piece_id_unique"]
@@ -738,16 +740,16 @@ def test_column_rules_judge_every_value_as_the_per_value_reference():
 def test_values_that_are_not_text_are_neither_dates_nor_timestamps():
     values = [*ADVERSARIAL[:40], None, float("nan"), 15, 1.5, dt.date(2024, 3, 1)]
     column = pandas.Series(values, dtype=object)
-    assert list(contracts.parse_dates(column).astype(object)) == [ref_date(v) for v in values]
-    assert list(contracts.parse_timestamps(column).local.astype(object)) == [
+    assert list(text_values.parse_dates(column).astype(object)) == [ref_date(v) for v in values]
+    assert list(text_values.parse_timestamps(column).local.astype(object)) == [
         None if t is None else t.replace(tzinfo=None) for t in map(ref_timestamp, values)]
 
 
 def test_dates_and_timestamps_parse_as_the_per_value_reference():
     values = adversarial_values()
     column = pandas.Series(values, dtype=object)
-    assert list(contracts.parse_dates(column).astype(object)) == [ref_date(v) for v in values]
-    stamps = contracts.parse_timestamps(column)
+    assert list(text_values.parse_dates(column).astype(object)) == [ref_date(v) for v in values]
+    stamps = text_values.parse_timestamps(column)
     expected_local = [None if t is None else t.replace(tzinfo=None)
                       for t in map(ref_timestamp, values)]
     assert list(stamps.local.astype(object)) == expected_local
@@ -763,7 +765,7 @@ def test_dates_and_timestamps_parse_as_the_per_value_reference():
 def test_a_pattern_that_reads_differently_in_re2_is_refused():
     for pattern in (r"\d{5}", r"\w+", r"(?<![0-9])[0-9]{9}", r"[0-9]{5}(?!-)"):
         with pytest.raises(ValueError):
-            contracts.matches("zip", "zip_probe", pattern, "probe")
+            contract_rules.matches("zip", "zip_probe", pattern, "probe")
 
 
 def _probe_spec() -> FeedSpec:
@@ -792,12 +794,12 @@ def test_typed_dates_and_timestamps_are_the_per_value_reference():
     assert len(overflowing) >= 2
     for value in overflowing:
         frame = pandas.DataFrame({"d": [value], "t": [value]})
-        assert _outcome(lambda: parsing.to_table(
+        assert _outcome(lambda: typed_table.to_table(
             frame, _probe_spec(), state=STATE, month=MONTH, source_file="f.csv",
             pii_key=KEY)) is OverflowError, value
     frame = pandas.DataFrame({"d": loadable, "t": loadable})
-    table = parsing.to_table(frame, _probe_spec(), state=STATE, month=MONTH, source_file="f.csv",
-                             pii_key=KEY)
+    table = typed_table.to_table(frame, _probe_spec(), state=STATE, month=MONTH,
+                                 source_file="f.csv", pii_key=KEY)
     assert table.column("d").to_pylist() == [ref_date(v) for v in loadable]
     assert table.column("t").to_pylist() == [ref_utc(v) for v in loadable]
 
@@ -826,7 +828,7 @@ def test_cross_field_rules_judge_every_row_as_the_per_value_reference():
     frame = pandas.DataFrame(rows).assign(
         file_month=lambda f: f["month"].map(dt.date.isoformat), file_state=STATE)
     for name, reference in REFERENCE_FRAME_RULES.items():
-        got = contracts.FRAME_RULE_TESTS[name](frame).tolist()
+        got = contract_rules.FRAME_RULE_TESTS[name](frame).tolist()
         wrong = [row for row, a in zip(rows, got) if a != reference(row)]
         assert not wrong, (name, wrong[:5])
 
@@ -837,10 +839,10 @@ def test_benefit_rule_leaves_values_that_are_not_decimal_text_to_the_other_rules
     values = [None, float("nan"), 5, 0.0, "5", "0", "0.00", "x", "-1"]
     frame = pandas.DataFrame({"decision": ["denied"] * len(values),
                               "monthly_benefit_usd": pandas.Series(values, dtype=object)})
-    judged = contracts.FRAME_RULE_TESTS["benefit_only_when_approved"](frame).tolist()
+    judged = contract_rules.FRAME_RULE_TESTS["benefit_only_when_approved"](frame).tolist()
     assert judged == [True, True, True, True, False, True, True, True, False]
     approved = frame.assign(decision="approved")
-    assert contracts.FRAME_RULE_TESTS["benefit_only_when_approved"](approved).all()
+    assert contract_rules.FRAME_RULE_TESTS["benefit_only_when_approved"](approved).all()
 
 
 def test_a_file_is_read_as_arrow_text_that_rules_and_tables_use_without_converting():
@@ -854,37 +856,37 @@ def test_a_file_is_read_as_arrow_text_that_rules_and_tables_use_without_converti
 
     spec = ALL_SPECS["eligibility"]
     data = bf.good_file("eligibility", "PA", MONTH)
-    text = parsing.decode(data, "communitycare_PA_202403_eligibility.csv")
-    frame = parsing.read_text_frame(text, spec)
+    text = decoding.decode(data, "communitycare_PA_202403_eligibility.csv")
+    frame = csv_reader.read_text_frame(text, spec)
     header, *rows = list(csv.reader(io.StringIO(text, newline="")))
     for name in spec.input_columns:
         assert isinstance(frame[name].dtype, pandas.ArrowDtype), name
-        column = contracts._text(frame[name])
+        column = text_values.as_text(frame[name])
         assert column.to_pylist() == [row[header.index(name)] for row in rows], name
-        own = contracts.arrow_array(frame[name])
+        own = text_values.arrow_array(frame[name])
         assert column.buffers()[2].address == own.buffers()[2].address, name
-    parsing.validate(frame, spec, "PA", MONTH)
+    validation.validate(frame, spec, "PA", MONTH)
     as_objects = frame.astype(object)
     assert not any(isinstance(dtype, pandas.ArrowDtype) for dtype in as_objects.dtypes)
-    parsing.validate(as_objects, spec, "PA", MONTH)
-    tables = [parsing.to_table(f, spec, state="PA", month=MONTH, source_file="f.csv",
-                               pii_key=bf.TOKEN_KEY) for f in (frame, as_objects)]
+    validation.validate(as_objects, spec, "PA", MONTH)
+    tables = [typed_table.to_table(f, spec, state="PA", month=MONTH, source_file="f.csv",
+                                   pii_key=bf.TOKEN_KEY) for f in (frame, as_objects)]
     assert tables[0].equals(tables[1]) and tables[0].num_rows == len(rows)
 
 
 def test_control_bytes_are_found_wherever_they_are_in_a_file(monkeypatch):
     """``decoded`` looks for control characters a piece of the file at a time
-    (``parsing._has_control_bytes``): every byte value, at every place around the pieces'
+    (``decoding._has_control_bytes``): every byte value, at every place around the pieces'
     edges, is found exactly when it is one of ``_CONTROL_BYTES`` (tab, line feed and carriage
     return are text)."""
     import re
 
-    monkeypatch.setattr(parsing, "TEXT_PIECE", 4)
+    monkeypatch.setattr(decoding, "TEXT_PIECE", 4)
     control = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
     for value in range(256):
         for place in range(10):
             data = bytearray(b"abcdefghij")
             data[place] = value
-            assert parsing._has_control_bytes(bytes(data)) == bool(control.search(data)), \
+            assert decoding._has_control_bytes(bytes(data)) == bool(control.search(data)), \
                 (value, place)
-    assert not parsing._has_control_bytes(b"")
+    assert not decoding._has_control_bytes(b"")

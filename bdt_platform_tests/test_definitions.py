@@ -3,8 +3,8 @@
 import dagster as dg
 import pytest
 
-from bdt_platform import partitions as parts
-from bdt_platform.settings import SettingsError, load_settings
+from bdt_platform.core import partitions as parts
+from bdt_platform.core.settings import SettingsError, load_settings
 
 from .conftest import make_settings
 

@@ -16,12 +16,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.filenames import drop_filename
 from bdt_platform.synthetic.partners import feed_partners
 from bdt_platform.inbox.ingest import ingest
-from bdt_platform.pii import person_tokens
-from bdt_platform.runs import instance_for, run_rectangles
+from bdt_platform.core.pii import person_tokens
+from bdt_platform.core.runs import instance_for, run_rectangles
 from bdt_platform.synthetic import generate
 from bdt_platform.warehouse.build import build
 

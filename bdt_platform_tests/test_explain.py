@@ -21,7 +21,7 @@ from bdt_platform.explain.engine import ExplainError, explain
 from bdt_platform.explain.render import to_markdown
 from bdt_platform.explain.reproduce import reproduce
 from bdt_platform.inbox.ingest import ingest
-from bdt_platform.runs import instance_for
+from bdt_platform.core.runs import instance_for
 from bdt_platform.synthetic import generate
 from bdt_platform.warehouse.build import build
 

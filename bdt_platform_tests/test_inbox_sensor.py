@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.filenames import drop_filename
-from bdt_platform.inbox.base import InboxFile
+from bdt_platform.core.inbox_interface import InboxFile
 from bdt_platform.inbox.folder import FolderInbox
 from bdt_platform.inbox.sensor import (INTERVAL_SECONDS, SENSOR_NAME, InboxCursor, decide,
                                        evaluate_inbox, fingerprint)
@@ -32,7 +32,7 @@ from bdt_platform.inbox.sftp import SftpInbox
 from bdt_platform.synthetic import generate
 
 from .conftest import make_settings
-from .sftp_server import SftpTestServer, start_server
+from bdt_platform.synthetic.sftp_server import SftpTestServer, start_server
 
 NOW = 1_800_000_000.0
 JAN, FEB = dt.date(2024, 1, 1), dt.date(2024, 2, 1)
@@ -279,7 +279,7 @@ def record_ids(data: bytes) -> list[str]:
 @pytest.fixture
 def world(tmp_path) -> World:
     from bdt_platform.definitions import build_definitions
-    from bdt_platform.runs import instance_for
+    from bdt_platform.core.runs import instance_for
 
     server = start_server(tmp_path / "sftp")
     settings = make_settings(tmp_path / "home", **server.environ("/inbox"))

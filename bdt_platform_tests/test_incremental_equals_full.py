@@ -56,10 +56,10 @@ from hypothesis import HealthCheck, Phase, given, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.inbox.ingest import ingest
-from bdt_platform.runs import RunOutcome, execute, instance_for, run_rectangles
-from bdt_platform.settings import Settings
+from bdt_platform.core.runs import RunOutcome, execute, instance_for, run_rectangles
+from bdt_platform.core.settings import Settings
 from bdt_platform.synthetic import generate
 from bdt_platform.warehouse.build import (BUILD_JOB, EXPORT_JOB, build, job_assets,
                                           partitions_with_raw_data, select_partitions)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from bdt_platform.instance_storage import (KEPT_SHARDS, PooledSqliteEventLogStorage,
+from bdt_platform.core.instance_storage import (KEPT_SHARDS, PooledSqliteEventLogStorage,
                                            PooledSqliteStorage)
-from bdt_platform.runs import INSTANCE_CONFIG_MARK, instance_for
+from bdt_platform.core.runs import INSTANCE_CONFIG_MARK, instance_for
 from bdt_platform_tests.conftest import make_settings
 
 ASSET = dg.AssetKey(["feeds", "partner_eligibility_raw"])
@@ -147,7 +147,7 @@ def test_a_run_writing_in_another_process_is_read_live(tmp_path):
     _materialize(reader, ["NY|2023-12"])  # the reader holds open connections from here on
     writer = textwrap.dedent(f"""
         import dagster as dg
-        from bdt_platform.runs import instance_for
+        from bdt_platform.core.runs import instance_for
         from bdt_platform_tests.conftest import make_settings
         instance = instance_for(make_settings(__import__("pathlib").Path({str(tmp_path / "home")!r})))
         for month in range(1, 13):
@@ -186,7 +186,7 @@ def test_a_new_home_reads_alembics_migration_scripts_once(tmp_path):
             loads.append(1)
             yield from load_revisions(self)
         ScriptDirectory._load_revisions = counted
-        from bdt_platform.runs import instance_for
+        from bdt_platform.core.runs import instance_for
         from bdt_platform_tests.conftest import make_settings
         instance = instance_for(make_settings(pathlib.Path({str(tmp_path / "home")!r})))
         with instance.event_log_storage.run_connection("a-run"):
@@ -247,7 +247,7 @@ def test_a_watched_run_streams_events_while_its_writer_keeps_the_connection(tmp_
 def _range_output_job():
     import datetime as dt
 
-    from bdt_platform import partitions as parts
+    from bdt_platform.core import partitions as parts
 
     @dg.asset(key=ASSET, partitions_def=parts.state_month_partitions,
               backfill_policy=dg.BackfillPolicy.single_run())
@@ -328,8 +328,8 @@ def _logging_job():
     assets' events interleaved, each with its own metadata."""
     import datetime as dt
 
-    from bdt_platform import partitions as parts
-    from bdt_platform.partition_events import log_materializations
+    from bdt_platform.core import partitions as parts
+    from bdt_platform.core.partition_events import log_materializations
 
     @dg.multi_asset(specs=[dg.AssetSpec(key, partitions_def=parts.state_month_partitions,
                                         skippable=True) for key in (ASSET, OTHER)],

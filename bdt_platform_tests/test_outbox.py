@@ -20,7 +20,7 @@ from bdt_platform.synthetic import generate
 from bdt_platform.warehouse.build import BUILD_JOB, job_assets
 
 from .conftest import make_settings
-from .sftp_server import SftpTestServer, openssh_sftp, start_server
+from bdt_platform.synthetic.sftp_server import SftpTestServer, openssh_sftp, start_server
 
 JAN = dt.date(2024, 1, 1)
 PAYLOAD = b"mail_piece_id,person_token\n" + b"MP-PA-202401-0000000001,tok_0\n" * 2000
@@ -91,7 +91,7 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
     """Partner files arrive over SFTP, land, dbt builds the people, the mail list goes back out
     to /outbox/mailvendor/ on the same server."""
     from bdt_platform.definitions import build_definitions
-    from bdt_platform.runs import instance_for
+    from bdt_platform.core.runs import instance_for
 
     server = start_server(tmp_path / "sftp")
     try:
@@ -120,11 +120,12 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
         def publish() -> dg.ExecuteInProcessResult:
             return dg.materialize([mail_list], partition_key="2024-01-01|PA", instance=instance,
                                   resources={"warehouse": resources["warehouse"],
-                                             "outbox": resources["outbox"]})
+                                             "outbox": resources["outbox"],
+                                             "partners": resources["partners"]})
 
         first = publish()
         assert first.success
-        remote = server.local(f"/outbox/mailvendor/{mail_list_filename('PA', JAN)}")
+        remote = server.local(f"/outbox/mailvendor/{mail_list_filename('mailvendor', 'PA', JAN)}")
         data = remote.read_bytes()
         rows = list(csv.DictReader(io.StringIO(data.decode())))
         assert list(rows[0]) == COLUMNS
@@ -169,3 +170,22 @@ def test_benchmark_smoke():
     for backend in ("folder", "sftp"):
         tick = figures[backend]["first_tick"]
         assert tick["files"] == 200 and tick["total_s"] > 0 and tick["files_per_s"] > 0
+
+
+def test_the_mail_list_goes_to_the_vendor_the_registry_has_returning_the_states_mail():
+    """No partner name in the code: the mail vendor of a state is the partner registered to
+    send its mail returns; none, or two, is a failure that says what to register."""
+    from bdt_platform.inbox.partners import default_registry, parse_registry
+    from bdt_platform.outbox.mail_list import mail_vendor
+
+    assert mail_vendor(default_registry(), "PA") == "mailvendor"
+    two = parse_registry("partners:\n- {name: printco, feeds: [mailreturns], states: [PA]}\n"
+                         "- {name: letterhub, feeds: [mailreturns], states: all}\n", "test.yaml")
+    assert mail_vendor(two, "NJ") == "letterhub"
+    with pytest.raises(dg.Failure, match=r"PA: 2 partners \(printco, letterhub\) are registered"):
+        mail_vendor(two, "PA")
+    none = parse_registry("partners:\n- {name: paagency, feeds: [eligibility], states: [PA]}\n",
+                          "test.yaml")
+    with pytest.raises(dg.Failure, match="no partner is registered to send mailreturns for PA"
+                                         r".*bdt partners add NAME --feed mailreturns --states PA"):
+        mail_vendor(none, "PA")

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 
 
 def test_keys_read_month_then_state():

@@ -23,17 +23,17 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.filenames import drop_filename
 from bdt_platform.inbox.ingest import ingest
 from bdt_platform.inbox.partners import DEFAULT_REGISTRY, add_partner
 from bdt_platform.inbox.quarantine import release
 from bdt_platform.inbox.sensor import SENSOR_NAME
-from bdt_platform.runs import instance_for
+from bdt_platform.core.runs import instance_for
 from bdt_platform.synthetic.generate import generate
 
 from .conftest import TEST_PII_KEY, make_settings
-from .sftp_server import start_server
+from bdt_platform.synthetic.sftp_server import start_server
 
 JAN = dt.date(2024, 1, 1)
 KEY = parts.partition_key("PA", JAN)

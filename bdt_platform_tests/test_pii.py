@@ -2,7 +2,7 @@ import re
 
 import pandas as pd
 
-from bdt_platform import pii
+from bdt_platform.core import pii
 
 
 def test_token_shape_and_key_dependence():

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bdt_platform.feeds import parsing, plain_csv
+from bdt_platform.feeds import csv_reader, parsing, plain_csv, rejections
 from bdt_platform.feeds.specs import ALL_SPECS
 
 from . import bad_files as bf
@@ -83,7 +83,7 @@ def test_a_chunk_of_good_plain_files_is_read_by_arrow_alone(monkeypatch, feed):
     def not_the_csv_module(*_args, **_kwargs):
         raise AssertionError("read by the csv module")
 
-    monkeypatch.setattr(parsing, "column_batches", not_the_csv_module)
+    monkeypatch.setattr(csv_reader, "column_batches", not_the_csv_module)
     with_arrow = parsing.prepare_files(feed, chunk, bf.TOKEN_KEY)
     assert with_arrow.verdicts == [None] * 4
     _same(with_arrow, with_csv)
@@ -130,12 +130,12 @@ def test_plain_files_are_read_as_the_csv_module_reads_them():
     assert _values(read, 3) == ([], [])
     assert _values(read, 4) == ([], [])
     text = "a,b,c\n1,2,3\n4,5,6"
-    columns, lines = parsing.read_text_columns(text, _spec())
+    columns, lines = csv_reader.read_text_columns(text, _spec())
     assert columns.to_pylist() == _values(read, 0)[0] and list(lines) == [2, 3]
 
 
 def _spec():
-    class Spec:  # what ``parsing.read_text_columns`` reads of a feed's spec
+    class Spec:  # what ``csv_reader.read_text_columns`` reads of a feed's spec
         input_columns = tuple(COLUMNS)
         name = "test"
     return Spec()
@@ -193,8 +193,8 @@ def test_arrow_reads_a_text_as_the_csv_module_does_or_leaves_it(header, rows, en
     text = ",".join(header) + "\n" + "\n".join(rows) + end
     found = plain_csv.read_plain({0: text.encode()}, COLUMNS)
     try:
-        columns, lines = parsing.read_text_columns(text, _spec())
-    except parsing.FileRejected:
+        columns, lines = csv_reader.read_text_columns(text, _spec())
+    except rejections.FileRejected:
         assert found == {}
         return
     if found:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import duckdb
 
-from bdt_platform.feed_definitions import build_feed_definitions
-from bdt_platform.feeds import parsing, prefetch, workers
+from bdt_platform.feeds.definitions import build_feed_definitions
+from bdt_platform.feeds import parsing, prefetch, rejections, workers
 from bdt_platform.inbox.ingest import ingest
-from bdt_platform.runs import instance_for
+from bdt_platform.core.runs import instance_for
 from bdt_platform.synthetic import generate
 
 from . import bad_files as bf
@@ -59,7 +59,7 @@ def test_gathered_files_read_as_one_chunk_would(read_ahead):
                                  ).result()
     direct = parsing.prepare_files("eligibility", order, KEY)
     assert [type(v) for v in gathered.verdicts] == [type(v) for v in direct.verdicts] == [
-        type(None), type(None), parsing.FileRejected, type(None)]
+        type(None), type(None), rejections.FileRejected, type(None)]
     assert str(gathered.verdicts[2]) == str(direct.verdicts[2])
     assert gathered.rows == direct.rows and len(gathered.rows) == 3
     assert gathered.table.equals(direct.table)

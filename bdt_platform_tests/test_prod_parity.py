@@ -20,8 +20,8 @@ import pytest
 from upath import UPath
 
 from bdt_platform.inbox.ingest import ingest
-from bdt_platform.runs import instance_for, run_rectangles
-from bdt_platform.settings import load_settings
+from bdt_platform.core.runs import instance_for, run_rectangles
+from bdt_platform.core.settings import load_settings
 from bdt_platform.synthetic import generate
 from bdt_platform.warehouse.build import build
 
@@ -186,7 +186,7 @@ def test_report_parquet_in_the_lake_matches_the_report(worlds):
 
 def test_prod_settings_fail_in_one_line_and_build_the_gcp_resources(tmp_path):
     from bdt_platform.definitions import build_definitions
-    from bdt_platform.settings import SettingsError
+    from bdt_platform.core.settings import SettingsError
 
     base = {"BDT_ENV": "prod", "BDT_HOME": str(tmp_path), "BDT_PII_KEY": "k",
             "BDT_GCP_PROJECT": "my-project", "BDT_GCS_BUCKET": "my-bucket"}

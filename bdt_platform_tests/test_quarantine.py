@@ -25,10 +25,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.filenames import partner_of
 from bdt_platform.inbox.ingest import ingest
-from bdt_platform.runs import instance_for
+from bdt_platform.core.runs import instance_for
 
 from . import bad_files as bf
 from .conftest import make_settings

@@ -23,7 +23,7 @@ import pytest
 
 from bdt_platform import cli
 from bdt_platform.inbox import ingest as ingest_module
-from bdt_platform.inbox.base import InboxWriteRefused
+from bdt_platform.core.inbox_interface import InboxWriteRefused
 from bdt_platform.inbox.folder import FolderInbox
 from bdt_platform.inbox.ingest import FileResult, IngestResult
 from bdt_platform.inbox.partners import DEFAULT_REGISTRY
@@ -33,7 +33,7 @@ from bdt_platform.inbox.sftp import SftpInbox
 from bdt_platform.storage.lake import LakeResource
 
 from .conftest import TEST_PII_KEY, cli_environment
-from .sftp_server import SftpTestServer
+from bdt_platform.synthetic.sftp_server import SftpTestServer
 
 NAME = "newpartner_PA_202401_eligibility.csv"
 INBOX_PATH = f"newpartner/{NAME}"

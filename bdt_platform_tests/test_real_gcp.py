@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 from upath import UPath
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.storage.bigquery import BigQueryWarehouse
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.lake_io import LakeIOManager

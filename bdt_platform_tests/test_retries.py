@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.inbox.ingest import run_config_for_drops
 from bdt_platform.inbox.scan import scan
-from bdt_platform.runs import execute
+from bdt_platform.core.runs import execute
 from bdt_platform.storage.warehouse import DuckDBWarehouse, WarehouseBusy
 from bdt_platform.synthetic import generate
 

@@ -5,8 +5,8 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from bdt_platform import partitions as parts
-from bdt_platform.runs import run_rectangles
+from bdt_platform.core import partitions as parts
+from bdt_platform.core.runs import run_rectangles
 
 JAN, FEB = dt.date(2024, 1, 1), dt.date(2024, 2, 1)
 # Not a rectangle (NJ and NM are adjacent states): two runs.

@@ -12,16 +12,16 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from bdt_platform.inbox.base import InboxUnavailable
+from bdt_platform.core.inbox_interface import InboxUnavailable
 from bdt_platform.inbox.folder import FolderInbox
 from bdt_platform.inbox.sftp import SftpInbox, SftpUrl, parse_sftp_url
 from bdt_platform.outbox.base import FolderOutbox
 from bdt_platform.outbox.sftp import SftpOutbox
-from bdt_platform.resources import build_inbox, build_outbox
-from bdt_platform.settings import SettingsError
+from bdt_platform.core.resources import build_inbox, build_outbox
+from bdt_platform.core.settings import SettingsError
 
 from .conftest import TEST_PII_KEY, make_settings
-from .sftp_server import SftpTestServer, openssh_sftp, server_process
+from bdt_platform.synthetic.sftp_server import SftpTestServer, openssh_sftp, server_process
 
 
 def inbox_for(server: SftpTestServer) -> SftpInbox:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from bdt_platform.feeds.filenames import parse_drop_name
-from bdt_platform.partitions import add_months
-from bdt_platform.pii import TOKEN_PATTERN, person_token
+from bdt_platform.core.partitions import add_months
+from bdt_platform.core.pii import TOKEN_PATTERN, person_token
 from bdt_platform.synthetic import GenerationSummary, generate
 from bdt_platform.synthetic.funnel import BENEFIT_RANGE_USD, arm_for, simulate_month
 from bdt_platform.synthetic.partners import COMMUNITY_PARTNER, feed_partners, state_agency

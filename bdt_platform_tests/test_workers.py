@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from bdt_platform.feeds import parsing, workers
+from bdt_platform.feeds import parsing, rejections, workers
 
 from . import bad_files as bf
 
@@ -51,7 +51,7 @@ def test_a_worker_prepares_a_chunk_exactly_as_this_process_does():
 def test_a_rejection_pickles_with_its_failures():
     rejected = parsing.prepare_files("eligibility", _chunk(), bf.TOKEN_KEY).verdicts[1]
     back = pickle.loads(pickle.dumps(rejected))
-    assert isinstance(back, parsing.FileRejected) and back.failures == rejected.failures
+    assert isinstance(back, rejections.FileRejected) and back.failures == rejected.failures
     assert back.rules == rejected.rules and back.failures
 
 

@@ -31,6 +31,9 @@ measures are seconds apart, so a machine that slows down or speeds up over minut
 and the absolute times are the medians; the JSON keeps every run (``repeats``).
 """
 
+# Over 500 lines, on purpose: one benchmark run (its steps, their children, the figures and their
+# table) read top to bottom in one file; its parts share the home, the log and the figures dict.
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +50,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bdt_platform.inbox.base import PROCESSED
-from bdt_platform.settings import load_settings
+from bdt_platform.core.inbox_interface import PROCESSED
+from bdt_platform.core.settings import load_settings
 
 INGEST_START_UP = ("from bdt_platform.cli import _runtime, _settings\n"
                    "import bdt_platform.inbox.ingest\n"
@@ -325,7 +328,7 @@ def _paired(repeats: dict, baseline: str, measured: str) -> tuple[float, float, 
 
 def run_bench(states: int, months: int, scale: float, sftp: bool = True,
               sensor_files: int = 10_000, echo=print, repeat: int = 1) -> Figures:
-    from bdt_platform import partitions as parts  # imports Dagster: not for `bdt --help`
+    from bdt_platform.core import partitions as parts  # imports Dagster: not for `bdt --help`
     from bdt_platform.synthetic import generate
 
     chosen_states = list(parts.STATES[:states])
@@ -486,10 +489,10 @@ def _explain_figure(home: Path, env: dict[str, str], log: Path, state: str, mont
                "bdt build for one partition")
     script = (
         "import time, os\n"
-        "from bdt_platform.runs import quiet_warnings; quiet_warnings()\n"
+        "from bdt_platform.core.runs import quiet_warnings; quiet_warnings()\n"
         "from bdt_platform.definitions import defs\n"
-        "from bdt_platform.runs import instance_for\n"
-        "from bdt_platform.settings import load_settings\n"
+        "from bdt_platform.core.runs import instance_for\n"
+        "from bdt_platform.core.settings import load_settings\n"
         "from bdt_platform.explain.engine import explain\n"
         "from bdt_platform.explain.render import to_markdown\n"
         "import datetime as dt\n"

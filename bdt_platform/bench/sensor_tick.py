@@ -26,13 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bdt_platform.runs import quiet_warnings
+from bdt_platform.core.runs import quiet_warnings
 
 quiet_warnings()  # before the asset modules load: keep the output to the figures
 
-from bdt_platform import partitions as parts  # noqa: E402
+from bdt_platform.core import partitions as parts  # noqa: E402
 from bdt_platform.feeds.filenames import FILE_FEEDS, drop_filename  # noqa: E402
-from bdt_platform.inbox.base import Inbox  # noqa: E402
+from bdt_platform.core.inbox_interface import Inbox  # noqa: E402
 from bdt_platform.inbox.folder import FolderInbox  # noqa: E402
 from bdt_platform.inbox.sensor import (INTERVAL_SECONDS, InboxCursor,  # noqa: E402
                                        collector_paused, decide)
@@ -91,7 +91,7 @@ def time_sftp_ticks(workdir: Path, count: int, mtime: float) -> dict:
     of its own: a partner's server is never inside the sensor's process, and one sharing its
     interpreter lock would add the server's work to the sensor's time."""
     # The test suite's SFTP server (a real asyncssh server over TCP); imported here only.
-    from bdt_platform_tests.sftp_server import server_process
+    from bdt_platform.synthetic.sftp_server import server_process
 
     make_drops(workdir / "root" / "inbox", count, mtime)
     with server_process(workdir) as server:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.explain import history
 from bdt_platform.explain.sources import METRIC_SOURCES, source_records
 from bdt_platform.reports.ledger import read_ledger

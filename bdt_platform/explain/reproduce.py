@@ -20,10 +20,10 @@ import dagster as dg
 import pyarrow as pa
 from dagster_dbt import DbtCliResource
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.explain import history
 from bdt_platform.explain.engine import METRICS, ExplainError, resolve_table
-from bdt_platform.feeds import parsing
+from bdt_platform.feeds import csv_reader, decoding, typed_table, validation
 from bdt_platform.feeds.specs import ALL_SPECS
 from bdt_platform.reports.outcomes import compute_outcomes
 from bdt_platform.storage.lake import LakeResource
@@ -89,17 +89,17 @@ def reproduce(instance: dg.DagsterInstance, asset_graph, lake: LakeResource,
                 if not file.get("archive_path"):
                     continue
                 _, data = lake.read_archived(file["archive_path"])
-                frame = parsing.read_text_frame(parsing.decode(data, file["file"]), spec)
-                parsing.validate(frame, spec, state, month)
-                tables.append(parsing.to_table(frame, spec, state=state, month=month,
-                                               source_file=_source_name(feed, file["file"]),
-                                               pii_key=pii_key))
+                frame = csv_reader.read_text_frame(decoding.decode(data, file["file"]), spec)
+                validation.validate(frame, spec, state, month)
+                tables.append(typed_table.to_table(frame, spec, state=state, month=month,
+                                                   source_file=_source_name(feed, file["file"]),
+                                                   pii_key=pii_key))
                 inputs[feed if len(then.sources) == 1 else f"{feed} ({file['partner']})"] = \
                     file["archive_path"]
             if not tables:
-                frame = parsing.read_text_frame(",".join(spec.input_columns) + "\n", spec)
-                tables.append(parsing.to_table(frame, spec, state=state, month=month,
-                                               source_file="", pii_key=pii_key))
+                frame = csv_reader.read_text_frame(",".join(spec.input_columns) + "\n", spec)
+                tables.append(typed_table.to_table(frame, spec, state=state, month=month,
+                                                   source_file="", pii_key=pii_key))
             table_rows = pa.concat_tables(tables)
             warehouse.replace_partitions(spec.table, table_rows, [(state, month)])
         _run_dbt(dbt, warehouse.path, [partition])

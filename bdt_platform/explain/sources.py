@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bdt_platform.feeds import parsing
+from bdt_platform.feeds import csv_reader, decoding
 from bdt_platform.feeds.specs import ALL_SPECS
 from bdt_platform.storage.lake import LakeResource
 
@@ -52,5 +52,5 @@ def source_records(lake: LakeResource, metric: str, file: dict | None) -> dict[s
     source = METRIC_SOURCES[metric]
     _, data = lake.read_archived(file["archive_path"])
     spec = ALL_SPECS[source.feed]
-    frame = parsing.read_text_frame(parsing.decode(data, file["file"]), spec)
+    frame = csv_reader.read_text_frame(decoding.decode(data, file["file"]), spec)
     return source.records(frame)

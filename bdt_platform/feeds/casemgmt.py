@@ -17,13 +17,13 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from bdt_platform import partitions as parts
-from bdt_platform.feeds import parsing
+from bdt_platform.core import partitions as parts
+from bdt_platform.feeds import typed_table, validation
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
 from bdt_platform.feeds.retries import retried_when_transient
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
-from bdt_platform.partition_events import log_materializations
-from bdt_platform.pii_resource import PiiKeyResource
+from bdt_platform.core.partition_events import log_materializations
+from bdt_platform.core.pii_key import PiiKeyResource
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import Warehouse
 
@@ -153,7 +153,7 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                          for key in chosen[first:first + CHUNK_PARTITIONS]]
                 extracted = _extract_chunk(casemgmt, spec, chunk)
                 # One contract call for the whole chunk; rejections still name their partition.
-                verdicts = parsing.validate_many([(f, s, m) for _, s, m, f in extracted], spec)
+                verdicts = validation.validate_many([(f, s, m) for _, s, m, f in extracted], spec)
                 good = []
                 for (partition, state, month, frame), rejected in zip(extracted, verdicts):
                     if rejected is None:
@@ -198,8 +198,8 @@ def _stage(context, spec: FeedSpec, key: dg.AssetKey, good: list, batch, lake: L
     """Tokenize and stage the valid partitions of a chunk in one write; archive each extract."""
     started = time.perf_counter()
     lengths = [len(frame) for *_, frame in good]
-    table = parsing.to_table_many([(frame, state, month, source)
-                                   for _, state, month, frame in good], spec, pii_key=pii_key)
+    table = typed_table.to_table_many([(frame, state, month, source)
+                                       for _, state, month, frame in good], spec, pii_key=pii_key)
     batch.replace(spec.table, table, [(state, month) for _, state, month, _ in good])
     seconds = round(time.perf_counter() - started, 3)
     events = []

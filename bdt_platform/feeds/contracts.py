@@ -4,14 +4,9 @@ Files are validated as text, exactly as the partner wrote them (every column a s
 failure report can quote the offending value. Each model also sees two context columns the loader
 adds from the file name, ``file_state`` and ``file_month``, for the rules that depend on it
 ("state equals the state in the file name", "dates within the file's month").
-Conversion to typed columns happens after validation (``feeds.parsing``) and cannot fail.
-
-Every rule has a stable, human-readable name (``zip_format``, ``benefit_only_when_approved``)
-and a one-line description; both appear in quarantine reason files and in the Dagster UI.
-A rule checks one thing, so one broken rule gives one failure: a value that is not a date fails
-``<column>_is_date`` only, not also the range rule on that column. Patterns, dates and
-timestamps are read a whole column at a time (RE2 in ``pyarrow.compute``, numpy dates), not
-value by value in Python.
+Conversion to typed columns happens after validation (``typed_table``) and cannot fail. The
+rules are built from the catalogue in ``contract_rules`` (names, descriptions, reusable checks);
+this module holds each feed's model and the codes its values are checked against.
 
 Decisions where feeds.md is silent (what a user would expect):
 
@@ -40,9 +35,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -54,7 +46,12 @@ from pandera import dtypes as pandera_dtypes
 from pandera.engines import pandas_engine
 from pandera.typing import Series
 
-from bdt_platform.pii import TOKEN_PATTERN
+from bdt_platform.core.pii import TOKEN_PATTERN
+from bdt_platform.feeds.contract_rules import (
+    column_rule, dates_between, file_months, frame_rule, is_date, is_decimal, is_timestamp,
+    matches, next_months, no_ssn_inside, not_blank, not_negative, on_or_after, one_of,
+    state_matches, timestamps_in_month, unique)
+from bdt_platform.feeds.text_values import DECIMAL_PATTERN, as_text, fullmatch, only_text
 
 PROGRAMS = ("SNAP", "MEDICAID", "LIHEAP", "WIC", "MSP", "EXTRA_HELP")
 DECISIONS = ("approved", "denied", "pending")
@@ -73,337 +70,14 @@ rm rn ro ru rw sa sc sd se sg sh si sk sl sm sn so sq sr ss st su sv sw ta te tg
 tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
 """.split())
 
-# Value patterns, run in RE2 (see "Reading text values" below).
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
-                     r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
-DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
-# SSN-shaped text inside a longer value: 123-45-6789, 123 45 6789 or nine digits on their own.
-# Python syntax: ``\d`` is any Unicode digit (full-width ones too). RE2 has no lookbehind and
-# its ``\d`` is ASCII only; ``_SSN_INSIDE_ASCII`` is the same test for ASCII text.
-SSN_INSIDE_PATTERN = r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|(?<!\d)\d{9}(?!\d)"
-CONTEXT_COLUMNS = ("file_state", "file_month")
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 
-_SSN_INSIDE_RE = re.compile(SSN_INSIDE_PATTERN)
-_SSN_INSIDE_ASCII = (r"[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}"
-                     r"|(?:^|[^0-9])[0-9]{9}(?:[^0-9]|$)")
 _PROGRAM = "|".join(re.escape(code) for code in PROGRAMS)
 _PROGRAM_LIST = f"(?:(?:{_PROGRAM})(?:;(?:{_PROGRAM}))*)?"  # empty, or known codes joined by ;
-# What RE2 reads differently from Python's ``re``: class escapes (ASCII-only there), lookaround.
-_NOT_PORTABLE = re.compile(r"\\[dDsSwWbB]|\(\?<?[=!]")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One contract rule as people see it: stable name, the column it is about, what it says."""
-
-    name: str
-    column: str | None
-    description: str
-
-
-# Rules checked before pandera (bytes -> text -> CSV -> columns). Same names everywhere.
-FILE_RULES: dict[str, str] = {
-    "gzip_readable": "a file named .csv.gz is a complete, readable gzip stream",
-    "compression_matches_file_name": "a gzip-compressed file is named .csv.gz (and a .csv is "
-                                     "plain text)",
-    "file_not_empty": "the file holds at least a header row",
-    "utf8_encoding": "the file is UTF-8 text (a leading BOM is tolerated and stripped)",
-    "text_not_binary": "the file is text: no NUL or other control characters besides tab, "
-                       "CR and LF",
-    "csv_well_formed": "comma-separated with \"\" quoting: every quoted field is closed and "
-                       "followed by a comma or the end of the line",
-    "header_row_present": "the first row is the header naming the contract's columns",
-    "required_columns_present": "every column of the contract is in the header",
-    "no_unexpected_columns": "the header holds no column the contract does not define",
-    "unique_column_names": "no column name appears twice in the header",
-    "field_count_matches_header": "every row has as many fields as the header",
-}
-
-# Dataframe-level rules report no column of their own; the column they are about. (Keyed by
-# rule name: models may share a cross-field rule only if it means the same in each.)
-RULE_COLUMNS: dict[str, str] = {}
-# Their tests, by rule name: ``test(frame) -> Series[bool]`` (True where a row keeps the rule).
-FRAME_RULE_TESTS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {}
-# The rules that compare rows with each other (values unique within a file) -> their column:
-# the only rules a file read a slice at a time (``parsing``) checks across its slices.
-UNIQUE_RULES: dict[str, str] = {}
-FRAME_RULE_SAMPLE = 20
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading text values, a whole column at a time (shared with ``parsing.to_table``, so what
-# validates is what loads). Patterns run in RE2 (``pyarrow.compute``, C++) and must mean there
-# what they mean in Python's ``re``: classes spelled out in ASCII (``[0-9]``, never ``\d``), no
-# lookaround, ``$`` only as the very end of the text.
-
-def arrow_array(values: pd.Series) -> pyarrow.Array:
-    """An Arrow-backed column's own Arrow data, as one array (no copy when it is one chunk)."""
-    data = pyarrow.array(values.array)
-    return data.combine_chunks() if isinstance(data, pyarrow.ChunkedArray) else data
-
-
-def _text(values: pd.Series) -> pyarrow.Array:
-    """The column as an Arrow string array; a value that is not a ``str`` becomes null.
-    Arrow-backed text (files as ``parsing`` reads them) is used as it is."""
-    if isinstance(values.dtype, pd.ArrowDtype) and pyarrow.types.is_string(
-            values.dtype.pyarrow_dtype):
-        return arrow_array(values)
-    array = values.to_numpy(dtype=object)
-    if infer_dtype(array, skipna=False) not in ("string", "empty"):
-        array = np.array([v if isinstance(v, str) else None for v in array], dtype=object)
-    return pyarrow.array(array, type=pyarrow.string())
-
-
-def _only_text(values: pd.Series) -> pyarrow.Array:
-    """Like ``_text``, for rules that cannot judge anything but text: raises TypeError when a
-    value is not a ``str`` (pandera then reports the rule as failed; ``Text`` names the value)."""
-    text = _text(values)
-    if text.null_count:
-        raise TypeError(f"{values.name} holds values that are not text")
-    return text
-
-
-def _booleans(flags: pyarrow.Array) -> np.ndarray:
-    """An Arrow boolean array as numpy booleans, null counting as False."""
-    return flags.fill_null(False).to_numpy(zero_copy_only=False)
-
-
-def _fullmatch(text: pyarrow.Array, pattern: str) -> np.ndarray:
-    """Per value: the whole text matches ``pattern`` (RE2); null -> False."""
-    return _booleans(pc.match_substring_regex(text, f"^(?:{pattern})$"))
-
-
-def _ascii_codes(text: pyarrow.Array, start: int, width: int) -> np.ndarray:
-    """Characters ``start`` .. ``start + width`` of each value (a negative ``start`` counts
-    from the end) as an (n, width) matrix of character codes, spaces past a value's end.
-    Values must be ASCII (``_shaped``); anything else makes the cast below raise."""
-    stop = start + width if start + width != 0 else None  # (-6, 0) would slice nothing
-    fixed = pc.utf8_rpad(pc.utf8_slice_codeunits(text, start, stop), width, " ")
-    fixed = fixed.cast(pyarrow.binary(width))  # every value now exactly ``width`` bytes
-    return np.frombuffer(fixed.buffers()[1], np.uint8, len(fixed) * width,
-                         fixed.offset * width).reshape(-1, width)
-
-
-def _number(codes: np.ndarray) -> np.ndarray:
-    """The number each row of ASCII digit codes spells (``b"2024"`` -> 2024), as int64."""
-    return (codes.astype(np.int64) - ord("0")) @ 10 ** np.arange(codes.shape[1] - 1, -1, -1)
-
-
-def _calendar_days(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """``datetime64[D]`` for each (year, month, day) that is a date ``datetime.date`` allows
-    (years 1..9999); NaT for the rest (year 0, month 13, 2024-02-30)."""
-    first = ((year - 1970) * 12 + (month - 1)).astype("datetime64[M]")
-    days = first.astype("datetime64[D]") + (day - 1).astype("timedelta64[D]")
-    real = ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
-            & (days.astype("datetime64[M]") == first))  # a day past the month's end rolls over
-    return np.where(real, days, np.datetime64("NaT", "D"))
-
-
-def _shaped(text: pyarrow.Array, pattern: str, otherwise: str) -> pyarrow.Array:
-    """``text`` where it matches ``pattern``, else ``otherwise`` (of that shape, but no real
-    date, so it reads as NaT): every value is ASCII with digits where the pattern has them."""
-    return pc.if_else(_fullmatch(text, pattern), text, otherwise)
-
-
-def parse_dates(values: pd.Series) -> np.ndarray:
-    """ISO ``YYYY-MM-DD`` text -> ``datetime64[D]``; NaT for anything else (impossible dates
-    like 2024-02-30, year 0000, and values that are not text included)."""
-    codes = _ascii_codes(_shaped(_text(values), DATE_PATTERN, "0000-00-00"), 0, 10)
-    return _calendar_days(_number(codes[:, 0:4]), _number(codes[:, 5:7]), _number(codes[:, 8:10]))
-
-
-class Timestamps(NamedTuple):
-    """A column of timestamps, ``datetime64[us]`` each way; NaT where a value is not one."""
-
-    local: np.ndarray  # the date and time as written (at the value's own offset)
-    utc: np.ndarray  # the instant, in UTC
-
-
-def parse_timestamps(values: pd.Series) -> Timestamps:
-    """ISO 8601 timestamps with a UTC offset (``TIMESTAMP_PATTERN``), read as Python 3.11's
-    ``datetime.fromisoformat`` reads them: a real date, hour <= 23, minute and second <= 59,
-    the fraction cut to microseconds, and an offset ``HH:MM`` or ``HHMM`` under 24 hours (its
-    minutes may exceed 59: ``+00:90`` is 1:30)."""
-    text = _shaped(_text(values), TIMESTAMP_PATTERN, "0000-00-00T00:00Z")
-    head = _ascii_codes(text, 0, 26)  # YYYY-MM-DDTHH:MM, then maybe :SS and .ffffff
-    days = _calendar_days(_number(head[:, 0:4]), _number(head[:, 5:7]), _number(head[:, 8:10]))
-    hour, minute = _number(head[:, 11:13]), _number(head[:, 14:16])
-    has_seconds = head[:, 16] == ord(":")
-    second = np.where(has_seconds, _number(head[:, 17:19]), 0)
-    micros = np.where(head[:, 19] == ord("."), _fraction(head[:, 20:26]), 0)  # only after :SS
-    offset = _offset_minutes(_ascii_codes(text, -6, 6))
-    valid = (~np.isnat(days) & (hour <= 23) & (minute <= 59) & (second <= 59)
-             & (np.abs(offset) < 24 * 60))
-    clock = ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
-    local = np.where(valid, days.astype("datetime64[us]") + clock.astype("timedelta64[us]"),
-                     np.datetime64("NaT", "us"))
-    return Timestamps(local, local - (offset * 60_000_000).astype("timedelta64[us]"))
-
-
-def _fraction(codes: np.ndarray) -> np.ndarray:
-    """Microseconds from up to 6 characters after a decimal point: the digits up to the first
-    non-digit, cut (not rounded) to 6 as ``datetime.fromisoformat`` does (``.5`` -> 500000)."""
-    digits = codes.astype(np.int64) - ord("0")
-    leading = np.logical_and.accumulate((digits >= 0) & (digits <= 9), axis=1)
-    return np.where(leading, digits, 0) @ 10 ** np.arange(5, -1, -1)
-
-
-def _offset_minutes(tail: np.ndarray) -> np.ndarray:
-    """The signed UTC offset in minutes from a timestamp's last 6 characters: ``Z``, ``±HH:MM``
-    or ``±HHMM`` (minutes as written may exceed 59)."""
-    colon = tail[:, 3] == ord(":")
-    hours = np.where(colon, _number(tail[:, 1:3]), _number(tail[:, 2:4]))
-    minutes = hours * 60 + _number(tail[:, 4:6])
-    west = np.where(colon, tail[:, 0], tail[:, 1]) == ord("-")
-    return np.where(tail[:, 5] == ord("Z"), 0, np.where(west, -minutes, minutes))
-
-
-def _file_months(frame: pd.DataFrame) -> np.ndarray:
-    """Each row's file month (``datetime64[M]``). Rules read it per row, never from the first
-    row: one validation may cover the rows of many files (``parsing.validate_many``)."""
-    codes, months = pd.factorize(frame["file_month"])
-    dates = np.array([dt.date.fromisoformat(str(month)) for month in months],
-                     dtype="datetime64[D]")
-    return dates.astype("datetime64[M]")[codes]
-
-
-def _next_months(frame: pd.DataFrame) -> np.ndarray:
-    """Per row: the first day after the row's file month (``datetime64[D]``)."""
-    return (_file_months(frame) + 1).astype("datetime64[D]")
-
-
-# ---------------------------------------------------------------------------------------------
-# Rule builders: each returns a pandera check to assign in a model's class body.
-
-def column_rule(column: str, name: str, description: str,
-                test: Callable[[pd.Series], pd.Series | np.ndarray]):
-    """A rule on one column: ``test`` maps the column's text to True (row ok) / False, as a
-    Series or an array in the column's row order."""
-    def check(cls, values: Series[str]) -> Series[bool]:
-        return pd.Series(np.asarray(test(values)), index=values.index).astype(bool)
-    check.__name__ = name
-    return pa.check(column, name=name, error=description, ignore_na=False)(check)
-
-
-def frame_rule(name: str, column: str, description: str,
-               test: Callable[[pd.DataFrame], pd.Series]):
-    """A cross-field rule; ``column`` is the column failures are reported on."""
-    def check(cls, frame: pd.DataFrame) -> Series[bool]:
-        if frame.empty:
-            return pd.Series(True, index=frame.index)
-        return test(frame).astype(bool)
-    RULE_COLUMNS[name] = column
-    FRAME_RULE_TESTS[name] = lambda frame: check(None, frame)
-    check.__name__ = name
-    # pandera reports a failing dataframe check with every column of every failing row, and
-    # reshaping that is quadratic in the rows: keep a sample; ``parsing`` re-runs the check for
-    # the exact rows and count.
-    return pa.dataframe_check(name=name, error=description, ignore_na=False,
-                              n_failure_cases=FRAME_RULE_SAMPLE)(check)
-
-
-def _not_blank(values: pd.Series) -> np.ndarray:
-    """Per value: ``value.strip() != ""`` (Python's whitespace); a value that is not text
-    passes (the dtype rule judges it). Only values that start with whitespace, or are empty,
-    are stripped in Python: any other first character already makes a value not blank."""
-    text = _text(values)
-    first = pc.utf8_slice_codeunits(text, 0, 1)
-    spaces = [c for c in pc.unique(first).to_pylist() if c is not None and not c.strip()]
-    ok = np.ones(len(text), dtype=bool)
-    if spaces:
-        suspects = np.flatnonzero(_booleans(pc.is_in(first, pyarrow.array(spaces))))
-        ok[suspects] = [bool(value.strip()) for value in text.take(suspects).to_pylist()]
-    return ok
-
-
-def not_blank(column: str):
-    return column_rule(column, f"{column}_not_blank", f"{column} is not empty or only spaces",
-                       _not_blank)
-
-
-def unique(column: str, within: str = "the file"):
-    # Unique per file (per file_state x file_month), so many files can be validated in one call.
-    UNIQUE_RULES[f"{column}_unique"] = column
-    return frame_rule(f"{column}_unique", column, f"{column} is unique within {within}",
-                      lambda f: ~f.duplicated(subset=[*CONTEXT_COLUMNS, column], keep=False))
-
-
-def matches(column: str, name: str, pattern: str, description: str, *, optional: bool = False):
-    """The whole value matches ``pattern`` (or, if ``optional``, is empty). ``pattern`` runs in
-    RE2 and must mean the same there as in Python (see "Reading text values")."""
-    if _NOT_PORTABLE.search(pattern):
-        raise ValueError(f"{name}: {pattern!r} reads differently in RE2 (use [0-9], no "
-                         "lookaround)")
-
-    def test(values: pd.Series) -> np.ndarray:
-        text = _only_text(values)
-        found = _fullmatch(text, pattern)
-        return found | _booleans(pc.equal(text, "")) if optional else found
-    return column_rule(column, name, description, test)
-
-
-def one_of(column: str, name: str, allowed: tuple[str, ...]):
-    return column_rule(column, name, f"{column} is one of {', '.join(allowed)}",
-                       lambda s: s.isin(allowed))
-
-
-def is_date(column: str):
-    return column_rule(column, f"{column}_is_date",
-                       f"{column} is a calendar date YYYY-MM-DD (2024-02-30 is not)",
-                       lambda s: ~np.isnat(parse_dates(s)))
-
-
-def is_timestamp(column: str):
-    return column_rule(column, f"{column}_is_timestamp",
-                       f"{column} is an ISO 8601 timestamp with a UTC offset "
-                       "(2024-03-06T19:36:30-05:00, ...Z), in years 1..9999 in UTC too",
-                       _is_timestamp)
-
-
-# The instants a Python ``datetime`` (and so the warehouse loader) can hold: years 1..9999.
-FIRST_INSTANT = np.datetime64("0001-01-01", "us")
-INSTANT_AFTER = np.datetime64("9999-12-31", "us") + np.timedelta64(1, "D")
-
-
-def _is_timestamp(values: pd.Series) -> np.ndarray:
-    """A timestamp whose UTC instant a ``datetime`` holds: ``0001-01-01T00:00+01:00`` is
-    valid text, but its instant lies in year 0, so it could not be loaded."""
-    utc = parse_timestamps(values).utc
-    return ~np.isnat(utc) & (utc >= FIRST_INSTANT) & (utc < INSTANT_AFTER)
-
-
-def is_decimal(column: str):
-    return column_rule(column, f"{column}_is_decimal",
-                       f"{column} is a plain decimal number like 1234.50 (no commas, $, + or "
-                       "exponent)",
-                       lambda s: _fullmatch(_text(s), DECIMAL_PATTERN))
-
-
-def not_negative(column: str):
-    # Only judged once the value is a decimal: ``is_decimal`` reports the rest.
-    def test(values: pd.Series) -> np.ndarray:
-        text = _only_text(values)
-        return ~(_fullmatch(text, DECIMAL_PATTERN) & _booleans(pc.starts_with(text, "-")))
-    return column_rule(column, f"{column}_not_negative", f"{column} is >= 0", test)
-
-
-def _holds_ssn(text: pyarrow.Array) -> np.ndarray:
-    """Per value: SSN-shaped text inside it (``SSN_INSIDE_PATTERN``). ASCII values are searched
-    in RE2; the (rare) others with Python's ``re``, whose ``\\d`` knows every script's digits."""
-    found = np.array(_booleans(pc.match_substring_regex(text, _SSN_INSIDE_ASCII)))
-    other = np.flatnonzero(~_booleans(pc.string_is_ascii(text)))
-    found[other] = [bool(_SSN_INSIDE_RE.search(v)) for v in text.take(other).to_pylist()]
-    return found
-
-
-def no_ssn_inside(column: str):
-    return column_rule(column, f"{column}_has_no_ssn",
-                       f"{column} holds nothing SSN-shaped (vendor files carry person tokens, "
-                       "never raw identifiers)",
-                       lambda s: ~_holds_ssn(_only_text(s)))
-
+# Rules on lists of program codes
 
 def _repeats_a_code(text: pyarrow.Array) -> np.ndarray:
     """Per value: some entry of its ;-separated list (known code or not) appears twice."""
@@ -420,18 +94,13 @@ def program_codes_known(column: str):
     return column_rule(column, f"{column}_known_codes",
                        f"{column} is a ;-separated list of program codes "
                        f"({', '.join(PROGRAMS)}), no spaces",
-                       lambda s: _fullmatch(_only_text(s), _PROGRAM_LIST))
+                       lambda s: fullmatch(only_text(s), _PROGRAM_LIST))
 
 
 def program_codes_once(column: str):
     return column_rule(column, f"{column}_no_duplicates",
                        f"{column} names each program at most once",
-                       lambda s: ~_repeats_a_code(_only_text(s)))
-
-
-def state_matches(name: str, description: str):
-    return frame_rule(name, "state", description,
-                      lambda f: f["state"] == f["file_state"])
+                       lambda s: ~_repeats_a_code(only_text(s)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,12 +132,20 @@ class FileContract(pa.DataFrameModel):
         coerce = False
 
 
-def _ssn_rules():
+def _person_rules():
+    """The rules both feeds of people (``eligibility``, ``clients``) have on a person's columns,
+    in the order of their names: ``first_name``, ``last_name``, ``ssn`` (two), ``date_of_birth``,
+    ``phone``."""
     return (
+        not_blank("first_name"),
+        not_blank("last_name"),
         matches("ssn", "ssn_9_digits_or_empty", r"[0-9]{9}",
                 "ssn is 9 digits (no dashes), or empty", optional=True),
         column_rule("ssn", "ssn_not_all_zeros", "ssn is never 000000000",
                     lambda s: s != "000000000"),
+        is_date("date_of_birth"),
+        matches("phone", "phone_10_digits_or_empty", r"[0-9]{10}",
+                "phone is 10 digits (no punctuation), or empty", optional=True),
     )
 
 
@@ -495,22 +172,18 @@ class EligibilityContract(FileContract):
 
     _record_id_not_blank = not_blank("record_id")
     _record_id_unique = unique("record_id")
-    _first_name_not_blank = not_blank("first_name")
-    _last_name_not_blank = not_blank("last_name")
-    _ssn_format, _ssn_not_zeros = _ssn_rules()
-    _date_of_birth_is_date = is_date("date_of_birth")
+    (_first_name_not_blank, _last_name_not_blank, _ssn_format, _ssn_not_zeros,
+     _date_of_birth_is_date, _phone_format) = _person_rules()
     _address_line1_not_blank = not_blank("address_line1")
     _city_not_blank = not_blank("city")
     _zip_format = matches("zip", "zip_format", r"[0-9]{5}(-[0-9]{4})?",
                           "zip is NNNNN or NNNNN-NNNN")
-    _phone_format = matches("phone", "phone_10_digits_or_empty", r"[0-9]{10}",
-                            "phone is 10 digits (no punctuation), or empty", optional=True)
     _language = column_rule("language", "language_iso_639_1",
                             "language is an ISO 639-1 code in lower case (en, es, zh, ...)",
                             lambda s: s.isin(ISO_639_1))
     _household_size = column_rule(
         "household_size", "household_size_1_to_20", "household_size is a whole number 1..20",
-        lambda s: _fullmatch(_text(s), "0?[1-9]|1[0-9]|20"))  # 1..20 in one or two digits
+        lambda s: fullmatch(as_text(s), "0?[1-9]|1[0-9]|20"))  # 1..20 in one or two digits
     _monthly_income_is_decimal = is_decimal("monthly_income")
     _monthly_income_not_negative = not_negative("monthly_income")
     _enrolled_known = program_codes_known("programs_enrolled")
@@ -525,7 +198,7 @@ class EligibilityContract(FileContract):
     _date_of_birth_range = frame_rule(
         "date_of_birth_between_1900_and_file_month", "date_of_birth",
         "date_of_birth is between 1900-01-01 and the end of the file's month",
-        lambda f: _dates_between(f["date_of_birth"], EARLIEST_BIRTH, _next_months(f)))
+        lambda f: dates_between(f["date_of_birth"], EARLIEST_BIRTH, next_months(f)))
 
 
 class OutcomesContract(FileContract):
@@ -546,12 +219,12 @@ class OutcomesContract(FileContract):
     _decision_date_range = frame_rule(
         "decision_date_within_or_before_file_month", "decision_date",
         "decision_date is in the file's month or earlier",
-        lambda f: _dates_between(f["decision_date"], None, _next_months(f)))
+        lambda f: dates_between(f["decision_date"], None, next_months(f)))
     _benefit_only_when_approved = frame_rule(
         "benefit_only_when_approved", "monthly_benefit_usd",
         "monthly_benefit_usd is 0 unless decision is approved",
         lambda f: ~f["decision"].isin(DECISIONS) | (f["decision"] == "approved")
-        | ~_fullmatch(_text(f["monthly_benefit_usd"]), DECIMAL_PATTERN)  # judged by *_is_decimal
+        | ~fullmatch(as_text(f["monthly_benefit_usd"]), DECIMAL_PATTERN)  # judged by *_is_decimal
         | (pd.to_numeric(f["monthly_benefit_usd"], errors="coerce") == 0))
 
 
@@ -571,7 +244,7 @@ class MailReturnsContract(FileContract):
     _status_after_mailing = frame_rule(
         "status_date_on_or_after_mailed_date", "status_date",
         "status_date is on or after mailed_date",
-        lambda f: _on_or_after(f["status_date"], f["mailed_date"]))
+        lambda f: on_or_after(f["status_date"], f["mailed_date"]))
 
 
 class NudgesContract(FileContract):
@@ -599,10 +272,24 @@ class NudgesContract(FileContract):
     _event_ts_in_month = frame_rule(
         "event_ts_within_file_month", "event_ts",
         "event_ts falls in the file's month (its date as written, at its own offset)",
-        lambda f: _timestamps_in_month(f["event_ts"], _file_months(f)))
+        lambda f: timestamps_in_month(f["event_ts"], file_months(f)))
 
 
-class ClientsContract(FileContract):
+class CaseManagementContract(FileContract):
+    """What every case-management extract shares: ``updated_at`` is a timestamp and ``state``
+    the partition's state. (Each extract declares both columns, in its own column order; pandera
+    runs these checks after the extract's own.)"""
+
+    _updated_at = is_timestamp("updated_at")
+    _state_matches = state_matches("state_matches_partition", "state equals the partition's state")
+
+
+def _extract_id_rules(column: str):
+    """A case-management extract's id column: never blank, unique within the partition."""
+    return not_blank(column), unique(column, "the partition")
+
+
+class ClientsContract(CaseManagementContract):
     """Case-management ``clients``: people who called or applied through us."""
 
     client_id: Series[Text]
@@ -621,25 +308,18 @@ class ClientsContract(FileContract):
     created_at: Series[Text]
     updated_at: Series[Text]
 
-    _client_id_not_blank = not_blank("client_id")
-    _client_id_unique = unique("client_id", "the partition")
-    _first_name_not_blank = not_blank("first_name")
-    _last_name_not_blank = not_blank("last_name")
-    _ssn_format, _ssn_not_zeros = _ssn_rules()
-    _date_of_birth_is_date = is_date("date_of_birth")
+    _client_id_not_blank, _client_id_unique = _extract_id_rules("client_id")
+    (_first_name_not_blank, _last_name_not_blank, _ssn_format, _ssn_not_zeros,
+     _date_of_birth_is_date, _phone_format) = _person_rules()
     _zip_format = matches("zip", "zip_format_or_empty", r"[0-9]{5}(-[0-9]{4})?",
                           "zip is NNNNN or NNNNN-NNNN, or empty", optional=True)
-    _phone_format = matches("phone", "phone_10_digits_or_empty", r"[0-9]{10}",
-                            "phone is 10 digits (no punctuation), or empty", optional=True)
     _language = column_rule("language", "language_iso_639_1_or_empty",
                             "language is an ISO 639-1 code in lower case, or empty",
                             lambda s: (s == "") | s.isin(ISO_639_1))
     _created_at = is_timestamp("created_at")
-    _updated_at = is_timestamp("updated_at")
-    _state_matches = state_matches("state_matches_partition", "state equals the partition's state")
 
 
-class ApplicationsContract(FileContract):
+class ApplicationsContract(CaseManagementContract):
     """Case-management ``applications`` submitted with our help."""
 
     application_id: Series[Text]
@@ -650,17 +330,14 @@ class ApplicationsContract(FileContract):
     submitted_at: Series[Text]
     updated_at: Series[Text]
 
-    _application_id_not_blank = not_blank("application_id")
-    _application_id_unique = unique("application_id", "the partition")
+    _application_id_not_blank, _application_id_unique = _extract_id_rules("application_id")
     _client_id_not_blank = not_blank("client_id")
     _program = one_of("program", "program_code_known", PROGRAMS)
     _channel = one_of("channel", "channel_known", APPLICATION_CHANNELS)
     _submitted_at = is_timestamp("submitted_at")
-    _updated_at = is_timestamp("updated_at")
-    _state_matches = state_matches("state_matches_partition", "state equals the partition's state")
 
 
-class CallsContract(FileContract):
+class CallsContract(CaseManagementContract):
     """Case-management ``calls`` between clients and our call center."""
 
     call_id: Series[Text]
@@ -671,64 +348,9 @@ class CallsContract(FileContract):
     outcome: Series[Text]
     updated_at: Series[Text]
 
-    _call_id_not_blank = not_blank("call_id")
-    _call_id_unique = unique("call_id", "the partition")
+    _call_id_not_blank, _call_id_unique = _extract_id_rules("call_id")
     _client_id_not_blank = not_blank("client_id")
     _started_at = is_timestamp("started_at")
     _duration = matches("duration_s", "duration_s_whole_seconds", r"[0-9]+",
                         "duration_s is a whole number of seconds")
     _outcome_not_blank = not_blank("outcome")
-    _updated_at = is_timestamp("updated_at")
-    _state_matches = state_matches("state_matches_partition", "state equals the partition's state")
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers for the cross-field rules. A value that is not a date at all passes these: the
-# column's ``_is_date``/``_is_timestamp`` rule reports it, once.
-
-def _dates_between(values: pd.Series, earliest: dt.date | None, before: np.ndarray
-                   ) -> pd.Series:
-    """Per row: not a date, or ``earliest <= date < before`` (``before`` given per row)."""
-    dates = parse_dates(values)
-    keeps = dates < before
-    if earliest is not None:
-        keeps &= dates >= np.datetime64(earliest, "D")
-    return pd.Series(np.isnat(dates) | keeps, index=values.index)
-
-
-def _on_or_after(later: pd.Series, earlier: pd.Series) -> pd.Series:
-    """Per row: either value is not a date, or the ``later`` date is on or after the other."""
-    a, b = parse_dates(later), parse_dates(earlier)
-    return pd.Series(np.isnat(a) | np.isnat(b) | (a >= b), index=later.index)
-
-
-def _timestamps_in_month(values: pd.Series, months: np.ndarray) -> pd.Series:
-    """Per row: not a timestamp, or its date as written falls in the row's file month."""
-    local = parse_timestamps(values).local
-    return pd.Series(np.isnat(local) | (local.astype("datetime64[M]") == months),
-                     index=values.index)
-
-
-def rules(model: type[pa.DataFrameModel]) -> list[Rule]:
-    """The model's rules in contract order: by the column they are about (in column order),
-    each column's own rules before the cross-field rules reported on it."""
-    schema = model.to_schema()
-    found = [Rule(check.name, name, check.error) for name, column in schema.columns.items()
-             for check in column.checks]
-    found += [Rule(check.name, RULE_COLUMNS.get(check.name), check.error)
-              for check in schema.checks]
-    position = {name: index for index, name in enumerate(schema.columns)}
-    return sorted(found, key=lambda rule: position.get(rule.column, len(position)))
-
-
-def unique_columns(model: type[pa.DataFrameModel]) -> list[str]:
-    """The columns whose values the model wants unique within a file."""
-    return [UNIQUE_RULES[check.name] for check in model.to_schema().checks
-            if check.name in UNIQUE_RULES]
-
-
-def describe(model: type[pa.DataFrameModel]) -> str:
-    """Markdown list of the file-level and the model's rules, for the UI."""
-    lines = [f"- `{name}`: {text}" for name, text in FILE_RULES.items()]
-    lines += [f"- `{rule.name}` ({rule.column}): {rule.description}" for rule in rules(model)]
-    return "\n".join(lines)

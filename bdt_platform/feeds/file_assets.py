@@ -8,7 +8,7 @@ file(s) named in the run config - the newest of each partner wins - or, when non
 re-loads each partner's newest file archived in the lake - then:
 
 1. decodes and validates them against the feed's pandera contract, in chunks of files (one
-   pandera call per chunk, see ``parsing.validate_many``); a run of many files does this in
+   pandera call per chunk, see ``validation.validate_many``); a run of many files does this in
    worker processes while the run's own process lands the chunks already done (``workers``),
    and takes the files ``bdt ingest`` read ahead of it (``prefetch``),
 2. archives the original bytes of each valid file in the lake (verified by checksum; written by
@@ -38,17 +38,17 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from bdt_platform import partitions as parts
-from bdt_platform.feeds import contracts, parsing, prefetch, workers
+from bdt_platform.core import partitions as parts
+from bdt_platform.feeds import contract_rules, parsing, prefetch, rejections, workers
 from bdt_platform.feeds.filenames import partner_of
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport, sources_of
 from bdt_platform.feeds.retries import retried_when_transient
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
 from bdt_platform.feeds.workers import CHUNK_BYTES, PARALLEL_CHUNK_BYTES, chunk_file_limit
-from bdt_platform.inbox.base import Inbox
-from bdt_platform.partition_events import log_materializations
-from bdt_platform.pii import mask_ssn
-from bdt_platform.pii_resource import PiiKeyResource
+from bdt_platform.core.inbox_interface import Inbox
+from bdt_platform.core.partition_events import log_materializations
+from bdt_platform.core.pii import mask_ssn
+from bdt_platform.core.pii_key import PiiKeyResource
 from bdt_platform.storage import archive
 from bdt_platform.storage.lake import ArchivedFile, LakeResource
 from bdt_platform.storage.warehouse import Warehouse
@@ -142,7 +142,7 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                     "rule, its column, row count and up to 20 masked example rows), loads "
                     "nothing, and its partner's rows of the partition stay as they were. "
                     "Rules:\n\n"
-                    + contracts.describe(spec.contract)
+                    + contract_rules.describe(spec.contract)
                 ),
             )
         ],
@@ -446,7 +446,7 @@ class _ChunkLoader:
                               f"{seconds}s{worker}")
         return landed
 
-    def _quarantine(self, incoming: _Incoming, rejected: parsing.FileRejected) -> None:
+    def _quarantine(self, incoming: _Incoming, rejected: rejections.FileRejected) -> None:
         where = self.lake.quarantine(incoming.partner, incoming.filename, incoming.data, _reason(
             self.spec, incoming.partner, incoming.partition, incoming.filename, incoming.data,
             incoming.received, rejected))
@@ -476,7 +476,7 @@ def _utc(epoch_seconds: float) -> dt.datetime:
 
 
 def _reason(spec: FeedSpec, partner: str, partition: str, filename: str, data: bytes,
-            received: dt.datetime, rejected: parsing.FileRejected) -> dict:
+            received: dt.datetime, rejected: rejections.FileRejected) -> dict:
     return {
         "file": filename,
         "feed": spec.name,

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from bdt_platform.partitions import STATES, partition_key
+from bdt_platform.core.partitions import STATES, partition_key
 
 FILE_FEEDS = ("eligibility", "outcomes", "mailreturns", "nudges")
 

@@ -1,13 +1,13 @@
 """Reading plain partner files with Arrow's CSV reader, many files in one call.
 
 Most partner files are plain CSV: no quoted field, one record per line, no blank line. The csv
-module reads them record by record into Python strings (``parsing.column_batches``), about four
-times the CPU of Arrow's C++ reader over the same bytes; and Arrow's reader has a fixed cost per
-call of about as much as a small file's reading, so a chunk's small files that share a header
-line are read in one call, their bodies one after the other, and the table is cut back into
-files by their line counts.
+module reads them record by record into Python strings (``csv_reader.column_batches``), about
+four times the CPU of Arrow's C++ reader over the same bytes; and Arrow's reader has a fixed
+cost per call of about as much as a small file's reading, so a chunk's small files that share a
+header line are read in one call, their bodies one after the other, and the table is cut back
+into files by their line counts.
 
-Only what reads exactly as ``parsing.column_batches`` reads it is read here: a file with a
+Only what reads exactly as ``csv_reader.column_batches`` reads it is read here: a file with a
 quote, a carriage return that does not end a line, an empty line, or a header that is not
 exactly the contract's columns (in any order) is left out, and so is a whole group in which
 Arrow finds a row with another number of fields than its header (a line of spaces is one) or
@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 #: Files of at most this many bytes (as delivered) are decoded first and read here if they
-#: are plain, decoded in one piece (``parsing.TEXT_PIECE``) and of at most
-#: ``parsing.SLICE_ROWS`` lines; the others the usual way (a slice at a time when big).
+#: are plain, decoded in one piece (``decoding.TEXT_PIECE``) and of at most
+#: ``slices.SLICE_ROWS`` lines; the others the usual way (a slice at a time when big).
 PLAIN_MAX_BYTES = 1 << 20
 
 
@@ -63,7 +63,7 @@ def read_plain(texts: Mapping[Hashable, bytes], columns: Sequence[str]
 
 def _positions(header: bytes, columns: Sequence[str]) -> list[int] | None:
     """Where each of ``columns`` is in the header line; None unless its names (stripped, as
-    ``parsing`` strips them) are exactly ``columns`` in some order."""
+    ``csv_reader`` strips them) are exactly ``columns`` in some order."""
     names = [name.strip() for name in header.decode("utf-8").rstrip("\r\n").split(",")]
     if len(names) != len(columns) or set(names) != set(columns):
         return None
@@ -88,7 +88,7 @@ def _read_bodies(bodies: bytes, positions: list[int], columns: Sequence[str]
                 column_types={name: pa.string() for name in names},
                 include_columns=[names[position] for position in positions],
                 strings_can_be_null=False, quoted_strings_can_be_null=False,
-                check_utf8=False))  # ``parsing.decoded`` checked it
+                check_utf8=False))  # ``decoding.decoded`` checked it
     except pa.ArrowInvalid:
         return None
     return table.rename_columns(list(columns)).combine_chunks()

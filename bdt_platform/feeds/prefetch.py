@@ -33,8 +33,8 @@ import pyarrow as pa
 
 from bdt_platform.feeds import parsing, workers
 from bdt_platform.feeds.filenames import BadFileName, parse_drop_name
-from bdt_platform.inbox.base import Inbox
-from bdt_platform.partitions import partition_key
+from bdt_platform.core.inbox_interface import Inbox
+from bdt_platform.core.partitions import partition_key
 
 #: Bytes of inbox files read ahead and not yet taken by the run, at most (the files and their
 #: results wait in memory until the run takes them): about what two workers read while a 2-core

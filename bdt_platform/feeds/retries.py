@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from bdt_platform.inbox.base import InboxUnavailable
+from bdt_platform.core.inbox_interface import InboxUnavailable
 from bdt_platform.storage.warehouse import WarehouseBusy
 
 TRANSIENT = (WarehouseBusy, InboxUnavailable)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandera.pandas as pa
 import pyarrow as pa_types
 
-from bdt_platform.feeds import contracts
+from bdt_platform.feeds import contract_rules, contracts
 
 STRING, DATE, DOUBLE, INT = pa_types.string(), pa_types.date32(), pa_types.float64(), pa_types.int64()
 TIMESTAMP = pa_types.timestamp("us", tz="UTC")
@@ -37,7 +37,8 @@ class FeedSpec:
     @property
     def input_columns(self) -> list[str]:
         """Columns the partner's file must have, in contract order."""
-        return [c for c in self.contract.to_schema().columns if c not in contracts.CONTEXT_COLUMNS]
+        return [c for c in self.contract.to_schema().columns
+                if c not in contract_rules.CONTEXT_COLUMNS]
 
     @property
     def arrow_schema(self) -> pa_types.Schema:

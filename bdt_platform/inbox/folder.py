@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from bdt_platform.inbox.base import (DONE_SUFFIX, PROCESSED, Inbox, InboxFile, InboxUnavailable,
+from bdt_platform.core.inbox_interface import (DONE_SUFFIX, PROCESSED, Inbox, InboxFile, InboxUnavailable,
                                      InboxWriteRefused, drop_path_parts)
 
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.casemgmt import EVENT_TIME, CaseManagementDatabase
-from bdt_platform.inbox.base import Inbox, InboxFile
+from bdt_platform.core.inbox_interface import Inbox, InboxFile
 from bdt_platform.inbox.partners import PartnerRegistry
 from bdt_platform.inbox.quarantine import quarantine_file
 from bdt_platform.inbox.scan import Drop, ScanResult, scan
-from bdt_platform.pii import mask_ssn
-from bdt_platform.runs import RunOutcome, run_rectangles
+from bdt_platform.core.pii import mask_ssn
+from bdt_platform.core.runs import RunOutcome, run_rectangles
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import Warehouse
 
@@ -142,23 +142,24 @@ def _report(result: IngestResult, file_result: FileResult, echo: Callable[[str],
     echo(file_result.line())
 
 
+def _listed(events, key_path: list[str], name: str):
+    """``(event, item)`` for each item of the JSON list ``name`` in the metadata of the events
+    (materializations or check evaluations) of the asset ``key_path``."""
+    for event in events:
+        if event.asset_key.path == key_path:
+            entry = event.metadata.get(name)
+            for item in (entry.value if entry is not None else []):
+                yield event, item
+
+
 def _file_results(outcome: RunOutcome, feed: str, drops: dict[str, list[Drop]]
                   ) -> list[FileResult]:
     key_path = ["raw", feed]
-    loaded: dict[tuple[str, str], int] = {}  # (partition, file) -> rows
-    for materialization in outcome.materializations():
-        if materialization.asset_key.path != key_path:
-            continue
-        entry = materialization.metadata.get("loaded_files")
-        for item in (entry.value if entry is not None else []):
-            loaded[(materialization.partition, item["file"])] = item["rows"]
-    rejected: dict[tuple[str, str], dict] = {}  # (partition, file) -> rejection
-    for evaluation in outcome.check_evaluations():
-        if evaluation.asset_key.path != key_path:
-            continue
-        entry = evaluation.metadata.get("rejected")
-        for item in (entry.value if entry is not None else []):
-            rejected[(item["partition"], item["file"])] = item
+    # (partition, file) -> rows, for the files the run landed; -> rejection, for those it refused
+    loaded = {(m.partition, item["file"]): item["rows"]
+              for m, item in _listed(outcome.materializations(), key_path, "loaded_files")}
+    rejected = {(item["partition"], item["file"]): item
+                for _, item in _listed(outcome.check_evaluations(), key_path, "rejected")}
     results = []
     in_run = {parts.partition_key(s, m) for s in outcome.states for m in outcome.months}
     for key, found in drops.items():

@@ -31,7 +31,7 @@ import dagster as dg
 import yaml
 
 from bdt_platform.feeds.filenames import FILE_FEEDS
-from bdt_platform.partitions import STATES
+from bdt_platform.core.partitions import STATES
 
 #: The registry shipped with the project (used when ``BDT_PARTNERS`` is unset).
 DEFAULT_REGISTRY = Path(__file__).with_name("partners.yaml")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bdt_platform.feeds.filenames import BadFileName, parse_drop_name
-from bdt_platform.inbox.base import Inbox, InboxFile
+from bdt_platform.core.inbox_interface import Inbox, InboxFile
 from bdt_platform.storage.lake import LakeResource
 
 NAME_RULE = "file_name_contract"
@@ -89,7 +89,7 @@ def _when(value: object) -> dt.datetime | None:
 
 
 def _one_line(text: object) -> str:
-    from bdt_platform.pii import mask_ssn
+    from bdt_platform.core.pii import mask_ssn
 
     return " ".join(str(mask_ssn(text)).split())
 
@@ -285,7 +285,7 @@ def release(defs, instance, inbox: Inbox, lake: LakeResource, warehouse, file: s
     the inbox and stays in quarantine. :class:`QuarantineError` (nothing changed) for an
     unknown or ambiguous name, a copy that does not match its recorded checksum, or an inbox
     that already holds a different file at that path."""
-    from bdt_platform.inbox.base import drop_path_parts
+    from bdt_platform.core.inbox_interface import drop_path_parts
     from bdt_platform.inbox.ingest import ingest
 
     entry = find_quarantined(lake, file)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bdt_platform.feeds.filenames import BadFileName, DropName, parse_drop_name
-from bdt_platform.inbox.base import InboxFile
+from bdt_platform.core.inbox_interface import InboxFile
 from bdt_platform.inbox.partners import NotRegistered, PartnerRegistry, default_registry
 from bdt_platform.inbox.quarantine import NAME_RULE
 

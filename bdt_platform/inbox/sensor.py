@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from bdt_platform import partitions as parts
-from bdt_platform.inbox.base import Inbox, InboxFile, InboxUnavailable
+from bdt_platform.core import partitions as parts
+from bdt_platform.core.inbox_interface import Inbox, InboxFile, InboxUnavailable
 from bdt_platform.inbox.ingest import INGEST_JOB, run_config_for_drops
 from bdt_platform.inbox.partners import PartnerRegistry, PartnerRegistryResource, RegistryError
 from bdt_platform.inbox.quarantine import quarantine_file

@@ -1,8 +1,10 @@
 """``outbox/mail_list``: the monthly list of people to mail, per state, sent to the print vendor.
 
-One file per state x month partition, ``mailvendor_<STATE>_<YYYYMM>_maillist.csv``, published to
-the outbox's ``mailvendor/`` folder (``/outbox/mailvendor/`` on the partner SFTP server, or
-``$BDT_HOME/outbox/mailvendor/`` locally) under a temporary name and renamed when complete.
+One file per state x month partition, ``<vendor>_<STATE>_<YYYYMM>_maillist.csv``, published to
+the outbox's ``<vendor>/`` folder (``/outbox/<vendor>/`` on the partner SFTP server, or
+``$BDT_HOME/outbox/<vendor>/`` locally) under a temporary name and renamed when complete. The
+vendor is the partner the registry has sending ``mailreturns`` for the state: the print-and-mail
+vendor that reports back on the pieces it mailed (``mail_vendor``).
 
 Who is on it (this first version): every person (``person_token``) in that state and month's
 partner eligibility file who is a known person in ``marts.dim_person``, once, with the mailing
@@ -24,13 +26,15 @@ import io
 import dagster as dg
 import pandas as pd
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
+from bdt_platform.inbox.partners import PartnerRegistry, PartnerRegistryResource
 from bdt_platform.outbox.base import Outbox, OutboxUnavailable
 from bdt_platform.storage.warehouse import Warehouse
 
 KEY = dg.AssetKey(["outbox", "mail_list"])
-PARTNER = "mailvendor"
+#: The feed whose sender is a state's mail vendor: it returns what became of each piece.
+RETURNS_FEED = "mailreturns"
 CODE_VERSION = source_code_version(__file__)
 UPSTREAM = [dg.AssetKey(["staging", "stg_partners__eligibility"]),
             dg.AssetKey(["marts", "dim_person"])]
@@ -55,8 +59,22 @@ order by person_token
 """
 
 
-def mail_list_filename(state: str, month: dt.date) -> str:
-    return f"{PARTNER}_{state}_{month:%Y%m}_maillist.csv"
+def mail_vendor(registry: PartnerRegistry, state: str) -> str:
+    """The partner that receives ``state``'s mail list: the one registered to send its mail
+    returns. ``dg.Failure`` saying what to change when there is none, or more than one."""
+    vendors = [p.name for p in registry.senders(RETURNS_FEED, state)]
+    if len(vendors) != 1:
+        found = ("no partner is" if not vendors
+                 else f"{len(vendors)} partners ({', '.join(vendors)}) are")
+        raise dg.Failure(f"{state}: {found} registered to send {RETURNS_FEED} for {state} in "
+                         f"{registry.source}; the mail list goes to that one print-and-mail "
+                         "vendor: register exactly one (bdt partners add NAME --feed "
+                         f"{RETURNS_FEED} --states {state})")
+    return vendors[0]
+
+
+def mail_list_filename(vendor: str, state: str, month: dt.date) -> str:
+    return f"{vendor}_{state}_{month:%Y%m}_maillist.csv"
 
 
 def mail_piece_id(state: str, month: dt.date, person_token: str) -> str:
@@ -94,14 +112,15 @@ def mail_list_csv(frame: pd.DataFrame) -> bytes:
     output_required=False,
     code_version=CODE_VERSION,
     kinds={"csv", "sftp"},
-    metadata={"partner": PARTNER, "file_pattern": f"{PARTNER}_<STATE>_<YYYYMM>_maillist.csv"},
+    metadata={"file_pattern": "<mail vendor>_<STATE>_<YYYYMM>_maillist.csv"},
     check_specs=[dg.AssetCheckSpec(PUBLISHED_CHECK, asset=KEY, description=(
         "Every mail list of the run reached the outbox whole: uploaded under a temporary name, "
         "its size checked on the server, then renamed to its final name."))],
 )
 def mail_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
-              outbox: dg.ResourceParam[Outbox]):
-    """People to mail this month in this state, as the print-and-mail vendor receives them.
+              outbox: dg.ResourceParam[Outbox], partners: PartnerRegistryResource):
+    """People to mail this month in this state, as the print-and-mail vendor receives them
+    (the partner registered to send the state's mail returns).
 
     One row per person: `mail_piece_id` (new, ours; the vendor reports delivery against it),
     `person_token` (never raw identifiers), the mailing name and address, and `language` for
@@ -109,17 +128,19 @@ def mail_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
     and sha256.
     """
     published, failed = [], []
+    registry = partners.registry()
     for key in context.partition_keys:
         state, month = parts.split_key(key)
+        vendor = mail_vendor(registry, state)
         frame = mail_list_rows(warehouse, state, month)
         if frame.empty:
             context.log.warning(f"{state} {month:%Y-%m}: nobody in the eligibility file; "
                                 "no mail list sent")
             continue
         data = mail_list_csv(frame)
-        filename = mail_list_filename(state, month)
+        filename = mail_list_filename(vendor, state, month)
         try:
-            receipt = outbox.publish(PARTNER, filename, data)
+            receipt = outbox.publish(vendor, filename, data)
         except OutboxUnavailable as exc:
             context.log.error(f"{filename}: not published: {exc}")
             failed.append(filename)
@@ -129,6 +150,7 @@ def mail_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
         context.log_event(dg.AssetMaterialization(asset_key=KEY, partition=key, metadata={
             "dagster/row_count": len(frame),
             **receipt.as_metadata(),
+            "partner": vendor,
             "code_version": CODE_VERSION,
         }))
     yield dg.AssetCheckResult(

@@ -1,6 +1,6 @@
-"""The outbox on the partner SFTP server: ``<root>/<partner>/`` (``/outbox/mailvendor/``).
+"""The outbox on the partner SFTP server: ``<root>/<partner>/`` (e.g. ``/outbox/mailvendor/``).
 
-Uses the inbox's SFTP connection code (:class:`~bdt_platform.inbox.sftp.SftpSession`): key
+Uses the SFTP connection code it shares with the inbox (:class:`~bdt_platform.core.sftp.SftpSession`): key
 authentication, known_hosts only (unknown host keys refused), one line per failure
 (:class:`OutboxUnavailable`). An upload goes to ``.<file>.part``, its size is checked on the
 server, and only then is it renamed to ``<file>`` (``posix-rename``, replacing an older file of
@@ -13,49 +13,21 @@ import hashlib
 import io
 import posixpath
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-import dagster as dg
-from pydantic import PrivateAttr
-
-from bdt_platform.inbox.sftp import (DEFAULT_PORT, DEFAULT_TIMEOUT_SECONDS, SftpEndpoint,
-                                     SftpSession, upload_atomically)
+from bdt_platform.core.sftp import SftpResource, upload_atomically
 from bdt_platform.outbox.base import (TEMP_PREFIX, Outbox, OutboxReceipt, OutboxUnavailable,
                                       check_names, temp_name)
 
-if TYPE_CHECKING:  # imported by the connection code when it connects (``inbox.sftp``)
+if TYPE_CHECKING:  # imported by the connection code when it connects (``core.sftp``)
     import paramiko
 
 
-class SftpOutbox(dg.ConfigurableResource, Outbox):
+class SftpOutbox(SftpResource, Outbox):
     """Files for partners in ``<root>/<partner>/`` on the SFTP server the inbox uses."""
 
-    host: str
-    port: int = DEFAULT_PORT
-    username: str
     root: str = "/outbox"
-    key_file: str
-    known_hosts_file: str
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-
-    _session: SftpSession | None = PrivateAttr(default=None)
-
-    def session(self) -> SftpSession:
-        if self._session is None:
-            self._session = SftpSession(
-                SftpEndpoint(self.host, self.port, self.username, self.key_file,
-                             self.known_hosts_file, self.timeout_seconds), OutboxUnavailable)
-        return self._session
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
-
-    def describe(self) -> str:
-        return f"sftp://{self.username}@{self.host}:{self.port}{self.root}"
+    unavailable: ClassVar[type[Exception]] = OutboxUnavailable
 
     def publish(self, partner: str, filename: str, data: bytes) -> OutboxReceipt:
         check_names(partner, filename)

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.storage.lake import LakeResource
 
 # metric -> the SQL selecting (state, month, record_id, amount) behind it, from the marts.

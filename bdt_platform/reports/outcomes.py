@@ -17,9 +17,9 @@ import pandera.pandas as pa
 import pyarrow as pyarrow
 from pandera.typing import Series
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
-from bdt_platform.partition_events import log_materializations
+from bdt_platform.core.partition_events import log_materializations
 from bdt_platform.reports.ledger import ledger_query, write_ledgers
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import Warehouse

@@ -16,7 +16,7 @@ replaces what was there before.
 import dagster as dg
 import pandas as pd
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.reports.outcomes import CODE_VERSION, KEY as OUTCOMES_KEY, TABLE, _only, _where
 from bdt_platform.storage.warehouse import Warehouse
 

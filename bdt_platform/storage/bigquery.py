@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from bdt_platform.settings import DEFAULT_BQ_MAX_BYTES_BILLED
+from bdt_platform.core.settings import DEFAULT_BQ_MAX_BYTES_BILLED
 from bdt_platform.storage.staged_rows import StagedRows
 from bdt_platform.storage.warehouse import Warehouse, slice_columns
 
@@ -101,25 +101,25 @@ def job_labels() -> dict[str, str]:
 
 # -- types -----------------------------------------------------------------------------------------
 
+#: Arrow type tests, in order, and the BigQuery column type each gives (what DuckDB would store).
+_BIGQUERY_TYPES = (
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t),
+     "STRING"),
+    (pa.types.is_date, "DATE"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+    (pa.types.is_boolean, "BOOL"),
+    (pa.types.is_integer, "INT64"),
+    (pa.types.is_floating, "FLOAT64"),
+    (pa.types.is_decimal, "NUMERIC"),
+    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), "BYTES"),
+)
+
+
 def bigquery_type(arrow_type: pa.DataType) -> str:
     """The BigQuery column type for an Arrow type (what DuckDB would store)."""
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_null(
-            arrow_type):
-        return "STRING"
-    if pa.types.is_date(arrow_type):
-        return "DATE"
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMP"
-    if pa.types.is_boolean(arrow_type):
-        return "BOOL"
-    if pa.types.is_integer(arrow_type):
-        return "INT64"
-    if pa.types.is_floating(arrow_type):
-        return "FLOAT64"
-    if pa.types.is_decimal(arrow_type):
-        return "NUMERIC"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return "BYTES"
+    for matches, name in _BIGQUERY_TYPES:
+        if matches(arrow_type):
+            return name
     raise TypeError(f"no BigQuery column type for Arrow type {arrow_type}")
 
 

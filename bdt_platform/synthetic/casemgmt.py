@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from bdt_platform.partitions import add_months
+from bdt_platform.core.partitions import add_months
 from bdt_platform.synthetic.formats import timestamps
 from bdt_platform.synthetic.funnel import MonthActivity
 from bdt_platform.synthetic.people import PersonPool

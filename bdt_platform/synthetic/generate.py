@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bdt_platform.feeds.filenames import drop_filename
-from bdt_platform.partitions import STATES
+from bdt_platform.core.partitions import STATES
 from bdt_platform.synthetic import casemgmt, feeds
 from bdt_platform.synthetic.funnel import simulate_month
 from bdt_platform.synthetic.people import build_pool

@@ -24,8 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from bdt_platform.partitions import STATES
-from bdt_platform.pii import person_token
+from bdt_platform.core.partitions import STATES
+from bdt_platform.core.pii import person_token
 from bdt_platform.synthetic.formats import dates, day_number
 from bdt_platform.synthetic.seeding import faker, rng
 

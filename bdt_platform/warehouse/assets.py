@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.warehouse.project import (DBT_PROJECT_DIR, BundledDbtCliResource,
                                             prepare_manifest)
 

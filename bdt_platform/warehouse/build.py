@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from bdt_platform.feeds.specs import ALL_SPECS
-from bdt_platform.runs import RunOutcome, run_rectangles
+from bdt_platform.core.runs import RunOutcome, run_rectangles
 from bdt_platform.storage.warehouse import Warehouse
 
 BUILD_JOB = "build_warehouse"

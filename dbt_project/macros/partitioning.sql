@@ -147,6 +147,20 @@
 {% macro bigquery__bdt_append_strategy() %}{{ return('merge') }}{% endmacro %}
 
 
+{#- The config of every partitioned `fct_` model: `{{ config(**bdt_partitioned_fact_config()) }}`. -#}
+{% macro bdt_partitioned_fact_config() %}
+    {{ return({
+        'materialized': 'incremental',
+        'incremental_strategy': bdt_append_strategy(),
+        'on_schema_change': 'fail',
+        'tags': ['partitioned'],
+        'pre_hook': '{{ bdt_delete_selected_partitions() }}',
+        'partition_by': bdt_partition_by(),
+        'cluster_by': bdt_cluster_by(),
+    }) }}
+{% endmacro %}
+
+
 {#- BigQuery table partitioning of partitioned models (ignored elsewhere). -#}
 {% macro bdt_partition_by() %}
     {{ return(adapter.dispatch('bdt_partition_by', 'bdt_platform')()) }}
@@ -156,6 +170,7 @@
     {{ return({'field': 'month', 'data_type': 'date', 'granularity': 'month'}) }}
 {% endmacro %}
 
+{#- BigQuery clustering of partitioned models (ignored elsewhere). -#}
 {% macro bdt_cluster_by() %}
     {{ return(adapter.dispatch('bdt_cluster_by', 'bdt_platform')()) }}
 {% endmacro %}

@@ -3,7 +3,7 @@
 select
     o.application_id,
     a.client_id,
-    c.person_token,
+    clients.person_token,
     (a.application_id is not null)                                as matched_application,
     o.program,
     a.program                                                     as application_program,
@@ -16,5 +16,4 @@ select
 from {{ ref('stg_partners__outcomes') }} as o
 left join {{ ref('stg_casemgmt__applications') }} as a
     on a.application_id = o.application_id
-left join {{ ref('stg_casemgmt__clients') }} as c
-    on c.client_id = a.client_id
+{{ bdt_left_join_clients('a.client_id') }}

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy=bdt_append_strategy(),
-        on_schema_change='fail',
-        tags=['partitioned'],
-        pre_hook="{{ bdt_delete_selected_partitions() }}",
-        partition_by=bdt_partition_by(),
-        cluster_by=bdt_cluster_by(),
-    )
-}}
+{{ config(**bdt_partitioned_fact_config()) }}
 -- One row per row of the partner outcomes files: the state's decision on an application, matched
 -- to case management when possible (unmatched rows are kept). Partitioned by the outcomes file's
 -- state x month.

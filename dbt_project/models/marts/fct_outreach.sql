@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy=bdt_append_strategy(),
-        on_schema_change='fail',
-        tags=['partitioned'],
-        pre_hook="{{ bdt_delete_selected_partitions() }}",
-        partition_by=bdt_partition_by(),
-        cluster_by=bdt_cluster_by(),
-    )
-}}
+{{ config(**bdt_partitioned_fact_config()) }}
 -- One row per outreach touch: every mail piece in the mail vendor's files and every nudge event
 -- in the nudge vendor's files. Partitioned by the vendor file's state x month.
 
@@ -26,7 +16,6 @@ with mail as (
         month,
         _source_file
     from {{ ref('stg_mailvendor__mailreturns') }}
-    where {{ partition_filter() }}
 ),
 
 nudge as (
@@ -43,9 +32,13 @@ nudge as (
         month,
         _source_file
     from {{ ref('stg_nudgevendor__nudges') }}
-    where {{ partition_filter() }}
+),
+
+outreach as (
+    select * from mail
+    union all
+    select * from nudge
 )
 
-select * from mail
-union all
-select * from nudge
+select * from outreach
+where {{ partition_filter() }}

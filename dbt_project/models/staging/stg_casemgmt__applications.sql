@@ -1,12 +1,6 @@
 -- Case-management applications, one row per application_id (latest version by updated_at).
-with ranked as (
-    select
-        *,
-        row_number() over (
-            partition by application_id
-            order by updated_at desc, _source_file desc, month desc, state
-        ) as version_rank
-    from {{ source('raw', 'applications') }}
+with latest as (
+    {{ bdt_latest_versions(source('raw', 'applications'), 'application_id') }}
 )
 
 -- Every output column is aliased explicitly so names stay lower-case whatever case the
@@ -18,8 +12,5 @@ select
     lower(trim(channel))                                          as channel,
     submitted_at                                                  as submitted_at,
     updated_at                                                    as updated_at,
-    upper(state)                                                  as state,
-    cast(month as date)                                           as month,
-    _source_file                                                  as _source_file
-from ranked
-where version_rank = 1
+    {{ bdt_staging_partition_columns() }}
+from latest

@@ -1,12 +1,6 @@
 -- Case-management calls, one row per call_id (latest version by updated_at).
-with ranked as (
-    select
-        *,
-        row_number() over (
-            partition by call_id
-            order by updated_at desc, _source_file desc, month desc, state
-        ) as version_rank
-    from {{ source('raw', 'calls') }}
+with latest as (
+    {{ bdt_latest_versions(source('raw', 'calls'), 'call_id') }}
 )
 
 -- Every output column is aliased explicitly so names stay lower-case whatever case the
@@ -18,8 +12,5 @@ select
     cast(duration_s as {{ dbt.type_bigint() }})                   as duration_s,
     lower(trim(outcome))                                          as outcome,
     updated_at                                                    as updated_at,
-    upper(state)                                                  as state,
-    cast(month as date)                                           as month,
-    _source_file                                                  as _source_file
-from ranked
-where version_rank = 1
+    {{ bdt_staging_partition_columns() }}
+from latest

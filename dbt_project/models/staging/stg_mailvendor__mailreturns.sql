@@ -6,8 +6,6 @@ select
     cast(mailed_date as date)                                     as mailed_date,
     lower(trim(status))                                           as status,
     cast(status_date as date)                                     as status_date,
-    upper(state)                                                  as state,
-    cast(month as date)                                           as month,
-    _source_file                                                  as _source_file,
+    {{ bdt_staging_partition_columns() }},
     _partner                                                      as _partner
 from {{ source('raw', 'mailreturns') }}

@@ -11,8 +11,6 @@ select
     lower(trim(event_type))                                       as event_type,
     event_ts                                                      as event_ts,
     {{ bdt_date_utc('event_ts') }}                                as event_date,
-    upper(state)                                                  as state,
-    cast(month as date)                                           as month,
-    _source_file                                                  as _source_file,
+    {{ bdt_staging_partition_columns() }},
     _partner                                                      as _partner
 from {{ source('raw', 'nudges') }}

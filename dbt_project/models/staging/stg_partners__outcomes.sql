@@ -7,8 +7,6 @@ select
     lower(trim(decision))                                         as decision,
     cast(decision_date as date)                                   as decision_date,
     cast(monthly_benefit_usd as {{ dbt.type_float() }})           as monthly_benefit_usd,
-    upper(state)                                                  as state,
-    cast(month as date)                                           as month,
-    _source_file                                                  as _source_file,
+    {{ bdt_staging_partition_columns() }},
     _partner                                                      as _partner
 from {{ source('raw', 'outcomes') }}

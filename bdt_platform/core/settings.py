@@ -21,7 +21,7 @@ DEFAULT_BQ_MAX_BYTES_BILLED = 100 * 1024**3
 
 
 #: The partner registry shipped with the project (``inbox/partners.py`` reads it).
-DEFAULT_PARTNERS = Path(__file__).resolve().parent / "inbox" / "partners.yaml"
+DEFAULT_PARTNERS = Path(__file__).resolve().parents[1] / "inbox" / "partners.yaml"
 
 
 class SettingsError(ValueError):
@@ -52,7 +52,7 @@ class Settings:
     # URLs: when set, prod talks to these endpoints with anonymous credentials.
     storage_emulator_host: str | None = None
     bigquery_emulator_host: str | None = None
-    dbt_project_dir: Path = Path(__file__).resolve().parents[1] / "dbt_project"
+    dbt_project_dir: Path = Path(__file__).resolve().parents[2] / "dbt_project"
     # The partner registry in force (BDT_PARTNERS): who may send which feed for which states.
     partners_path: Path = DEFAULT_PARTNERS
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bdt_platform import partitions as parts
+from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.casemgmt import CASEMGMT_ASSETS
 from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
-from bdt_platform.resources import build_resources
-from bdt_platform.settings import Settings
+from bdt_platform.core.resources import build_resources
+from bdt_platform.core.settings import Settings
 
 FEED_ASSETS = [*FILE_FEED_ASSETS, *CASEMGMT_ASSETS]
 

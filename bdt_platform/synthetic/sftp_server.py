@@ -17,7 +17,7 @@ upload was written under a temporary name and renamed into place.
     server.stop()
 
 ``server_process(workdir)`` runs the same server in a process of its own (``python -m
-bdt_platform_tests.sftp_server WORKDIR``), as a partner's server would be: the sensor benchmark
+bdt_platform.synthetic.sftp_server WORKDIR``), as a partner's server would be: the sensor benchmark
 times the client's work without the server's sharing its interpreter lock.
 """
 
@@ -324,7 +324,7 @@ class ServerProcess:
 def server_process(workdir: Path) -> Iterator[ServerProcess]:
     """An ``SftpTestServer`` over ``<workdir>/root`` running in a child process until the block
     ends. Files put under ``<workdir>/root`` are served as they are."""
-    process = subprocess.Popen([sys.executable, "-m", "bdt_platform_tests.sftp_server",
+    process = subprocess.Popen([sys.executable, "-m", "bdt_platform.synthetic.sftp_server",
                                 str(workdir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True)
     try:

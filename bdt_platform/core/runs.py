@@ -17,8 +17,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from bdt_platform import partitions as parts
-from bdt_platform.settings import Settings
+from bdt_platform.core import partitions as parts
+from bdt_platform.core.settings import Settings
 
 
 #: First line of the ``dagster.yaml`` that bdt writes and may rewrite; a file without it is the
@@ -34,7 +34,7 @@ def instance_config(dagster_home: Path) -> str:
     return (f"{INSTANCE_CONFIG_MARK}\n"
             "storage:\n"
             "  custom:\n"
-            "    module: bdt_platform.instance_storage\n"
+            "    module: bdt_platform.core.instance_storage\n"
             "    class: PooledSqliteStorage\n"
             "    config:\n"
             f"      base_dir: {json.dumps(str(dagster_home.absolute()))}\n"

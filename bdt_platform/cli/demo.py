@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bdt_platform.settings import Settings
+from bdt_platform.core.settings import Settings
 from bdt_platform.storage.warehouse import Warehouse
 
 

@@ -1,14 +1,14 @@
 """States, months and the ``state x month`` partitions every feed and report shares.
 
 Dagster joins multi-partition keys in dimension-name order, so a key reads ``2024-03-01|PA``.
+The Dagster partitions definitions (``state_month_partitions``, ...) are built on first use, so
+the worker processes that parse files use the keys and states here without importing Dagster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-
-import dagster as dg
 
 STATES: tuple[str, ...] = (
     "AK", "AL", "AR", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "HI", "IA", "ID", "IL",
@@ -18,11 +18,23 @@ STATES: tuple[str, ...] = (
 )
 FIRST_MONTH = "2023-01-01"
 
-month_partitions = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, end_offset=1)
-state_partitions = dg.StaticPartitionsDefinition(list(STATES))
-state_month_partitions = dg.MultiPartitionsDefinition(
-    {"month": month_partitions, "state": state_partitions}
-)
+_DEFINITIONS: dict[str, object] = {}
+
+
+def __getattr__(name: str):
+    """``month_partitions``, ``state_partitions`` and ``state_month_partitions``: built (and
+    Dagster imported) the first time one is asked for, then the same objects every time."""
+    if name not in ("month_partitions", "state_partitions", "state_month_partitions"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _DEFINITIONS:
+        import dagster as dg
+
+        month = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, end_offset=1)
+        state = dg.StaticPartitionsDefinition(list(STATES))
+        _DEFINITIONS.update(month_partitions=month, state_partitions=state,
+                            state_month_partitions=dg.MultiPartitionsDefinition(
+                                {"month": month, "state": state}))
+    return _DEFINITIONS[name]
 
 
 def partition_key(state: str, month: dt.date | str) -> str:

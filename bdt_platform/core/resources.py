@@ -1,4 +1,4 @@
-"""Turns :class:`~bdt_platform.settings.Settings` into resources, per environment.
+"""Turns :class:`~bdt_platform.core.settings.Settings` into resources, per environment.
 
 Both environments return the same keys, so asset code never knows where it runs:
 ``inbox``, ``partners`` (the registry), ``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``,
@@ -20,8 +20,8 @@ from bdt_platform.inbox.partners import PartnerRegistryResource
 from bdt_platform.inbox.sftp import SftpInbox, parse_sftp_url, sibling_folder
 from bdt_platform.outbox.base import FolderOutbox
 from bdt_platform.outbox.sftp import SftpOutbox
-from bdt_platform.pii_resource import PiiKeyResource
-from bdt_platform.settings import Settings, SettingsError
+from bdt_platform.core.pii_key import PiiKeyResource
+from bdt_platform.core.settings import Settings, SettingsError
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.lake_io import LakeIOManager
 from bdt_platform.storage.warehouse import DuckDBWarehouse

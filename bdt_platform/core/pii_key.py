@@ -1,4 +1,5 @@
-"""The tokenization key as a Dagster resource that never shows the secret in the UI."""
+"""Where the tokenization key comes from, as a Dagster resource that never shows the secret in the UI
+(the tokenizing itself is ``core.pii``, which worker processes import without Dagster)."""
 
 from __future__ import annotations
 

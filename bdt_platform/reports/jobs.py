@@ -1,0 +1,35 @@
+"""The jobs that build the warehouse and publish the reports (the ingest job is the feeds' own,
+``feeds.definitions``)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from bdt_platform.core import partitions as parts
+from bdt_platform.reports.outcomes import REPORT_ASSETS
+from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
+from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB
+
+
+
+def build_jobs(dbt_models: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDefinition]:
+    """``build_warehouse`` (the dbt models and the reports) and ``export_reports``."""
+    # Building, step 1: every dbt model (one dbt command: views and dimensions whole, facts for
+    # the run's rectangle of partitions) and the reports, in one run.
+    build_job = dg.define_asset_job(
+        BUILD_JOB,
+        selection=dg.AssetSelection.assets(dbt_models, *REPORT_ASSETS),
+        partitions_def=parts.state_month_partitions,
+        description="Build the dbt models (staging and intermediate views, dimensions, and the "
+                    "facts for the run's state x month partitions) and the reports.",
+    )
+    # Building, step 2: the report as Parquet in the lake. A run of its own: the report logs
+    # its materializations per partition (no output), so its dependants would be skipped in
+    # the same run.
+    export_job = dg.define_asset_job(
+        EXPORT_JOB,
+        selection=dg.AssetSelection.assets(*EXPORT_ASSETS),
+        partitions_def=parts.state_month_partitions,
+        description="Publish reports as Parquet files in the lake, for analysts' notebooks.",
+    )
+    return [build_job, export_job]
