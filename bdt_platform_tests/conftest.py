@@ -76,3 +76,19 @@ def platform(settings: Settings):
     instance = instance_for(settings)
     yield settings, defs, instance
     instance.dispose()
+
+
+def ingest_and_build(defs, instance, **build_options):
+    """``bdt ingest`` then ``bdt build`` in-process on the definitions' resources, as a user runs
+    them: ``(ingest result, build result, the lines both printed)``."""
+    from bdt_platform.inbox.ingest import ingest
+    from bdt_platform.warehouse.build import build
+
+    resources = defs.resources
+    lines: list[str] = []
+    ingested = ingest(defs, instance, resources["inbox"], resources["lake"],
+                      resources["warehouse"], resources["casemgmt"], settle_seconds=0,
+                      echo=lines.append)
+    built = build(defs, instance, resources["warehouse"], echo=lines.append, **build_options)
+    return ingested, built, lines
+

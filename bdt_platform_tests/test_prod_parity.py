@@ -19,13 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 from upath import UPath
 
-from bdt_platform.inbox.ingest import ingest
 from bdt_platform.core.runs import instance_for, run_rectangles
 from bdt_platform.core.settings import load_settings
 from bdt_platform.synthetic import generate
-from bdt_platform.warehouse.build import build
 
-from .conftest import TEST_PII_KEY
+from .conftest import TEST_PII_KEY, ingest_and_build
 from .emulators import bq_emulator, gcs_emulator  # noqa: F401 - fixtures
 
 STATES = ["PA"]
@@ -72,13 +70,9 @@ def _run_world(environ: dict[str, str]) -> dict:
         defs = build_definitions(settings)
         instance = instance_for(settings)
         resources = defs.resources
-        lines: list[str] = []
         try:
-            ingested = ingest(defs, instance, resources["inbox"], resources["lake"],
-                              resources["warehouse"], resources["casemgmt"], settle_seconds=0,
-                              echo=lines.append)
-            built = build(defs, instance, resources["warehouse"], echo=lines.append,
-                          tool_log=settings.home / "dbt.log")
+            ingested, built, lines = ingest_and_build(defs, instance,
+                                                      tool_log=settings.home / "dbt.log")
             pairs = [(s, m) for s in STATES for m in MONTHS]
             exported = run_rectangles(defs, instance, "build_warehouse", pairs, selection=[EXPORT])
             warehouse = resources["warehouse"]

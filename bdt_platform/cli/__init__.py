@@ -160,6 +160,11 @@ def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from bdt_platform.core.resources import (EVENT_BATCH_SWITCH, LOCAL_EVENT_BATCH_SIZE,
                                         PLANNED_EVENTS_SWITCH)
 
+    from bdt_platform.core.runs import instance_for
+
+    # bdt's dagster.yaml for this home (SQLite, or PostgreSQL with BDT_DAGSTER_PG_URL, whose
+    # driver form instance_for puts in the environment dagster dev inherits).
+    instance_for(settings).dispose()
     batching = {EVENT_BATCH_SWITCH: LOCAL_EVENT_BATCH_SIZE} if settings.env == "local" else {}
     env = {PLANNED_EVENTS_SWITCH: "true", **batching, **os.environ,
            "DAGSTER_HOME": str(settings.dagster_home),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable
@@ -26,11 +27,24 @@ from bdt_platform.core.settings import Settings
 INSTANCE_CONFIG_MARK = "# Written by bdt (bdt_platform/runs.py); delete this line to keep your edits."
 #: The ``dagster.yaml`` before the pooled storage (rewritten when found).
 _EARLIER_INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+#: The variable the PostgreSQL ``dagster.yaml`` reads its URL from (Dagster's ``env:``).
+PG_URL_VARIABLE = "BDT_DAGSTER_PG_URL"
 
 
-def instance_config(dagster_home: Path) -> str:
+def instance_config(dagster_home: Path, postgres: bool = False) -> str:
     """bdt's ``dagster.yaml``: Dagster's SQLite storage with kept connections
-    (``instance_storage.PooledSqliteStorage``) and telemetry off (offline machines)."""
+    (``instance_storage.PooledSqliteStorage``) and telemetry off (offline machines); with
+    ``postgres``, dagster-postgres's storage at the URL in ``$BDT_DAGSTER_PG_URL``, named, not
+    written (Dagster reads the variable when it loads the instance: the password stays in the
+    environment)."""
+    if postgres:
+        return (f"{INSTANCE_CONFIG_MARK}\n"
+                "storage:\n"
+                "  postgres:\n"
+                "    postgres_url:\n"
+                f"      env: {PG_URL_VARIABLE}\n"
+                "telemetry:\n"
+                "  enabled: false\n")
     return (f"{INSTANCE_CONFIG_MARK}\n"
             "storage:\n"
             "  custom:\n"
@@ -43,15 +57,20 @@ def instance_config(dagster_home: Path) -> str:
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """The Dagster instance under ``$DAGSTER_HOME`` (default ``$BDT_HOME/dagster``)."""
+    """The Dagster instance under ``$DAGSTER_HOME`` (default ``$BDT_HOME/dagster``): its files,
+    or with ``BDT_DAGSTER_PG_URL`` its runs, event log and schedules in PostgreSQL."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     current = config.read_text() if config.exists() else None
-    wanted = instance_config(home)
+    wanted = instance_config(home, postgres=settings.dagster_pg_url is not None)
     if current is None or current == _EARLIER_INSTANCE_CONFIG or (
             current != wanted and current.startswith(INSTANCE_CONFIG_MARK)):
         config.write_text(wanted)
+    if settings.dagster_pg_url is not None:
+        # The one place that exports it: the dagster.yaml names the variable, and Settings may
+        # come from a mapping (tests). With the psycopg2 driver named (dagster-postgres's).
+        os.environ[PG_URL_VARIABLE] = settings.dagster_pg_driver_url
     return dg.DagsterInstance.from_config(str(home))
 
 

@@ -18,6 +18,10 @@ from pathlib import Path
 ENVIRONMENTS = ("local", "prod")
 # BigQuery's per-query cap when BDT_BQ_MAX_BYTES_BILLED is unset: 100 GiB (the dbt profile's too).
 DEFAULT_BQ_MAX_BYTES_BILLED = 100 * 1024**3
+#: What BDT_DAGSTER_PG_URL may start with, and the scheme the instance is given
+#: (``Settings.dagster_pg_driver_url``).
+PG_URL_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
+PG_DRIVER_SCHEME = "postgresql+psycopg2"
 
 
 #: The partner registry shipped with the project (``inbox/partners.py`` reads it).
@@ -55,6 +59,19 @@ class Settings:
     dbt_project_dir: Path = Path(__file__).resolve().parents[2] / "dbt_project"
     # The partner registry in force (BDT_PARTNERS): who may send which feed for which states.
     partners_path: Path = DEFAULT_PARTNERS
+    # BDT_DAGSTER_PG_URL: the Dagster instance (runs, event log, schedules) in PostgreSQL. A
+    # secret (it holds the password): never in a repr, a file or a log; the dagster.yaml bdt
+    # writes names the variable instead (runs.instance_for).
+    dagster_pg_url: str | None = field(default=None, repr=False)
+
+    @property
+    def dagster_pg_driver_url(self) -> str | None:
+        """``dagster_pg_url`` naming the psycopg2 driver, the one dagster-postgres works with
+        (SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3, and no longer knows
+        ``postgres://``)."""
+        if self.dagster_pg_url is None:
+            return None
+        return f"{PG_DRIVER_SCHEME}://{self.dagster_pg_url.split('://', 1)[1]}"
 
     @property
     def dbt_target(self) -> str:
@@ -98,6 +115,19 @@ def _endpoint(value: str | None) -> str | None:
     if not value:
         return None
     return value if value.startswith(("http://", "https://")) else f"http://{value}"
+
+
+def _dagster_pg_url(value: str | None) -> str | None:
+    """BDT_DAGSTER_PG_URL, checked; the error never shows the value (it holds a password)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not value.startswith(PG_URL_SCHEMES) or not value.split("://", 1)[1]:
+        scheme = value.split("://", 1)[0] + "://" if "://" in value else "no scheme"
+        raise SettingsError(f"BDT_DAGSTER_PG_URL must be a PostgreSQL URL starting with "
+                            f"{' or '.join(PG_URL_SCHEMES)}, got {scheme} (value not shown: it "
+                            "may hold a password)")
+    return value
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +188,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bq_max_bytes_billed=bq_max,
         storage_emulator_host=_endpoint(environ.get("STORAGE_EMULATOR_HOST")),
         bigquery_emulator_host=_endpoint(environ.get("BIGQUERY_EMULATOR_HOST")),
+        dagster_pg_url=_dagster_pg_url(environ.get("BDT_DAGSTER_PG_URL")),
         **({"dbt_project_dir": Path(environ["BDT_DBT_PROJECT_DIR"]).absolute()}
            if environ.get("BDT_DBT_PROJECT_DIR") else {}),
         **({"partners_path": Path(environ["BDT_PARTNERS"]).expanduser().absolute()}
