@@ -3,7 +3,7 @@
 ``dagster dev`` from the repository root loads this module (workspace.yaml). The environment
 (``BDT_ENV``) is read once, in ``core/settings.py``; ``core/resources.py`` builds the matching
 resources. In the order data moves: the inbox sensor, the feeds and their ingest job, the dbt
-models, the reports and their jobs, the outbox.
+models, the reports and their jobs, the outbox; and the alert when a run fails.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from bdt_platform.core.resources import build_resources
 from bdt_platform.core.settings import Settings, load_settings
 from bdt_platform.feeds.definitions import FEED_ASSETS, ingest_job
 from bdt_platform.inbox.sensor import SENSORS
+from bdt_platform.ops.alerts import ALERT_SENSORS
 from bdt_platform.outbox.mail_list import OUTBOX_ASSETS
 from bdt_platform.reports.jobs import build_jobs
 from bdt_platform.reports.outcomes import REPORT_ASSETS
@@ -26,7 +27,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*FEED_ASSETS, dbt_models, *REPORT_ASSETS, *EXPORT_ASSETS, *OUTBOX_ASSETS],
         jobs=[ingest_job, *build_jobs(dbt_models)],
-        sensors=SENSORS,
+        sensors=[*SENSORS, *ALERT_SENSORS],
         resources=build_resources(settings),
     )
 

@@ -1,7 +1,7 @@
 """Turns :class:`~bdt_platform.core.settings.Settings` into resources, per environment.
 
 Both environments return the same keys, so asset code never knows where it runs:
-``inbox``, ``partners`` (the registry), ``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``,
+``inbox``, ``partners`` (the registry), ``alerts`` (the failure webhook), ``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``,
 ``dbt``, and the IO manager
 ``lake_io_manager`` (Parquet in the lake). Prod: the lake in GCS (gcsfs), the warehouse in BigQuery,
 dbt on its bigquery target; ``STORAGE_EMULATOR_HOST``/``BIGQUERY_EMULATOR_HOST`` point both at
@@ -17,6 +17,7 @@ import dagster as dg
 from bdt_platform.feeds.casemgmt import CaseManagementDatabase
 from bdt_platform.inbox.folder import FolderInbox
 from bdt_platform.inbox.partners import PartnerRegistryResource
+from bdt_platform.ops.alerts import AlertWebhook
 from bdt_platform.inbox.sftp import SftpInbox, parse_sftp_url, sibling_folder
 from bdt_platform.outbox.base import FolderOutbox
 from bdt_platform.outbox.sftp import SftpOutbox
@@ -79,6 +80,7 @@ def _local(settings: Settings) -> dict:
     return {
         "inbox": build_inbox(settings),
         "partners": PartnerRegistryResource(path=str(settings.partners_path)),
+        "alerts": AlertWebhook(url=settings.alert_webhook_url),
         "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake),
         "lake_io_manager": LakeIOManager(root=settings.lake),
@@ -102,6 +104,7 @@ def _prod(settings: Settings) -> dict:
     return {
         "inbox": build_inbox(settings),
         "partners": PartnerRegistryResource(path=str(settings.partners_path)),
+        "alerts": AlertWebhook(url=settings.alert_webhook_url),
         "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake, storage_options=options),
         "lake_io_manager": LakeIOManager(root=settings.lake, storage_options=options),

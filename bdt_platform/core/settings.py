@@ -59,6 +59,8 @@ class Settings:
     dbt_project_dir: Path = Path(__file__).resolve().parents[2] / "dbt_project"
     # The partner registry in force (BDT_PARTNERS): who may send which feed for which states.
     partners_path: Path = DEFAULT_PARTNERS
+    # Where run-failure alerts are posted (BDT_ALERT_WEBHOOK_URL); may carry a token: not shown.
+    alert_webhook_url: str | None = field(default=None, repr=False)
     # BDT_DAGSTER_PG_URL: the Dagster instance (runs, event log, schedules) in PostgreSQL. A
     # secret (it holds the password): never in a repr, a file or a log; the dagster.yaml bdt
     # writes names the variable instead (runs.instance_for).
@@ -130,6 +132,16 @@ def _dagster_pg_url(value: str | None) -> str | None:
     return value
 
 
+def _webhook(value: str | None) -> str | None:
+    """``BDT_ALERT_WEBHOOK_URL``: an http(s) URL, or unset."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError("BDT_ALERT_WEBHOOK_URL must be an http:// or https:// URL")
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``environ`` (default: the process environment)."""
     from_process = environ is None
@@ -193,4 +205,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
            if environ.get("BDT_DBT_PROJECT_DIR") else {}),
         **({"partners_path": Path(environ["BDT_PARTNERS"]).expanduser().absolute()}
            if environ.get("BDT_PARTNERS") else {}),
+        alert_webhook_url=_webhook(environ.get("BDT_ALERT_WEBHOOK_URL")),
     )
