@@ -23,9 +23,10 @@ from bdt_platform.storage.lake import LakeResource
 NAME_RULE = "file_name_contract"
 
 
-def _feed_of(file: InboxFile) -> str | None:
+def _feed_from_name(folder: str, name: str) -> str | None:
+    """The feed a drop's name names, or None when the name breaks the naming contract."""
     try:
-        return parse_drop_name(file.folder, file.name).feed
+        return parse_drop_name(folder, name).feed
     except BadFileName:
         return None
 
@@ -40,7 +41,7 @@ def quarantine_file(inbox: Inbox, lake: LakeResource, file: InboxFile, reason: s
     digest = hashlib.sha256(data).hexdigest()
     where = lake.quarantine(file.folder, file.name, data, {
         "file": file.name,
-        "feed": _feed_of(file),
+        "feed": _feed_from_name(file.folder, file.name),
         "partner": file.folder,
         "inbox_path": file.path,
         "inbox_identity": file.identity,
@@ -147,13 +148,6 @@ class QuarantinedFile:
     @property
     def received_at(self) -> dt.datetime | None:
         return _when(self.reason.get("received_at"))
-
-
-def _feed_from_name(folder: str, name: str) -> str | None:
-    try:
-        return parse_drop_name(folder, name).feed
-    except BadFileName:
-        return None
 
 
 def _read_reason(lake: LakeResource, lake_path: str) -> dict:
