@@ -19,13 +19,15 @@ from bdt_platform.outbox.mail_list import OUTBOX_ASSETS
 from bdt_platform.reports.jobs import build_jobs
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
+from bdt_platform.site.assets import build_usage_assets
 from bdt_platform.warehouse.assets import build_dbt_assets
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     dbt_models = build_dbt_assets(settings.dbt_project_dir)
     return dg.Definitions(
-        assets=[*FEED_ASSETS, dbt_models, *REPORT_ASSETS, *EXPORT_ASSETS, *OUTBOX_ASSETS],
+        assets=[*FEED_ASSETS, dbt_models, *REPORT_ASSETS, *EXPORT_ASSETS, *OUTBOX_ASSETS,
+                *build_usage_assets(settings)],
         jobs=[ingest_job, *build_jobs(dbt_models)],
         sensors=[*SENSORS, *ALERT_SENSORS],
         resources=build_resources(settings),

@@ -78,14 +78,18 @@ def test_every_dbt_model_is_one_asset_definition_and_only_facts_are_partitioned(
 
     defs, asset_graph = graph
     dbt_keys = [key for key in asset_graph.get_all_asset_keys()
-                if key.path[0] in ("staging", "intermediate", "marts")]
+                if key.path[0] in ("staging", "intermediate", "marts", "semantic")]
     assert len({asset_graph.get(key).assets_def.op.name for key in dbt_keys}) == 1
     partitioned = {key.to_user_string() for key in job_assets(defs, BUILD_JOB, partitioned=True)}
     whole = {key.to_user_string() for key in job_assets(defs, BUILD_JOB, partitioned=False)}
+    # The metric layer's views over a fact are partitioned with it (built in the same dbt
+    # command as the fact, never before it exists).
     assert partitioned == {f"marts/{name}" for name in MARTS - {"dim_person"}} | {
-        "reports/outcomes"}
+        "reports/outcomes", "semantic/sem_outreach", "semantic/sem_applications"}
     assert "marts/dim_person" in whole and all(
-        key.startswith(("staging/", "intermediate/", "marts/dim_")) for key in whole)
+        key.startswith(("staging/", "intermediate/", "marts/dim_", "semantic/")) for key in whole)
+    # The metric layer's views over the marts and its time spine (models/semantic/).
+    assert {"semantic/sem_eligibility", "semantic/metricflow_time_spine"} <= whole
     assert len(partitioned | whole) == len(dbt_keys) + 1
 
 

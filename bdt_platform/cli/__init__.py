@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from bdt_platform.cli import partners, quarantine
+from bdt_platform.cli import metrics, partners, quarantine
+from bdt_platform.cli import site as site_commands  # the report site's commands
 from bdt_platform.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, _definitions, _echo, _months, _quiet_dagster,
                                      _runtime, _settings, _start_up, _states)
 from bdt_platform.core.settings import Settings, SettingsError
@@ -110,6 +111,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     build_code = cmd_build(build_args, settings)
     defs_warehouse = _runtime(settings)[0].resources["warehouse"]
     print_summary(settings, defs_warehouse, echo=_echo)
+    from bdt_platform.site import create_demo_user
+
+    username, password = create_demo_user(settings)
+    _echo(f"report site: run `bdt serve`, open {settings.site_url}/ and sign in as {username} "
+          f"with password {password} (an admin; `bdt users add` makes more users)")
     _echo(f"demo finished in {time.perf_counter() - started:.0f}s")
     return max(ingest_code, build_code)
 
@@ -246,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     partners.add_parser(commands)
 
     quarantine.add_parser(commands)
+
+    site_commands.add_parsers(commands)  # users, serve, usage, embed: the report site
+
+    metrics.add_parser(commands)
 
     from bdt_platform.bench.platform_bench import __doc__ as bench_doc, add_arguments
 

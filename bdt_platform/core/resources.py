@@ -18,6 +18,7 @@ from bdt_platform.feeds.casemgmt import CaseManagementDatabase
 from bdt_platform.inbox.folder import FolderInbox
 from bdt_platform.inbox.partners import PartnerRegistryResource
 from bdt_platform.ops.alerts import AlertWebhook
+from bdt_platform.site.links import ReportSiteLinks
 from bdt_platform.inbox.sftp import SftpInbox, parse_sftp_url, sibling_folder
 from bdt_platform.outbox.base import FolderOutbox
 from bdt_platform.outbox.sftp import SftpOutbox
@@ -81,13 +82,29 @@ def _local(settings: Settings) -> dict:
         "inbox": build_inbox(settings),
         "partners": PartnerRegistryResource(path=str(settings.partners_path)),
         "alerts": AlertWebhook(url=settings.alert_webhook_url),
+        "report_site": ReportSiteLinks(url=settings.site_url),
         "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake),
         "lake_io_manager": LakeIOManager(root=settings.lake),
-        "warehouse": DuckDBWarehouse(path=str(settings.warehouse_path)),
+        "warehouse": build_warehouse(settings),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
     }
+
+
+def build_warehouse(settings: Settings):
+    """The warehouse resource: DuckDB (publishing its read-only snapshot for the report site
+    into ``$BDT_HOME/site``) or, in prod, BigQuery."""
+    if settings.env == "prod":
+        from bdt_platform.storage.bigquery import BigQueryWarehouse  # google-cloud: prod only
+
+        return BigQueryWarehouse(project=settings.gcp_project, location=settings.bq_location,
+                                 max_bytes_billed=settings.bq_max_bytes_billed,
+                                 api_endpoint=settings.bigquery_emulator_host)
+    from bdt_platform.metrics.snapshot import snapshot_path
+
+    return DuckDBWarehouse(path=str(settings.warehouse_path),
+                           snapshot_path=str(snapshot_path(settings.site_dir)))
 
 
 def _lake_storage_options(settings: Settings) -> dict[str, str]:
@@ -98,20 +115,16 @@ def _lake_storage_options(settings: Settings) -> dict[str, str]:
 
 
 def _prod(settings: Settings) -> dict:
-    from bdt_platform.storage.bigquery import BigQueryWarehouse  # google-cloud: prod only
-
     options = _lake_storage_options(settings)
     return {
         "inbox": build_inbox(settings),
         "partners": PartnerRegistryResource(path=str(settings.partners_path)),
         "alerts": AlertWebhook(url=settings.alert_webhook_url),
+        "report_site": ReportSiteLinks(url=settings.site_url),
         "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake, storage_options=options),
         "lake_io_manager": LakeIOManager(root=settings.lake, storage_options=options),
-        "warehouse": BigQueryWarehouse(project=settings.gcp_project,
-                                       location=settings.bq_location,
-                                       max_bytes_billed=settings.bq_max_bytes_billed,
-                                       api_endpoint=settings.bigquery_emulator_host),
+        "warehouse": build_warehouse(settings),
         "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
         "pii": _pii(settings),
     }
@@ -151,6 +164,8 @@ def build_resources(settings: Settings, *, dbt: bool = True) -> dict:
     # dbt runs as a subprocess that inherits this environment; its profile reads these.
     os.environ["BDT_WAREHOUSE_PATH"] = str(settings.warehouse_path)
     os.environ["BDT_DBT_TARGET"] = settings.dbt_target
+    # The metric layer's cost of a mail piece (models/semantic/sem_outreach.sql reads it).
+    os.environ["BDT_MAIL_PIECE_COST_USD"] = repr(settings.mail_piece_cost_usd)
     if settings.env == "prod":
         os.environ.update(_dbt_bigquery_env(settings))
     # A single-run backfill over 612 partitions records one "planned" event per asset instead

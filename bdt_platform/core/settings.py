@@ -65,6 +65,28 @@ class Settings:
     # secret (it holds the password): never in a repr, a file or a log; the dagster.yaml bdt
     # writes names the variable instead (runs.instance_for).
     dagster_pg_url: str | None = field(default=None, repr=False)
+    # The metric layer: what one mail piece costs (BDT_MAIL_PIECE_COST_USD; the metric
+    # cost_per_enrollment), passed to dbt, applied by the next build.
+    mail_piece_cost_usd: float = 0.65
+    # The report site (bdt serve). BDT_SITE_SECRET signs session cookies and embed links (local:
+    # generated once into $BDT_HOME/site/secret.key; prod: required). Never shown.
+    site_secret: str = field(default="", repr=False)
+    # BDT_SITE_IDENTITY_HEADER: when set (e.g. X-Forwarded-User), the site trusts that header,
+    # set by the proxy in front of it, as the signed-in user instead of its own sign-in. Off
+    # by default.
+    site_identity_header: str | None = None
+    # BDT_SITE_TARGETS: the KPI targets the scorecard marks states against (YAML); the
+    # shipped default when unset.
+    site_targets_path: Path = Path(__file__).resolve().parents[1] / "site" / "targets.yaml"
+    # BDT_SITE_URL: where users open the report site; the Dagster UI links report partitions
+    # to their pages there.
+    site_url: str = "http://127.0.0.1:8080"
+
+    @property
+    def site_dir(self) -> Path:
+        """The report site's own state: users and usage (``site.sqlite``) and the read-only
+        warehouse snapshot the site queries, so it never holds the warehouse's lock."""
+        return self.home / "site"
 
     @property
     def dagster_pg_driver_url(self) -> str | None:
@@ -109,6 +131,41 @@ def _local_pii_key(home: Path) -> str:
         file=sys.stderr,
     )
     return key
+
+
+def _local_site_secret(home: Path) -> str:
+    """Local only: a random secret for the report site's cookies, generated once."""
+    key_file = home / "site" / "secret.key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    key_file.write_text(secret + "\n")
+    key_file.chmod(0o600)
+    return secret
+
+
+def _mail_piece_cost(value: str | None) -> float:
+    if value is None or not value.strip():
+        return 0.65
+    try:
+        cost = float(value)
+        if cost < 0 or cost != cost:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(f"BDT_MAIL_PIECE_COST_USD must be a non-negative number of dollars "
+                            f"such as 0.65, got {value!r}") from None
+    return cost
+
+
+def _site_url(value: str | None) -> str:
+    value = (value or "").strip().rstrip("/")
+    if not value:
+        return "http://127.0.0.1:8080"
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError("BDT_SITE_URL must be an http:// or https:// URL such as "
+                            "https://reports.example.org")
+    return value
 
 
 def _endpoint(value: str | None) -> str | None:
@@ -168,11 +225,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"BDT_GCS_BUCKET must be a bucket name such as my-bucket, got "
                                 f"{gcs_bucket!r}")
         lake = f"gs://{gcs_bucket}/lake"
+        site_secret = environ.get("BDT_SITE_SECRET") or ""
     else:
         lake = str(home / "lake")
         if not pii_key:
             pii_key = _local_pii_key(home)
             pii_key_file = home / "pii.key"
+        site_secret = environ.get("BDT_SITE_SECRET") or ""
     try:
         bq_max = int(max_bytes) if max_bytes else DEFAULT_BQ_MAX_BYTES_BILLED
         if bq_max <= 0:
@@ -206,4 +265,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         **({"partners_path": Path(environ["BDT_PARTNERS"]).expanduser().absolute()}
            if environ.get("BDT_PARTNERS") else {}),
         alert_webhook_url=_webhook(environ.get("BDT_ALERT_WEBHOOK_URL")),
+        mail_piece_cost_usd=_mail_piece_cost(environ.get("BDT_MAIL_PIECE_COST_USD")),
+        site_secret=site_secret,
+        site_identity_header=(environ.get("BDT_SITE_IDENTITY_HEADER") or "").strip() or None,
+        site_url=_site_url(environ.get("BDT_SITE_URL")),
+        **({"site_targets_path": Path(environ["BDT_SITE_TARGETS"]).expanduser().absolute()}
+           if environ.get("BDT_SITE_TARGETS") else {}),
     )
+
+
+def site_secret(settings: Settings) -> str:
+    """The secret that signs the report site's cookies and embed links: BDT_SITE_SECRET, or
+    (local only) one generated once into ``$BDT_HOME/site/secret.key``. Prod requires the
+    variable, checked when the site starts (other commands never need it)."""
+    if settings.site_secret:
+        return settings.site_secret
+    if settings.env == "prod":
+        raise SettingsError("BDT_SITE_SECRET is required for the report site when BDT_ENV=prod")
+    return _local_site_secret(settings.home)

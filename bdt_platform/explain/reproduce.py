@@ -103,7 +103,7 @@ def reproduce(instance: dg.DagsterInstance, asset_graph, lake: LakeResource,
             table_rows = pa.concat_tables(tables)
             warehouse.replace_partitions(spec.table, table_rows, [(state, month)])
         _run_dbt(dbt, warehouse.path, [partition])
-        rebuilt = compute_outcomes(warehouse, [partition])
+        rebuilt = compute_outcomes(warehouse, [partition], Path(dbt.project_dir))
     rebuilt_values = ({name: _float(rebuilt.iloc[0][name]) for name in METRICS}
                       if len(rebuilt) else {})
     recorded_values = {name: _float(recorded.metadata.get(name)) for name in METRICS}

@@ -8,12 +8,13 @@ import dagster as dg
 from bdt_platform.core import partitions as parts
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
-from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB
+from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB, USAGE_JOB
 
 
 
 def build_jobs(dbt_models: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDefinition]:
-    """``build_warehouse`` (the dbt models and the reports) and ``export_reports``."""
+    """``build_warehouse`` (the dbt models and the reports), ``export_reports`` and
+    ``publish_usage``."""
     # Building, step 1: every dbt model (one dbt command: views and dimensions whole, facts for
     # the run's rectangle of partitions) and the reports, in one run.
     build_job = dg.define_asset_job(
@@ -32,4 +33,9 @@ def build_jobs(dbt_models: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDef
         partitions_def=parts.state_month_partitions,
         description="Publish reports as Parquet files in the lake, for analysts' notebooks.",
     )
-    return [build_job, export_job]
+    # The report site's usage rows into the warehouse (usage.page_views): unpartitioned, so a
+    # job of its own; `bdt build` runs it last.
+    usage_job = dg.define_asset_job(
+        USAGE_JOB, selection=dg.AssetSelection.keys(dg.AssetKey(["usage", "page_views"])),
+        description="Copy the report site's usage records into usage.page_views.")
+    return [build_job, export_job, usage_job]

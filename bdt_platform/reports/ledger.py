@@ -18,32 +18,12 @@ import pyarrow.parquet as pq
 from bdt_platform.core import partitions as parts
 from bdt_platform.storage.lake import LakeResource
 
-# metric -> the SQL selecting (state, month, record_id, amount) behind it, from the marts.
-LEDGER_SQL = {
-    "pieces_mailed": "select state, month, substr(outreach_id, 6) as record_id, 1.0 as amount "
-                     "from marts.fct_outreach where outreach_type = 'mail' and {where}",
-    "people_nudged": "select state, month, person_token as record_id, 1.0 as amount "
-                     "from marts.fct_outreach where outreach_type = 'nudge' and status = 'sent' "
-                     "and {where} group by state, month, person_token",
-    "calls": "select state, month, call_id as record_id, 1.0 as amount from marts.fct_calls "
-             "where {where}",
-    "applications": "select state, month, application_id as record_id, 1.0 as amount "
-                    "from marts.fct_applications where {where}",
-    "approvals": "select state, month, application_id || ':' || program as record_id, "
-                 "1.0 as amount from marts.fct_enrollment_outcomes "
-                 "where decision = 'approved' and {where}",
-    "denials": "select state, month, application_id || ':' || program as record_id, 1.0 as amount "
-               "from marts.fct_enrollment_outcomes where decision = 'denied' and {where}",
-    "benefit_usd_monthly": "select state, month, application_id || ':' || program as record_id, "
-                           "monthly_benefit_usd as amount from marts.fct_enrollment_outcomes "
-                           "where decision = 'approved' and {where}",
-}
-
-
-def ledger_query(where: str) -> str:
-    return " union all ".join(
-        f"select '{metric}' as metric, * from ({sql.format(where=where)})"
-        for metric, sql in LEDGER_SQL.items())
+#: The metrics whose records the ledger keeps (the metric layer's drill-down rows of each:
+#: ``MetricLayer.record_rows``): ``pieces_mailed`` -> mail piece ids, ``people_nudged`` -> person
+#: tokens, ``calls`` -> call ids, ``applications`` -> application ids, ``approvals`` / ``denials``
+#: / ``benefit_usd_monthly`` -> application:program.
+LEDGER_METRICS = ["pieces_mailed", "people_nudged", "calls", "applications", "approvals",
+                  "denials", "benefit_usd_monthly"]
 
 
 def ledger_path(state: str, month, run_id: str) -> str:

@@ -20,67 +20,37 @@ from pandera.typing import Series
 from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.core.partition_events import log_materializations
-from bdt_platform.reports.ledger import ledger_query, write_ledgers
+from bdt_platform.metrics import MetricLayer
+from bdt_platform.reports.ledger import LEDGER_METRICS, write_ledgers
+from bdt_platform.site.links import ReportSiteLinks
 from bdt_platform.storage.lake import LakeResource
 from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.warehouse.project import DBT_PROJECT_DIR, BundledDbtCliResource
 
 KEY = dg.AssetKey(["reports", "outcomes"])
 TABLE = "reports.outcomes"
-CODE_VERSION = source_code_version(__file__, str(Path(__file__).with_name("ledger.py")))
-COUNT_COLUMNS = ["people_eligible", "pieces_mailed", "people_nudged", "calls", "applications",
-                 "approvals", "denials", "pending"]
+#: The metric definitions are part of the report's code: a changed definition is a code change
+#: that ``bdt explain`` names.
+_DEFINITIONS = [DBT_PROJECT_DIR / "models" / "semantic" / name
+                for name in ("_metrics.yml", "_semantic_models.yml")]
+CODE_VERSION = source_code_version(__file__, str(Path(__file__).with_name("ledger.py")),
+                                   *map(str, _DEFINITIONS))
+COUNT_COLUMNS = ["people_eligible", "pieces_mailed", "pieces_returned", "people_nudged", "calls",
+                 "applications", "approvals", "denials", "pending", "decisions"]
+#: Every column after state and month, each a metric of the metric layer (dbt_project/models/
+#: semantic/_metrics.yml): the report holds their values, it does not define them.
+REPORT_METRICS = [*COUNT_COLUMNS, "benefit_usd_monthly", "mail_cost_usd", "approval_rate",
+                  "call_rate", "application_rate", "mail_return_rate",
+                  "enrollments_per_1000_mailed", "cost_per_enrollment",
+                  "days_mailing_to_application"]
 HEADLINE = ["pieces_mailed", "people_nudged", "calls", "applications", "approvals",
             "benefit_usd_monthly", "approval_rate"]
 UPSTREAM = [dg.AssetKey(["marts", name]) for name in
             ("fct_outreach", "fct_calls", "fct_applications", "fct_enrollment_outcomes")]
 UPSTREAM.append(dg.AssetKey(["staging", "stg_partners__eligibility"]))
-
-# Portable SQL (DuckDB and BigQuery): one aggregate per source, joined on state and month.
-_SQL = """
-with
-eligible as (
-  select state, month, count(distinct person_token) as people_eligible
-  from staging.stg_partners__eligibility where {where} group by state, month),
-outreach as (
-  select state, month,
-    sum(case when outreach_type = 'mail' then 1 else 0 end) as pieces_mailed,
-    count(distinct case when outreach_type = 'nudge' and status = 'sent'
-                        then person_token end) as people_nudged
-  from marts.fct_outreach where {where} group by state, month),
-calls as (
-  select state, month, count(*) as calls from marts.fct_calls where {where} group by state, month),
-applications as (
-  select state, month, count(*) as applications
-  from marts.fct_applications where {where} group by state, month),
-decisions as (
-  select state, month,
-    sum(case when decision = 'approved' then 1 else 0 end) as approvals,
-    sum(case when decision = 'denied' then 1 else 0 end) as denials,
-    sum(case when decision = 'pending' then 1 else 0 end) as pending,
-    sum(case when decision = 'approved' then monthly_benefit_usd else 0 end) as benefit_usd_monthly
-  from marts.fct_enrollment_outcomes where {where} group by state, month),
-keys as (
-  select state, month from eligible union distinct select state, month from outreach
-  union distinct select state, month from calls union distinct select state, month from applications
-  union distinct select state, month from decisions)
-select k.state, k.month,
-  coalesce(e.people_eligible, 0) as people_eligible,
-  coalesce(o.pieces_mailed, 0) as pieces_mailed,
-  coalesce(o.people_nudged, 0) as people_nudged,
-  coalesce(c.calls, 0) as calls,
-  coalesce(a.applications, 0) as applications,
-  coalesce(d.approvals, 0) as approvals,
-  coalesce(d.denials, 0) as denials,
-  coalesce(d.pending, 0) as pending,
-  coalesce(d.benefit_usd_monthly, 0) as benefit_usd_monthly
-from keys k
-left join eligible e on e.state = k.state and e.month = k.month
-left join outreach o on o.state = k.state and o.month = k.month
-left join calls c on c.state = k.state and c.month = k.month
-left join applications a on a.state = k.state and a.month = k.month
-left join decisions d on d.state = k.state and d.month = k.month
-"""
-
+# What the metric layer reads (dbt_project/models/semantic/).
+UPSTREAM += [dg.AssetKey(["semantic", name])
+             for name in ("sem_eligibility", "sem_outreach", "sem_applications")]
 
 class OutcomesReportContract(pa.DataFrameModel):
     """What every row of ``reports.outcomes`` must satisfy before analysts see it."""
@@ -98,16 +68,17 @@ class OutcomesReportContract(pa.DataFrameModel):
     approval_rate: Series[float] = pa.Field(ge=0, le=1, nullable=True)
     call_rate: Series[float] = pa.Field(ge=0, nullable=True)
     application_rate: Series[float] = pa.Field(ge=0, nullable=True)
+    mail_return_rate: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    enrollments_per_1000_mailed: Series[float] = pa.Field(ge=0, nullable=True)
+    cost_per_enrollment: Series[float] = pa.Field(ge=0, nullable=True)
+    days_mailing_to_application: Series[float] = pa.Field(ge=0, nullable=True)
 
     class Config:
         strict = False
 
 
-def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
-    return (numerator / denominator.where(denominator > 0)).astype("float64")
-
-
 def _where(pairs: list[tuple[str, dt.date]]) -> str:
+    """SQL selecting the rows of a report table for ``pairs``' states and month range."""
     states = sorted({s for s, _ in pairs})
     months = sorted({m for _, m in pairs})
     return (f"state in ({', '.join(repr(s) for s in states)}) and month between "
@@ -115,6 +86,7 @@ def _where(pairs: list[tuple[str, dt.date]]) -> str:
 
 
 def _only(frame: pd.DataFrame, pairs: list[tuple[str, dt.date]]) -> pd.DataFrame:
+    """The rows of ``frame`` whose (state, month) is one of ``pairs``."""
     frame["month"] = pd.to_datetime(frame["month"]).dt.date
     wanted = set(pairs)
     # A boolean Series, not a list: an empty list would select no *columns* of an empty frame.
@@ -123,23 +95,34 @@ def _only(frame: pd.DataFrame, pairs: list[tuple[str, dt.date]]) -> pd.DataFrame
     return frame[keep]
 
 
-def compute_ledger(warehouse: Warehouse, partition_keys: list[str]) -> pd.DataFrame:
-    """The records behind every count, for exactly ``partition_keys``."""
+def compute_ledger(layer: MetricLayer, partition_keys: list[str]) -> pd.DataFrame:
+    """The records behind every count, for exactly ``partition_keys`` (the metric layer's
+    drill-down rows of each ledger metric)."""
     pairs = [parts.split_key(key) for key in partition_keys]
-    return _only(warehouse.query(ledger_query(_where(pairs))), pairs)
+    rows = layer.record_rows(LEDGER_METRICS, pairs)
+    return rows[["state", "month", "metric", "record_id", "amount"]]
 
 
-def compute_outcomes(warehouse: Warehouse, partition_keys: list[str]) -> pd.DataFrame:
-    """The report rows for exactly ``partition_keys`` (partitions without data get no row)."""
+def compute_outcomes(warehouse: Warehouse, partition_keys: list[str],
+                     project_dir: Path = DBT_PROJECT_DIR) -> pd.DataFrame:
+    """The report rows for exactly ``partition_keys`` (partitions without data get no row),
+    every value from the metric layer."""
+    return outcomes_from_layer(MetricLayer.for_warehouse(warehouse, project_dir), partition_keys)
+
+
+def outcomes_from_layer(layer: MetricLayer, partition_keys: list[str]) -> pd.DataFrame:
     pairs = [parts.split_key(key) for key in partition_keys]
-    frame = _only(warehouse.query(_SQL.format(where=_where(pairs))), pairs)
-    frame = frame.sort_values(["state", "month"]).reset_index(drop=True)
+    if not pairs:
+        return pd.DataFrame(columns=["state", "month", *REPORT_METRICS])
+    states = sorted({s for s, _ in pairs}, key=parts.STATES.index)
+    months = sorted({m for _, m in pairs})
+    frame = layer.query(REPORT_METRICS, by=("state", "month"), states=states,
+                        months=(months[0], months[-1]))
+    frame = _only(frame, pairs).sort_values(["state", "month"]).reset_index(drop=True)
     for column in COUNT_COLUMNS:
-        frame[column] = frame[column].astype("int64")
-    frame["benefit_usd_monthly"] = frame["benefit_usd_monthly"].astype("float64").round(2)
-    frame["approval_rate"] = _rate(frame["approvals"], frame["approvals"] + frame["denials"])
-    frame["call_rate"] = _rate(frame["calls"], frame["pieces_mailed"])
-    frame["application_rate"] = _rate(frame["applications"], frame["calls"])
+        frame[column] = frame[column].fillna(0).round().astype("int64")
+    for column in ("benefit_usd_monthly", "mail_cost_usd"):
+        frame[column] = frame[column].fillna(0.0).astype("float64").round(2)
     return frame
 
 
@@ -157,7 +140,8 @@ def compute_outcomes(warehouse: Warehouse, partition_keys: list[str]) -> pd.Data
     metadata={"table": TABLE},
 )
 def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
-                    lake: LakeResource):
+                    lake: LakeResource, dbt: BundledDbtCliResource,
+                    report_site: ReportSiteLinks):
     """Outreach outcomes by state and month, the numbers analysts quote.
 
     - `pieces_mailed`: mail pieces in the partition's current mail-returns file
@@ -168,10 +152,19 @@ def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
     - `benefit_usd_monthly`: sum of monthly benefits over those approvals
     - `approval_rate`: approvals / (approvals + denials); empty when there are no decisions
     - `call_rate`: calls / pieces_mailed; `application_rate`: applications / calls
-    - `people_eligible`: distinct people in the partner's eligibility file (top of the funnel)
+    - `people_eligible`: distinct people on the partners' eligibility files (top of the funnel)
+    - `pieces_returned`, `mail_return_rate`: pieces that came back, and their share
+    - `decisions`: approvals + denials; `mail_cost_usd`: pieces x the configured cost per piece
+    - `enrollments_per_1000_mailed`, `cost_per_enrollment`: approvals per 1,000 pieces; mail
+      cost per approval
+    - `days_mailing_to_application`: median days from the month's first mailing to an application
+
+    Every column is a metric of the metric layer (dbt's semantic layer, `bdt metrics list`): the
+    report stores their values per partition; the definitions live in one place.
     """
     started = time.perf_counter()
-    frame = compute_outcomes(warehouse, list(context.partition_keys))
+    layer = MetricLayer.for_warehouse(warehouse, Path(dbt.project_dir))
+    frame = outcomes_from_layer(layer, list(context.partition_keys))
     try:
         OutcomesReportContract.validate(frame, lazy=True)
         check = dg.AssetCheckResult(check_name="contract", passed=True)
@@ -179,15 +172,22 @@ def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
         raise dg.Failure(f"reports.outcomes breaks its contract:\n{errors.failure_cases.head(20)}")
     table = pyarrow.Table.from_pandas(frame, preserve_index=False)
     covered = [parts.split_key(key) for key in context.partition_keys]
-    ledgers = write_ledgers(lake, compute_ledger(warehouse, list(context.partition_keys)),
+    ledgers = write_ledgers(lake, compute_ledger(layer, list(context.partition_keys)),
                             context.run.run_id)
     with warehouse.batch() as batch:
         batch.replace(TABLE, table, covered)
+    # Readers in other processes (the report site) read a copy; publish the new numbers.
+    publish = getattr(warehouse, "publish_snapshot", None)
+    if publish is not None and (snapshot := publish()):
+        context.log.info(f"published the warehouse snapshot for readers: {snapshot}")
     materializations = []
     for row in frame.itertuples(index=False):
         key = parts.partition_key(row.state, row.month)
         metadata = {"dagster/row_count": 1, "code_version": CODE_VERSION, "table": TABLE,
-                    "ledger_path": ledgers.get(key, "")}
+                    "ledger_path": ledgers.get(key, ""),
+                    # The partition's page on the report site (why did it change).
+                    "report_page": dg.MetadataValue.url(report_site.explain(row.state,
+                                                                            row.month))}
         for name in HEADLINE:
             value = getattr(row, name)
             metadata[name] = (dg.MetadataValue.null() if pd.isna(value)

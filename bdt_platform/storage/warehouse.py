@@ -16,6 +16,7 @@ import datetime as dt
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -152,8 +153,12 @@ def slice_columns(partitions: list[tuple]) -> tuple[str, ...]:
 
 
 #: Columns that tables made by an earlier version lack, added (as NULLs) on their next load:
-#: ``_partner`` (several partners per feed). Any other column a table lacks is an error.
-ADDED_COLUMNS = {"_partner": "VARCHAR"}
+#: ``_partner`` (several partners per feed) and the metrics ``reports.outcomes`` gained with the
+#: metric layer. Any other column a table lacks is an error.
+ADDED_COLUMNS = {"_partner": "VARCHAR", "pieces_returned": "BIGINT", "decisions": "BIGINT",
+                 "mail_cost_usd": "DOUBLE", "mail_return_rate": "DOUBLE",
+                 "enrollments_per_1000_mailed": "DOUBLE", "cost_per_enrollment": "DOUBLE",
+                 "days_mailing_to_application": "DOUBLE"}
 
 
 def _add_missing_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str,
@@ -202,6 +207,19 @@ class DuckDBWarehouse(Warehouse):
     """The embedded warehouse: one DuckDB file (``$BDT_HOME/warehouse.duckdb``)."""
 
     path: str
+    #: Where ``publish_snapshot`` puts the read-only copy other processes read (the report
+    #: site, ``metrics/snapshot.py``); None: no snapshot.
+    snapshot_path: str | None = None
+
+    def publish_snapshot(self) -> str | None:
+        """Copy the warehouse to ``snapshot_path`` atomically (under the write lock, so no
+        other process writes meanwhile); the path, or None when there is no snapshot."""
+        if not self.snapshot_path or not Path(self.path).exists():
+            return None
+        from bdt_platform.metrics.snapshot import publish
+
+        with self.connect() as con:
+            return str(publish(con, Path(self.path), Path(self.snapshot_path)))
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -10,11 +10,13 @@ from pathlib import Path
 import dagster as dg
 
 from bdt_platform.feeds.specs import ALL_SPECS
-from bdt_platform.core.runs import RunOutcome, run_rectangles
+from bdt_platform.core.runs import RunOutcome, execute, run_rectangles
 from bdt_platform.storage.warehouse import Warehouse
 
 BUILD_JOB = "build_warehouse"
 EXPORT_JOB = "export_reports"
+#: The report site's usage records into the warehouse (``usage.page_views``), after the exports.
+USAGE_JOB = "publish_usage"
 
 
 @dataclass
@@ -72,6 +74,9 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
     if all(run.success for run in result.runs):
         result.runs += run_rectangles(defs, instance, EXPORT_JOB, chosen, tool_log=tool_log,
                                       progress=lambda message: echo(f"  {message}"))
+    if all(run.success for run in result.runs):
+        result.runs.append(execute(defs.resolve_job_def(USAGE_JOB), instance, {}, {}, None, [],
+                                   [], tool_log=tool_log))
     for run in result.runs:
         status = "succeeded" if run.success else "FAILED"
         echo(f"  run {run.run_id[:8]} {status}: {len(run.materializations())} materializations")

@@ -34,3 +34,13 @@
 {% macro bdt_count_codes(expr) %}{{ return(adapter.dispatch('bdt_count_codes', 'bdt_platform')(expr)) }}{% endmacro %}
 {% macro default__bdt_count_codes(expr) %}coalesce(len(string_split(nullif({{ expr }}, ''), ';')), 0){% endmacro %}
 {% macro bigquery__bdt_count_codes(expr) %}coalesce(array_length(split(nullif({{ expr }}, ''), ';')), 0){% endmacro %}
+
+{#- One row per day from start (inclusive) to end (exclusive), column date_day (DATE). -#}
+{% macro bdt_day_spine(start, end) %}{{ return(adapter.dispatch('bdt_day_spine', 'bdt_platform')(start, end)) }}{% endmacro %}
+{% macro default__bdt_day_spine(start, end) %}select cast(range as date) as date_day from range(date '{{ start }}', date '{{ end }}', interval 1 day){% endmacro %}
+{% macro bigquery__bdt_day_spine(start, end) %}select date_day from unnest(generate_date_array(date '{{ start }}', date_sub(date '{{ end }}', interval 1 day))) as date_day{% endmacro %}
+
+{#- A 64-bit float (dbt.type_float() is DuckDB's 32-bit FLOAT). -#}
+{% macro bdt_type_double() %}{{ return(adapter.dispatch('bdt_type_double', 'bdt_platform')()) }}{% endmacro %}
+{% macro default__bdt_type_double() %}double{% endmacro %}
+{% macro bigquery__bdt_type_double() %}float64{% endmacro %}

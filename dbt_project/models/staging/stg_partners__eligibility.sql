@@ -8,7 +8,7 @@ select
     cast(record_id as {{ dbt.type_string() }})                    as record_id,
     {{ bdt_person_columns() }},
     cast(household_size as {{ dbt.type_bigint() }})               as household_size,
-    cast(monthly_income as {{ dbt.type_float() }})                as monthly_income,
+    cast(monthly_income as {{ bdt_type_double() }})               as monthly_income,
     upper(nullif(trim(programs_enrolled), ''))                    as programs_enrolled,
     upper(nullif(trim(programs_eligible), ''))                    as programs_eligible,
     {{ bdt_staging_partition_columns() }},

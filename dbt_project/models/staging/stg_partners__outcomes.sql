@@ -6,7 +6,7 @@ select
     upper(trim(program))                                          as program,
     lower(trim(decision))                                         as decision,
     cast(decision_date as date)                                   as decision_date,
-    cast(monthly_benefit_usd as {{ dbt.type_float() }})           as monthly_benefit_usd,
+    cast(monthly_benefit_usd as {{ bdt_type_double() }})          as monthly_benefit_usd,
     {{ bdt_staging_partition_columns() }},
     _partner                                                      as _partner
 from {{ source('raw', 'outcomes') }}

@@ -1,0 +1,82 @@
+"""The Dagster asset ``usage/page_views``: the report site's usage rows in the warehouse."""
+
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+
+from bdt_platform.site import usage
+from bdt_platform.site.store import SiteStore
+from bdt_platform.storage.warehouse import Warehouse
+
+KEY = dg.AssetKey(["usage", "page_views"])
+TABLE = "usage.page_views"
+SCHEMA = pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("username", pa.string()),
+                    ("path", pa.string()), ("metric", pa.string()), ("states", pa.string()),
+                    ("rows", pa.int64()), ("ms", pa.float64()), ("kind", pa.string()),
+                    ("status", pa.int64())])
+
+
+def usage_table(site_dir) -> pa.Table:
+    """Every usage row of ``site_dir``'s ``site.sqlite`` as an Arrow table (``SCHEMA``)."""
+    frame = pd.DataFrame(usage.rows(SiteStore(site_dir)), columns=list(usage.COLUMNS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    frame["rows"] = frame["rows"].astype("Int64")
+    frame["status"] = frame["status"].astype("int64")
+    frame["ms"] = frame["ms"].astype("float64")
+    return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+
+
+def replace_table(warehouse: Warehouse, table: str, rows: pa.Table) -> None:
+    """Replace the whole (unpartitioned) ``table`` with ``rows`` in one transaction. The
+    ``Warehouse`` API replaces (state, month) partitions only, so this uses each backend's
+    own: DuckDB ``CREATE OR REPLACE TABLE``, BigQuery a ``WRITE_TRUNCATE`` load."""
+    schema, _, name = table.partition(".")
+    if hasattr(warehouse, "connect"):  # DuckDBWarehouse
+        with warehouse.connect() as con:
+            con.register("_bdt_usage", rows)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS '
+                            "SELECT * FROM _bdt_usage")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("_bdt_usage")
+        return
+    from google.cloud import bigquery
+
+    target = warehouse.ensure_table(table, rows)
+    job = warehouse.client().load_table_from_dataframe(
+        rows.to_pandas(), target,
+        job_config=bigquery.LoadJobConfig(write_disposition="WRITE_TRUNCATE"))
+    job.result()
+
+
+def build_usage_assets(settings) -> list[dg.AssetsDefinition]:
+    """``usage/page_views`` for ``settings``' home (its ``site_dir``)."""
+    site_dir = settings.site_dir
+
+    @dg.asset(key=KEY, group_name="usage", kinds={"duckdb"}, metadata={"table": TABLE})
+    def page_views(context: dg.AssetExecutionContext, warehouse: Warehouse
+                   ) -> dg.MaterializeResult:
+        """Report-site usage: one row per page view, API call or download the site served
+        (refused ones too), copied from ``$BDT_HOME/site/site.sqlite`` into
+        ``usage.page_views`` (the whole table, replaced).
+
+        - `ts`: when (UTC); `username`: who (empty before sign-in; `embed:<admin>` for an
+          embedded link); `path`: the page or endpoint with its query string
+        - `metric`: the metric(s) shown; `states`: the states whose numbers were shown;
+          `rows`: data rows returned; `ms`: server time; `kind`: page, api, download, embed
+          or auth; `status`: the HTTP status
+        """
+        rows = usage_table(site_dir)
+        replace_table(warehouse, TABLE, rows)
+        context.log.info(f"{TABLE}: {rows.num_rows} row(s)")
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows.num_rows,
+                                              "table": TABLE})
+
+    return [page_views]
