@@ -243,6 +243,32 @@ def test_a_partner_sees_only_their_states_over_http(site):
         assert explore.status_code == 200 and "RI" not in explore.text
 
 
+def test_behind_a_proxy_the_identity_header_is_the_user(world):
+    """BDT_SITE_IDENTITY_HEADER: the proxy in front of the site signs users in; the site trusts
+    that header (and nothing else), and a partner's scope still holds."""
+    import httpx
+
+    from bdt_platform_tests.conftest import make_settings
+
+    proxied = make_settings(world.settings.home, BDT_SITE_IDENTITY_HEADER="X-Forwarded-User")
+    running = RunningSite(proxied)
+    try:
+        with httpx.Client(base_url=running.url, timeout=60) as client:
+            assert client.get("/api/metrics/approvals").status_code == 401  # no header
+            unknown = client.get("/api/metrics/approvals", headers={"X-Forwarded-User": "eve"})
+            assert unknown.status_code == 403 and "bdt users add" in unknown.text
+            pat = {"X-Forwarded-User": "pat"}
+            rows = client.get("/api/metrics/approvals?by=state,month", headers=pat).json()["rows"]
+            assert rows and {r["state"] for r in rows} == {"PA"}
+            assert client.get("/api/metrics/approvals?states=RI", headers=pat).status_code == 403
+            # A session cookie is not a way in when the proxy decides.
+            assert client.post("/login", data={"username": "ann", "password": PASSWORD}
+                               ).status_code in (303, 400, 403, 404)
+            assert client.get("/api/metrics/approvals").status_code == 401
+    finally:
+        running.stop()
+
+
 def test_embedded_links_show_one_page_for_their_states(site, world):
     from bdt_platform.core.settings import site_secret
     from bdt_platform.site.embed import make_token

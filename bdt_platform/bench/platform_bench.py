@@ -615,13 +615,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measure the ingest and build pairs N times each on the same "
                              "restored home; report medians and the median pair ratio "
                              "(default 1)")
+    parser.add_argument("--site", action="store_true",
+                        help="also measure the report site (bdt_platform/bench/site_bench.py) "
+                             "on a home of 51 states x 24 months at --site-scale: the "
+                             "scorecard's server time against the same metric query on the "
+                             "warehouse, and 20 signed-in users for 30 s")
+    parser.add_argument("--site-scale", type=float, default=0.05, metavar="F",
+                        help="generator scale of the report site's home (default 0.05)")
+    parser.add_argument("--site-only", action="store_true",
+                        help="only the report site's figures (implies --site)")
+
+
+def _site_figures(scale: float) -> dict:
+    import tempfile
+
+    from bdt_platform.bench.site_bench import build_home, run_site_bench
+
+    with tempfile.TemporaryDirectory(prefix="bdt-bench-site-") as scratch:
+        home = Path(scratch) / "home"
+        print(f"report site: building 51 states x 24 months at scale {scale} ...", flush=True)
+        build_home(home, 51, 24, scale)
+        return run_site_bench(home, requests=50, users=20, seconds=30.0)
 
 
 def run(args: argparse.Namespace) -> int:
-    figures = run_bench(args.states, args.months, args.scale, sftp=not args.no_sftp,
-                        sensor_files=args.sensor_files, repeat=args.repeat)
-    print(render(figures), flush=True)
-    payload = json.dumps(asdict(figures), indent=2, default=str)
+    result: dict = {}
+    if not args.site_only:
+        figures = run_bench(args.states, args.months, args.scale, sftp=not args.no_sftp,
+                            sensor_files=args.sensor_files, repeat=args.repeat)
+        print(render(figures), flush=True)
+        result = asdict(figures)
+    if args.site or args.site_only:
+        site = _site_figures(args.site_scale)
+        print(f"report site (51 x 24): scorecard p95 {site['scorecard_p95_ms']} ms (goal < 300), "
+              f"{site['scorecard_vs_query']}x the same query on the warehouse (goal < 3x); "
+              f"{site.get('concurrent_users')} users for {site.get('concurrent_seconds')} s: "
+              f"{site.get('concurrent_requests')} requests, {site.get('concurrent_errors')} "
+              "errors", flush=True)
+        result["site"] = site
+    payload = json.dumps(result, indent=2, default=str)
     if args.json:
         Path(args.json).write_text(payload + "\n")
     print(payload)

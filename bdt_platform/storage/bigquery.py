@@ -44,7 +44,8 @@ from bdt_platform.core.settings import DEFAULT_BQ_MAX_BYTES_BILLED
 from bdt_platform.storage.staged_rows import StagedRows
 from bdt_platform.storage.warehouse import Warehouse, slice_columns
 
-DATASETS = ("raw", "staging", "intermediate", "marts", "reports")
+DATASETS = ("raw", "staging", "intermediate", "marts", "semantic", "reports", "usage", "outreach",
+            "ml")
 SCRATCH_PREFIX = "_bdt_load_"
 SCRATCH_LIFETIME = dt.timedelta(days=1)
 APP_LABEL = "bdt-platform"
