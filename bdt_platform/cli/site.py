@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import sys
 
-from bdt_platform.cli.common import EXIT_OK, _echo, _refuse, _table
+from bdt_platform.cli.common import EXIT_OK, _echo, _quiet_dagster, _refuse, _table
 from bdt_platform.core.settings import Settings
 
 
@@ -45,6 +45,7 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    _quiet_dagster()  # the explain page loads the definitions: no Beta warnings on the console
     from bdt_platform.site.server import serve
 
     return serve(settings, args.host, args.port, echo=_echo)
