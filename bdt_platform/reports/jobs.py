@@ -8,6 +8,7 @@ import dagster as dg
 from bdt_platform.core import partitions as parts
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
+from bdt_platform.outreach.definitions import OUTREACH_BUILD_ASSETS, OUTREACH_PUSH_ASSETS
 from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB, USAGE_JOB
 
 
@@ -19,7 +20,7 @@ def build_jobs(dbt_models: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDef
     # the run's rectangle of partitions) and the reports, in one run.
     build_job = dg.define_asset_job(
         BUILD_JOB,
-        selection=dg.AssetSelection.assets(dbt_models, *REPORT_ASSETS),
+        selection=dg.AssetSelection.assets(dbt_models, *REPORT_ASSETS, *OUTREACH_BUILD_ASSETS),
         partitions_def=parts.state_month_partitions,
         description="Build the dbt models (staging and intermediate views, dimensions, and the "
                     "facts for the run's state x month partitions) and the reports.",
@@ -29,9 +30,10 @@ def build_jobs(dbt_models: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDef
     # the same run.
     export_job = dg.define_asset_job(
         EXPORT_JOB,
-        selection=dg.AssetSelection.assets(*EXPORT_ASSETS),
+        selection=dg.AssetSelection.assets(*EXPORT_ASSETS, *OUTREACH_PUSH_ASSETS),
         partitions_def=parts.state_month_partitions,
-        description="Publish reports as Parquet files in the lake, for analysts' notebooks.",
+        description="Publish reports as Parquet files in the lake, for analysts' notebooks, "
+                    "and send the month's mail and nudge lists to the vendors (once).",
     )
     # The report site's usage rows into the warehouse (usage.page_views): unpartitioned, so a
     # job of its own; `bdt build` runs it last.
