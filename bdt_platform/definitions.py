@@ -16,6 +16,7 @@ from bdt_platform.feeds.definitions import FEED_ASSETS, ingest_job
 from bdt_platform.inbox.sensor import SENSORS
 from bdt_platform.ops.alerts import ALERT_SENSORS
 from bdt_platform.outbox.mail_list import OUTBOX_ASSETS
+from bdt_platform.outreach.definitions import OUTREACH_ASSETS, outreach_resources
 from bdt_platform.reports.jobs import build_jobs
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
@@ -27,10 +28,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     dbt_models = build_dbt_assets(settings.dbt_project_dir)
     return dg.Definitions(
         assets=[*FEED_ASSETS, dbt_models, *REPORT_ASSETS, *EXPORT_ASSETS, *OUTBOX_ASSETS,
+                *OUTREACH_ASSETS,
                 *build_usage_assets(settings)],
         jobs=[ingest_job, *build_jobs(dbt_models)],
         sensors=[*SENSORS, *ALERT_SENSORS],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **outreach_resources(settings)},
     )
 
 

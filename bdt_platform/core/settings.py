@@ -81,6 +81,9 @@ class Settings:
     # BDT_SITE_URL: where users open the report site; the Dagster UI links report partitions
     # to their pages there.
     site_url: str = "http://127.0.0.1:8080"
+    # BDT_OUTREACH_CONFIG: the outreach rules, budgets and nudge campaigns (YAML); the shipped
+    # default (bdt_platform/outreach/outreach.yaml) when unset.
+    outreach_config: Path = Path(__file__).resolve().parents[1] / "outreach" / "outreach.yaml"
 
     @property
     def site_dir(self) -> Path:
@@ -269,6 +272,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         site_secret=site_secret,
         site_identity_header=(environ.get("BDT_SITE_IDENTITY_HEADER") or "").strip() or None,
         site_url=_site_url(environ.get("BDT_SITE_URL")),
+        **({"outreach_config": Path(environ["BDT_OUTREACH_CONFIG"]).expanduser().absolute()}
+           if environ.get("BDT_OUTREACH_CONFIG") else {}),
         **({"site_targets_path": Path(environ["BDT_SITE_TARGETS"]).expanduser().absolute()}
            if environ.get("BDT_SITE_TARGETS") else {}),
     )
