@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy.stats import chisquare
 from statsmodels.stats.proportion import (confint_proportions_2indep,
                                           test_proportions_2indep)
@@ -34,6 +35,13 @@ METRICS = {
 READOUT_COLUMNS = ["campaign_id", "arm", "metric", "is_primary", "n", "conversions", "rate",
                    "control_rate", "lift_vs_control", "ci_low", "ci_high", "p_value",
                    "srm_p_value", "srm_flag", "trustworthy", "attribution_days"]
+#: The column types of ``reports.ab_readout`` (the same on every backend, empty or not).
+READOUT_SCHEMA = pa.schema(
+    [("campaign_id", pa.string()), ("arm", pa.string()), ("metric", pa.string()),
+     ("is_primary", pa.bool_()), ("n", pa.int64()), ("conversions", pa.int64())]
+    + [(name, pa.float64()) for name in ("rate", "control_rate", "lift_vs_control", "ci_low",
+                                         "ci_high", "p_value", "srm_p_value")]
+    + [("srm_flag", pa.bool_()), ("trustworthy", pa.bool_()), ("attribution_days", pa.int64())])
 
 
 @dataclass(frozen=True)

@@ -117,17 +117,8 @@ def ab_readout(context: dg.AssetExecutionContext, warehouse: Warehouse,
     config = outreach.load()
     people = experiment_people(warehouse, config.attribution_days)
     frame = compute_readout(people, config)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    schema, _, name = TABLE.partition(".")
-    connect = getattr(warehouse, "connect", None)
-    if connect is None:
-        raise dg.Failure(f"{TABLE}: the {type(warehouse).__name__} backend has no whole-table "
-                         "write for unpartitioned reports yet (DuckDB only)")
-    with connect() as con:  # an unpartitioned report: the whole table each time
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        con.register("_readout", table)
-        con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS SELECT * FROM _readout')
-        con.unregister("_readout")
+    table = pa.Table.from_pandas(frame, schema=stats.READOUT_SCHEMA, preserve_index=False)
+    warehouse.replace_table(TABLE, table)  # an unpartitioned report: the whole table
     flagged = sorted(set(frame.loc[frame["srm_flag"].astype(bool), "campaign_id"]))
     primary = frame[frame["is_primary"].astype(bool) & frame["lift_vs_control"].notna()]
     return dg.MaterializeResult(metadata={
