@@ -70,6 +70,7 @@ SAMPLES = {
     "BDT_DAGSTER_PG_URL": "postgresql://u:sample-pg-password@db.sample.example:5432/dagster",
     "BDT_DBT_PROJECT_DIR": "/sample/dbt_project",
     "BDT_PARTNERS": "/sample/partners.yaml",
+    "BDT_OUTREACH_CONFIG": "/sample/outreach.yaml",
     "BDT_ALERT_WEBHOOK_URL": "https://hooks.sample.example/sample-webhook-token",
     "BDT_MAIL_PIECE_COST_USD": "0.4321",
     "BDT_SITE_SECRET": "sample-site-secret-55e1",
@@ -680,7 +681,8 @@ def test_secrets_and_required_variables_come_from_the_code(read):
     """The two sets the checks use, as the code defines them today (a new secret field or a
     new required variable shows up here first)."""
     assert secret_variables(read) == {"BDT_PII_KEY", "BDT_DAGSTER_PG_URL",
-                                      "BDT_ALERT_WEBHOOK_URL", "BDT_SITE_SECRET"}
+                                      "BDT_ALERT_WEBHOOK_URL", "BDT_SITE_SECRET",
+                                      "BDT_CASEMGMT_URL"}
     assert required_in_prod(read) == {"BDT_PII_KEY", "BDT_GCP_PROJECT", "BDT_GCS_BUCKET"}
 
 

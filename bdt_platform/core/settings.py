@@ -39,7 +39,7 @@ class Settings:
     inbox: str
     lake: str
     warehouse_path: Path
-    casemgmt_url: str
+    casemgmt_url: str = field(repr=False)  # may hold a password: never in a repr
     dagster_home: Path
     pii_key: str = field(repr=False)
     pii_key_file: Path | None = None  # local only: where a generated key lives
