@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
+from bdt_platform.ml.assets import ML_ASSETS
 from bdt_platform.outbox.mail_list import mail_list as mail_list_file
 from bdt_platform.outreach.config import DEFAULT_PATH, OutreachConfigResource
 from bdt_platform.outreach.mail_list import mail_list_table
 from bdt_platform.outreach.nudges import nudge_assignments, nudge_list
 from bdt_platform.outreach.readout_asset import ab_readout
 
-#: Built with the warehouse (``build_warehouse``): the tables.
-OUTREACH_BUILD_ASSETS = [mail_list_table, nudge_assignments, ab_readout]
+#: Built with the warehouse (``build_warehouse``): the tables, the response model and its
+#: scores (``bdt_platform/ml``) before the mail list that ranks by them.
+OUTREACH_BUILD_ASSETS = [*ML_ASSETS, mail_list_table, nudge_assignments, ab_readout]
 #: Sent after the build (``export_reports``): the vendor files, once each.
 OUTREACH_PUSH_ASSETS = [mail_list_file, nudge_list]
 #: Merged into the definitions (``outbox/mail_list`` is already in ``OUTBOX_ASSETS``).
-OUTREACH_ASSETS = [mail_list_table, nudge_assignments, ab_readout, nudge_list]
+OUTREACH_ASSETS = [*ML_ASSETS, mail_list_table, nudge_assignments, ab_readout, nudge_list]
 
 
 def outreach_resources(settings) -> dict:
