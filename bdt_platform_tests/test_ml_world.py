@@ -110,3 +110,22 @@ def test_a_rebuild_with_nothing_new_gives_the_same_versions_scores_and_lists(wor
     assert result.exit_code == 0
     for old, new in zip(before, snapshot()):
         pd.testing.assert_frame_equal(old.reset_index(drop=True), new.reset_index(drop=True))
+
+
+def test_the_lift_readout_compares_the_model_with_random_targeting(world):
+    _, defs, _ = world
+    readout = q(defs, "select * from reports.mail_list_readout")
+    mail = q(defs, "select month, arm, count(*) as n from outreach.mail_list group by 1, 2")
+    assert set(readout["campaign_id"]) == {f"mail-list-{m:%Y-%m}" for m in MONTHS}
+    for row in mail.itertuples():
+        mine = readout[(readout["campaign_id"] == f"mail-list-{row.month:%Y-%m}")
+                       & (readout["arm"] == row.arm)]
+        assert set(mine["metric"]) == {"applied", "approved", "called"}
+        assert (mine["n"] == row.n).all() and (mine["conversions"] <= row.n).all()
+    model = readout[readout["arm"] == "model"]
+    assert model["lift_vs_control"].notna().all()
+    assert ((model["ci_low"] <= model["lift_vs_control"])
+            & (model["lift_vs_control"] <= model["ci_high"])).all()
+    assert readout[readout["arm"] == "random_control"]["lift_vs_control"].isna().all()
+    applied = readout[readout["metric"] == "applied"]
+    assert (applied["conversions"] > 0).any()

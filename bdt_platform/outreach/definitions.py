@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from bdt_platform.ml.assets import ML_ASSETS
+from bdt_platform.outreach.lift_readout import mail_list_readout
 from bdt_platform.outbox.mail_list import mail_list as mail_list_file
 from bdt_platform.outreach.config import DEFAULT_PATH, OutreachConfigResource
 from bdt_platform.outreach.mail_list import mail_list_table
@@ -13,10 +14,13 @@ from bdt_platform.outreach.readout_asset import ab_readout
 #: Built with the warehouse (``build_warehouse``): the tables, the response model and its
 #: scores (``bdt_platform/ml``) before the mail list that ranks by them.
 OUTREACH_BUILD_ASSETS = [*ML_ASSETS, mail_list_table, nudge_assignments, ab_readout]
-#: Sent after the build (``export_reports``): the vendor files, once each.
-OUTREACH_PUSH_ASSETS = [mail_list_file, nudge_list]
+#: Sent after the build (``export_reports``): the vendor files, once each; and the model's
+#: lift over random targeting, which reads the lists (``outreach/mail_list`` logs its
+#: partitions without an output, so its dependants cannot run in the build's own run).
+OUTREACH_PUSH_ASSETS = [mail_list_file, nudge_list, mail_list_readout]
 #: Merged into the definitions (``outbox/mail_list`` is already in ``OUTBOX_ASSETS``).
-OUTREACH_ASSETS = [*ML_ASSETS, mail_list_table, nudge_assignments, ab_readout, nudge_list]
+OUTREACH_ASSETS = [*ML_ASSETS, mail_list_table, nudge_assignments, ab_readout,
+                   mail_list_readout, nudge_list]
 
 
 def outreach_resources(settings) -> dict:
