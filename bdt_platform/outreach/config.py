@@ -1,5 +1,6 @@
 """The outreach configuration: mail budgets, the random-control share, the do-not-contact list,
-the readout's attribution window, and the nudge campaigns.
+the readout's attribution window, the response model's label window and promotion margin, and
+the nudge campaigns.
 
 Read from a YAML file (the shipped default is ``bdt_platform/outreach/outreach.yaml``) and
 validated whole before anything is computed or sent: every error names the file, the line (or
@@ -79,6 +80,10 @@ class OutreachConfig:
     alpha: float = 0.05
     srm_alpha: float = 0.001
     campaigns: tuple[Campaign, ...] = ()
+    # The response model (``bdt_platform/ml``): label window, promotion rule, history needed.
+    label_days: int = 28
+    promotion_margin: float = 0.02
+    min_train_months: int = 1
 
     def budget(self, state: str, month: dt.date) -> int:
         """Pieces the print budget allows for ``state`` x ``month``."""
@@ -266,7 +271,7 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Outrea
             from None
     if not isinstance(data, dict):
         raise OutreachConfigError(f"{source}:1: the file must be a mapping")
-    _check_keys(data, {"mail", "readout", "campaigns"}, f"{source}:1", "the file")
+    _check_keys(data, {"mail", "readout", "model", "campaigns"}, f"{source}:1", "the file")
     mail = _section(data, "mail", source)
     where = f"{source}:{mail.get('__line__', 1)}"
     _check_keys(mail, {"history_days", "control_share", "budget", "do_not_contact"}, where,
@@ -320,6 +325,15 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Outrea
                           high=0.5))
     srm_alpha = float(_number(readout.get("srm_alpha", 0.001), rwhere, "readout.srm_alpha",
                               low=1e-12, high=0.5))
+    model = _section(data, "model", source)
+    mwhere = f"{source}:{model.get('__line__', 1)}"
+    _check_keys(model, {"label_days", "promotion_margin", "min_train_months"}, mwhere, "model")
+    label_days = _number(model.get("label_days", 28), mwhere, "model.label_days", low=1,
+                         high=365, integer=True)
+    margin = float(_number(model.get("promotion_margin", 0.02), mwhere,
+                           "model.promotion_margin", low=0, high=1))
+    min_train = _number(model.get("min_train_months", 1), mwhere, "model.min_train_months",
+                        low=1, high=120, integer=True)
     items = data.get("campaigns") or []
     if not isinstance(items, list):
         raise OutreachConfigError(f"{source}: 'campaigns' must be a list")
@@ -329,7 +343,9 @@ def parse_config(text: str, source: str, base_dir: Path | None = None) -> Outrea
                           budget_default=default, budget_states=states,
                           budget_partitions=partitions, do_not_contact=dnc,
                           do_not_contact_source=dnc_source, attribution_days=attribution,
-                          alpha=alpha, srm_alpha=srm_alpha, campaigns=tuple(campaigns))
+                          alpha=alpha, srm_alpha=srm_alpha, campaigns=tuple(campaigns),
+                          label_days=label_days, promotion_margin=margin,
+                          min_train_months=min_train)
 
 
 def load_config(path: str | Path | None = None) -> OutreachConfig:

@@ -17,18 +17,19 @@ import pyarrow as pa
 from bdt_platform.core import partitions as parts
 from bdt_platform.core.partition_events import log_materializations
 from bdt_platform.feeds.provenance import source_code_version
+from bdt_platform.ml.assets import SCORES_KEY, SCORES_TABLE
 from bdt_platform.outreach import rules
 from bdt_platform.outreach.config import OutreachConfigResource
 from bdt_platform.storage.warehouse import Warehouse
 
 KEY = dg.AssetKey(["outreach", "mail_list"])
 TABLE = "outreach.mail_list"
-SCORES_TABLE = "ml.propensity_scores"
 CODE_VERSION = source_code_version(__file__, rules.__file__)
 UPSTREAM = [dg.AssetKey(["staging", "stg_partners__eligibility"]),
             dg.AssetKey(["staging", "stg_mailvendor__mailreturns"]),
             dg.AssetKey(["staging", "stg_nudgevendor__nudges"]),
-            dg.AssetKey(["marts", "fct_enrollment_outcomes"])]
+            dg.AssetKey(["marts", "fct_enrollment_outcomes"]),
+            SCORES_KEY]
 RULES_CHECK = "rules"
 
 SCHEMA = pa.schema([("state", pa.string()), ("month", pa.date32()),

@@ -339,6 +339,7 @@ class BigQueryWarehouse(Warehouse):
     def replace_table(self, table: str, rows: pa.Table) -> None:
         """One ``WRITE_TRUNCATE`` load job: BigQuery swaps the table's data (and schema) when
         the job succeeds, and leaves it as it was when it fails."""
+        rows = normalize(rows)
         target = self.ensure_table(table, rows)
         buffer = io.BytesIO()
         pq.write_table(rows, buffer)
