@@ -129,3 +129,26 @@ def test_the_lift_readout_compares_the_model_with_random_targeting(world):
     assert readout[readout["arm"] == "random_control"]["lift_vs_control"].isna().all()
     applied = readout[readout["metric"] == "applied"]
     assert (applied["conversions"] > 0).any()
+
+
+def test_the_demo_summary_names_the_lists_the_model_and_the_lifts(world):
+    """What `bdt demo` prints after its tables: the lists' pieces, the model in force with its
+    held-out figures, and each campaign's primary lift with its interval."""
+    from bdt_platform.cli.demo import outreach_summary
+
+    settings, defs, instance = world
+    lines = outreach_summary(defs.resources["warehouse"])
+    pieces = q(defs, "select count(*) as n, sum(case when arm = 'random_control' then 1 else 0 "
+                     "end) as control from outreach.mail_list").iloc[0]
+    assert pieces.n > 0 and 0 < pieces.control < pieces.n
+    assert f"Outreach: {int(pieces.n):,} mail pieces on {len(STATES) * len(MONTHS)} state x " \
+           f"month list(s), {int(pieces.control):,} of them the random control" in lines[1]
+    (version,) = q(defs, "select * from ml.model_versions").itertuples()
+    assert any(line.strip().startswith(f"model {version.model_version}: held-out AUC "
+                                       f"{version.auc:.3f}") for line in lines)
+    lifts = q(defs, "select * from reports.ab_readout where is_primary and lift_vs_control "
+                    "is not null")
+    assert len(lifts) > 0
+    for row in lifts.itertuples():
+        assert any(line.strip().startswith(f"{row.campaign_id} {row.arm}: {row.metric} "
+                                           f"{row.lift_vs_control:+.3f}") for line in lines)
