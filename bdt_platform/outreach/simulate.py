@@ -65,7 +65,7 @@ class Calibration:
         if self.expected <= 0 or self.variance <= 0:
             return False
         z = stats.norm.ppf(0.5 + self.level / 2)
-        return abs(self.observed - self.expected) > z * math.sqrt(self.variance)
+        return bool(abs(self.observed - self.expected) > z * math.sqrt(self.variance))
 
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
         """(factors, weights) the scores are multiplied by: 1 when calibrated; else equally
