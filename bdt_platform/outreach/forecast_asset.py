@@ -48,15 +48,19 @@ SCHEMA = pa.schema(
 
 
 def month_forecast(warehouse: Warehouse, lake, config: OutreachConfig, month: dt.date,
-                   outcomes: pd.DataFrame, calibrations: dict) -> pd.DataFrame:
-    """The forecast rows of ``month`` (its states and the total) at the configured budgets."""
+                   outcomes: pd.DataFrame, cache: dict) -> pd.DataFrame:
+    """The forecast rows of ``month`` (its states and the total) at the configured budgets.
+    ``cache``: what months share (the feature rows, each version's calibration)."""
     states = inputs.scored_states(warehouse, month)
     pools = inputs.pools(warehouse, month, states, config)
     version = inputs.version_in_force(warehouse, month)
     name = version["model_version"]
-    if name not in calibrations:
-        calibrations[name] = inputs.held_out_calibration(warehouse, lake, version, config)
-    calibration = calibrations[name]
+    if name not in cache:
+        if "rows" not in cache:  # the feature rows, read once for every version
+            cache["rows"] = inputs.feature_rows(warehouse)
+        cache[name] = inputs.held_out_calibration(warehouse, lake, version, config,
+                                                  rows=cache["rows"])
+    calibration = cache[name]
     rate = inputs.approval_rate(outcomes, month)
     configured = {state: config.budget(state, month) for state in states}
     table, _ = simulate.simulate(pools, sum(configured.values()), "current",
@@ -113,8 +117,8 @@ def compute_forecasts(warehouse: Warehouse, lake, config: OutreachConfig,
         return pd.DataFrame(columns=SCHEMA.names)
     outcomes = inputs.list_outcomes(warehouse, config.label_days)
     listed = set(outcomes["month"])
-    calibrations: dict = {}
-    frames = [month_forecast(warehouse, lake, config, month, outcomes, calibrations)
+    cache: dict = {}
+    frames = [month_forecast(warehouse, lake, config, month, outcomes, cache)
               for month in months if month in listed]
     if not frames:
         return pd.DataFrame(columns=SCHEMA.names)

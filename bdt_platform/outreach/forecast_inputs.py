@@ -132,21 +132,26 @@ def version_in_force(warehouse: Warehouse, month: dt.date) -> pd.Series:
     return row
 
 
+def feature_rows(warehouse: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The model's feature rows of every month (each from its month and before only) and the
+    applications: what ``held_out_calibration`` scores and labels."""
+    eligibility, applications = load_tables(warehouse)
+    return features.build_features(eligibility, applications), applications
+
+
 def held_out_calibration(warehouse: Warehouse, lake, version: pd.Series,
-                         config: OutreachConfig, level: float = 0.95) -> Calibration:
+                         config: OutreachConfig, level: float = 0.95,
+                         rows: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Calibration:
     """The version on its held-out month (never trained on), among the people the list rules
     kept there before the budget cut (the population a forecast draws from: the rules select
     on what the model does not see, such as a letter that came back): applicants observed
-    within the label window against the sum of the version's scores."""
+    within the label window against the sum of the version's scores. ``rows``:
+    ``feature_rows`` when already read."""
     test_month = pd.Timestamp(version["test_month"]).date()
-    eligibility, applications = load_tables(warehouse)
-    states = sorted(set(eligibility.loc[pd.to_datetime(eligibility["month"]).dt.date
-                                        == test_month, "state"]))
-    kept = kept_by_rules(warehouse, test_month, states, config)
-    eligibility = eligibility[pd.to_datetime(eligibility["month"]).dt.date <= test_month]
-    frame = features.build_features(eligibility, applications)
-    frame = frame[frame["month"] == test_month].merge(kept[["state", "person_token"]],
-                                                      on=["state", "person_token"])
+    frame, applications = rows if rows is not None else feature_rows(warehouse)
+    frame = frame[frame["month"] == test_month]
+    kept = kept_by_rules(warehouse, test_month, sorted(set(frame["state"])), config)
+    frame = frame.merge(kept[["state", "person_token"]], on=["state", "person_token"])
     if frame.empty:
         return Calibration(observed=0, expected=0.0, variance=0.0, level=level)
     applied = features.labels(frame, applications, config.label_days)
