@@ -57,6 +57,8 @@ def kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str],
     (``simulate.POOL_COLUMNS``: score, the list's rank, the lottery draw); ``score`` is empty
     for months without one."""
     pairs = [(state, month) for state in states]
+    if not pairs:
+        return pd.DataFrame(columns=POOL_COLUMNS)
     inputs = mail_list.load_inputs(warehouse, pairs)
     unlimited = dataclasses.replace(config, budget_default=NO_BUDGET, budget_states={},
                                     budget_partitions={}, control_share=0.0)
