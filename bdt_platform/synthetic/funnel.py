@@ -126,8 +126,16 @@ def _office_time(draw: np.random.Generator, days: np.ndarray) -> np.ndarray:
     return days * SECONDS_PER_DAY + draw.integers(_DAY_START_S, _DAY_END_S, size=len(days))
 
 
-def simulate_month(pool: PersonPool, month: dt.date, *, seed: int, scale: float) -> MonthActivity:
-    """Run the funnel for ``pool.state`` in ``month`` (first of month)."""
+#: The stages whose draws are the people's responses (``simulate_month``'s ``outcome_seed``).
+OUTCOME_STAGES = ("calls", "applications", "outcomes")
+
+
+def simulate_month(pool: PersonPool, month: dt.date, *, seed: int, scale: float,
+                   outcome_seed: int | None = None) -> MonthActivity:
+    """Run the funnel for ``pool.state`` in ``month`` (first of month). ``outcome_seed``: draw
+    the responses (``OUTCOME_STAGES``: calls, applications, decisions) from this seed instead,
+    keeping who is eligible, mailed and nudged (another outcome of the same month; None: the
+    month of ``seed``)."""
     state, scale = pool.state, float(scale)
     yyyymm = f"{month:%Y%m}"
     first_day = day_number(month)
@@ -135,6 +143,8 @@ def simulate_month(pool: PersonPool, month: dt.date, *, seed: int, scale: float)
     last_second = end_day * SECONDS_PER_DAY - 1
 
     def stream(stage: str) -> np.random.Generator:
+        if outcome_seed is not None and stage in OUTCOME_STAGES:
+            return rng(outcome_seed, scale, state, yyyymm, stage)
         return rng(seed, scale, state, yyyymm, stage)
 
     # Eligible: a fresh draw of pool members each month, in pool order.
