@@ -1,6 +1,7 @@
 """The benchmark runs end to end at a tiny scale and produces every figure (no timing asserted)."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -13,32 +14,44 @@ FIGURES = ["generate_s", "read_csv_s", "read_csv_union_by_name_s", "ingest_s",
            "casemgmt_ingest_s", "casemgmt_rows", "casemgmt_rows_per_s"]
 
 
+# The smallest run that still has every step: 2 states x 2 months (4 partitions, every feed
+# with rows at scale 0.05), each headline pair measured once (a build pair is a plain dbt build
+# and a bdt build, ~30-40 s; how repeated pairs become medians and ratios, and the table row
+# they print, is checked without running them, in
+# test_repeated_pairs_give_medians_and_the_median_of_the_ratios), and a sensor inbox of 50
+# files (the tick's cost, not its correctness, grows with the count). The memory probe's sizes
+# are multiples of --scale: 5, 20 and 80 here, each partition still ~4x the one before.
+SCALE, REPEAT = 0.05, 1
+
+
 def test_bench_produces_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     bdt = Path(sys.executable).with_name("bdt")
     result = subprocess.run([str(bdt), "bench", "--states", "2", "--months", "2", "--scale",
-                             "0.2", "--sensor-files", "200", "--repeat", "3", "--json", str(out)],
+                             str(SCALE), "--sensor-files", "50", "--repeat", str(REPEAT),
+                             "--json", str(out)],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads(out.read_text())
     for name in FIGURES:
         assert figures[name] > 0, name
-    # --repeat 3: each pair measured three times on the restored home; the figures are the
-    # medians, the ratio the median of the three pairs' ratios.
+    # --repeat N: each pair measured N times on the restored home; the figures are the
+    # medians, the ratio the median of the pairs' ratios.
     runs = figures["repeats"]
-    assert figures["repeat"] == 3 and {len(v) for v in runs.values()} == {3}, runs
+    assert figures["repeat"] == REPEAT and {len(v) for v in runs.values()} == {REPEAT}, runs
     for baseline, measured, ratio in [("read_csv_s", "ingest_s", "ingest_vs_read_csv"),
                                       ("dbt_build_s", "build_s", "build_vs_dbt")]:
-        assert figures[baseline] == sorted(runs[baseline])[1]
-        assert figures[measured] == sorted(runs[measured])[1]
-        assert figures[ratio] == sorted(m / b for b, m in zip(runs[baseline], runs[measured]))[1]
-    assert "repeated pairs" in result.stdout
+        assert figures[baseline] == statistics.median(runs[baseline])
+        assert figures[measured] == statistics.median(runs[measured])
+        assert figures[ratio] == statistics.median(
+            m / b for b, m in zip(runs[baseline], runs[measured]))
+    assert ("repeated pairs" in result.stdout) == (REPEAT > 1)
     # Memory is sampled in an ingest of its own; the timed ingests are not sampled.
     assert "bdt ingest, partner files, memory sampled: peak" in result.stdout
     # The memory probe: one partition at three sizes, each larger; the goal's figure is the
     # growth between the two largest, and every step's growth is kept.
     probe = figures["memory_probe"]
-    assert [size["scale"] for size in probe] == [0.2 * 100, 0.2 * 400, 0.2 * 1600]
+    assert [size["scale"] for size in probe] == [SCALE * 100, SCALE * 400, SCALE * 1600]
     for small, large in zip(probe, probe[1:]):
         assert large["largest_partition_mb"] > 2 * small["largest_partition_mb"] > 0
     steps = figures["memory_growth_steps"]
@@ -52,7 +65,7 @@ def test_bench_produces_every_figure(tmp_path):
         assert figures[growth] == steps[-1][key] == (
             (large[peak] - small[peak])
             / (large["largest_partition_mb"] - small["largest_partition_mb"]))
-    assert "smaller sizes: scale 20 -> 80" in result.stdout
+    assert f"smaller sizes: scale {SCALE * 100:g} -> {SCALE * 400:g}" in result.stdout
     assert figures["partitions"] == 4 and figures["files"] == 20
     # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
     # step covers all four partitions with one rectangle.
@@ -89,3 +102,24 @@ def test_a_failed_step_stops_the_bench_naming_the_step_and_its_log(tmp_path):
     assert "dbt said no" in log.read_text()
     seconds, peak_mb = _run_child([sys.executable, "-c", "pass"], env, log, "a step")
     assert seconds > 0 and peak_mb > 0
+
+
+def test_repeated_pairs_give_medians_and_the_median_of_the_ratios():
+    """``--repeat N``: the figures of the repeated pairs are the medians of their measures and
+    the median of the pairs' ratios (not the ratio of the medians), and the table says how many
+    pairs there were and their spread."""
+    from bdt_platform.bench.platform_bench import Figures, _paired, render
+
+    runs = {"read_csv_s": [1.0, 2.0, 4.0], "ingest_s": [2.0, 3.0, 20.0],
+            "dbt_build_s": [10.0, 30.0, 20.0], "build_s": [15.0, 30.0, 50.0]}
+    # ingest/read_csv pairs: 2.0, 1.5, 5.0 -> 2.0, though the medians' ratio is 3.0 / 2.0
+    assert _paired(runs, "read_csv_s", "ingest_s") == (2.0, 3.0, 2.0)
+    # build/dbt pairs: 1.5, 1.0, 2.5 -> 1.5; the medians' ratio would be 30 / 20
+    assert _paired(runs, "dbt_build_s", "build_s") == (20.0, 30.0, 1.5)
+    figures = Figures(states=2, months=2, scale=0.2, partitions=4, files=20, rows=800,
+                      repeat=3, repeats=runs)
+    text = render(figures)
+    assert ("repeated pairs" in text and "3 of each: medians, ratio of each pair" in text
+            and "read_csv 1.00-4.00s, ingest 2.00-20.00s" in text
+            and "plain dbt build 10.00-30.00s, bdt build 15.00-50.00s" in text), text
+    assert "repeated pairs" not in render(Figures(2, 2, 0.2, 4, 20, 800))

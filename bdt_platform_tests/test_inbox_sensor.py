@@ -410,13 +410,25 @@ def test_outage_gives_skip_reason_then_recovers(world, deliveries):
     assert request.partition_key == "2024-02-01|PA"
 
 
-def test_server_lost_during_the_run_deletes_nothing_and_rerun_lands(world, deliveries):
+def test_server_lost_during_the_run_deletes_nothing_and_rerun_lands(world, deliveries,
+                                                                   monkeypatch):
+    from bdt_platform.feeds import retries
+
+    # The run retries a lost server RETRIES times before it fails (5, 10, 20 s apart in the
+    # product); the waits' length is not what is tested here, so they are cut to a blink.
+    monkeypatch.setattr(retries, "FIRST_WAIT_SECONDS", 0.05)
     data = v(deliveries, 1)
     world.server.drop(f"/inbox/{ELIGIBILITY}", data, mtime=OLD)
     [request] = world.tick().run_requests
     world.server.stop()
     failed = world.execute(request)
     assert not failed.success
+    # Every retry was taken, for the lost server, before the run gave up.
+    up_for_retry = [event for event in failed.all_events
+                    if event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(up_for_retry) == retries.RETRIES
+    assert {event.event_specific_data.error.cause.cls_name
+            for event in up_for_retry} == {"InboxUnavailable"}
     assert world.server.local(f"/inbox/{ELIGIBILITY}").read_bytes() == data
     assert not world.defs.resources["warehouse"].table_exists("raw.eligibility")
     world.server.start()

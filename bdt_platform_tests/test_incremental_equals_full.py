@@ -46,6 +46,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,8 +253,10 @@ def reference(tmp_path_factory) -> Reference:
                       tool_log=home.log())
         assert built.exit_code == 0, lines
         assert set(built.partitions) == set(GRID)
-        # ONE build_warehouse run over the whole grid (every model), then one export run
-        assert len(built.runs) == 2, lines
+        # ONE build_warehouse run over the whole grid (every model), then one export run, then
+        # the report site's usage copy (publish_usage, unpartitioned)
+        assert len(built.runs) == 3, lines
+        assert built.runs[-1].success and not built.runs[-1].states
         tables = {t: _table(home, t) for t in [*PARTITIONED, *DIMENSIONS, *RAW]}
         for table, key in {**PARTITIONED, **DIMENSIONS}.items():
             _assert_no_duplicates(home, table, key)
@@ -268,10 +271,20 @@ def reference(tmp_path_factory) -> Reference:
 
 
 @pytest.fixture(scope="module")
-def pristine_b(tmp_path_factory, reference) -> Path:
+def home_b(tmp_path_factory) -> Path:
+    """Where home B lives: prepared there (``pristine_b``), and put back there, as it was, for
+    each example (``_build_in_steps``). One path for all: dbt re-parses the whole project
+    (seconds per dbt command) when its profile changes, and the profile names the warehouse's
+    path, so a copy of B at another path could not start from B's parse state."""
+    return tmp_path_factory.mktemp("incremental") / "home"
+
+
+@pytest.fixture(scope="module")
+def pristine_b(tmp_path_factory, reference, home_b) -> Path:
     """Home B before any partition is built: generated and ingested on its own, with the
-    unpartitioned models built once (as in build()'s first run). Examples build copies of it."""
-    path = tmp_path_factory.mktemp("pristine") / "home"
+    unpartitioned models built once (as in build()'s first run), at ``home_b``. Returns a copy
+    of it as it is then; examples build in ``home_b`` restored from that copy."""
+    path = home_b
     assert _inputs_digest(_generate(path)) == reference.inputs, "inputs are not byte-identical"
     home = _open(path)
     try:
@@ -287,7 +300,10 @@ def pristine_b(tmp_path_factory, reference) -> Path:
             assert not home.warehouse.table_exists(table), f"{table} built before any partition"
     finally:
         home.instance.dispose()
-    return path
+    snapshot = tmp_path_factory.mktemp("pristine") / "home"
+    shutil.copytree(path, snapshot, symlinks=True)
+    shutil.rmtree(path)  # each test restores it from the snapshot
+    return snapshot
 
 
 def _build_step(home: Home, states: list[str], months: list[dt.date]) -> set:
@@ -313,10 +329,18 @@ def _check_built_so_far(home: Home, reference: Reference, built: set, step: str)
                      f"{table} after {step}")
 
 
-def _build_in_steps(pristine: Path, tmp_path_factory, reference: Reference,
+def _restore_b(pristine: Path, path: Path) -> None:
+    """Home B at ``path`` as ``pristine`` holds it. A home still there was left by a failed
+    test or example (a passed one removes its own): moved aside, kept with its dbt.log."""
+    if path.exists():
+        path.rename(path.with_name(f"failed-{uuid.uuid4().hex[:8]}"))
+    shutil.copytree(pristine, path, symlinks=True)
+
+
+def _build_in_steps(pristine: Path, path: Path, reference: Reference,
                     plan: list[tuple[list[str], list[dt.date]]]) -> None:
-    path = tmp_path_factory.mktemp("incremental") / "home"
-    shutil.copytree(pristine, path)
+    """Build ``plan`` step by step in home B at ``path``, restored from ``pristine`` first."""
+    _restore_b(pristine, path)
     home = _open(path)  # settings, warehouse and Dagster instance of the copy
     try:
         built: set = set()
@@ -344,11 +368,10 @@ def _describe(plan) -> str:
                        for s, ms in plan)
 
 
-def test_one_partition_at_a_time_backwards_equals_full_build(pristine_b, tmp_path_factory,
-                                                             reference):
+def test_one_partition_at_a_time_backwards_equals_full_build(pristine_b, home_b, reference):
     backwards = sorted(GRID, key=lambda p: (p[1], parts.STATES.index(p[0])), reverse=True)
     plan = [([state], [month]) for state, month in backwards]
-    _build_in_steps(pristine_b, tmp_path_factory, reference, plan)
+    _build_in_steps(pristine_b, home_b, reference, plan)
 
 
 def _rectangle(partitions) -> tuple[list[str], list[dt.date]]:
@@ -377,7 +400,13 @@ def build_plans(draw) -> list[tuple[list[str], list[dt.date]]]:
 
 
 @hypothesis_settings(
-    max_examples=3,
+    # Two drawn plans per run (each 3-4 dbt builds, ~30 s). Each plan alone exercises every
+    # way the property can break: it cuts the grid into 2-3 steps (a delete too wide empties a
+    # neighbour built in an earlier step, caught by the check after every step) and builds one
+    # rectangle twice (a delete too narrow duplicates rows); the one-partition-per-step extreme
+    # is the deterministic test above. A third plan adds another chunking of the same 4
+    # partitions, not another failure mode; every CI run draws new ones.
+    max_examples=2,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     # No shrinking: every attempt rebuilds partitions (~30 s per step). The failing plan is
@@ -385,18 +414,18 @@ def build_plans(draw) -> list[tuple[list[str], list[dt.date]]]:
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 @given(plan=build_plans())
-def test_any_grouping_and_order_equals_full_build(pristine_b, tmp_path_factory, reference, plan):
+def test_any_grouping_and_order_equals_full_build(pristine_b, home_b, reference, plan):
     note(f"plan: {_describe(plan)}")
-    _build_in_steps(pristine_b, tmp_path_factory, reference, plan)
+    _build_in_steps(pristine_b, home_b, reference, plan)
 
 
-def test_partition_without_report_rows_builds_alone(pristine_b, tmp_path_factory):
+def test_partition_without_report_rows_builds_alone(pristine_b, home_b):
     """A partition whose only raw data is a new case-management client (no partner file, call
     or application yet, as in the first days of a month) builds fine inside a larger rectangle,
     so it must build alone too: how a backfill is chunked must not decide whether it fails."""
     state, month = "NJ", dt.date(2024, 3, 1)
-    path = tmp_path_factory.mktemp("clients_only") / "home"
-    shutil.copytree(pristine_b, path)
+    path = home_b
+    _restore_b(pristine_b, path)
     db = sqlite3.connect(make_settings(path).casemgmt_sqlite_path)
     try:
         columns = [row[1] for row in db.execute("PRAGMA table_info(clients)")]

@@ -77,21 +77,6 @@ def _pii(settings: Settings) -> PiiKeyResource:
     return PiiKeyResource(key=settings.pii_key)  # settings built from a mapping (tests)
 
 
-def _local(settings: Settings) -> dict:
-    return {
-        "inbox": build_inbox(settings),
-        "partners": PartnerRegistryResource(path=str(settings.partners_path)),
-        "alerts": AlertWebhook(url=settings.alert_webhook_url),
-        "report_site": ReportSiteLinks(url=settings.site_url),
-        "outbox": build_outbox(settings),
-        "lake": LakeResource(root=settings.lake),
-        "lake_io_manager": LakeIOManager(root=settings.lake),
-        "warehouse": build_warehouse(settings),
-        "casemgmt": CaseManagementDatabase(url=settings.casemgmt_url),
-        "pii": _pii(settings),
-    }
-
-
 def build_warehouse(settings: Settings):
     """The warehouse resource: DuckDB (publishing its read-only snapshot for the report site
     into ``$BDT_HOME/site``) or, in prod, BigQuery."""
@@ -114,8 +99,10 @@ def _lake_storage_options(settings: Settings) -> dict[str, str]:
     return {}
 
 
-def _prod(settings: Settings) -> dict:
-    options = _lake_storage_options(settings)
+def _platform_resources(settings: Settings) -> dict:
+    """The same keys in both environments; only what backs them differs (lake folder or GCS
+    bucket, DuckDB or BigQuery, ...)."""
+    options = _lake_storage_options(settings) if settings.env == "prod" else {}
     return {
         "inbox": build_inbox(settings),
         "partners": PartnerRegistryResource(path=str(settings.partners_path)),
@@ -175,7 +162,7 @@ def build_resources(settings: Settings, *, dbt: bool = True) -> dict:
     if settings.env == "local":
         # ~5 ms -> ~3 ms per event on the local instance (3,060 such events in a 51x12 build).
         os.environ.setdefault(EVENT_BATCH_SWITCH, LOCAL_EVENT_BATCH_SIZE)
-    resources = {"local": _local, "prod": _prod}[settings.env](settings)
+    resources = _platform_resources(settings)
     if dbt:
         resources["dbt"] = _dbt(settings)
     return resources

@@ -64,6 +64,16 @@ def parse_months(text: str | None) -> tuple[dt.date, dt.date] | None:
     return bounds
 
 
+def only_pairs(frame: pd.DataFrame, pairs) -> pd.DataFrame:
+    """The rows of ``frame`` whose (state, month) is one of ``pairs`` (``month`` made a date)."""
+    frame["month"] = pd.to_datetime(frame["month"]).dt.date
+    wanted = set(pairs)
+    # A boolean Series, not a list: an empty list would select no *columns* of an empty frame.
+    keep = pd.Series([(s, m) in wanted for s, m in zip(frame["state"], frame["month"])],
+                     index=frame.index, dtype=bool)
+    return frame[keep]
+
+
 def check_states(states: Iterable[str] | None) -> list[str] | None:
     if states is None:
         return None
@@ -217,11 +227,7 @@ class MetricLayer:
             params.extend(params_one)
         frame = self.runner.query(" union all ".join(selects), params)
         frame.columns = [str(c).lower() for c in frame.columns]
-        frame["month"] = pd.to_datetime(frame["month"]).dt.date
-        wanted = set(pairs)
-        keep = pd.Series([(s, m) in wanted for s, m in zip(frame["state"], frame["month"])],
-                         index=frame.index, dtype=bool)
-        return frame[keep].reset_index(drop=True)
+        return only_pairs(frame, pairs).reset_index(drop=True)
 
     def records(self, name: str, state: str, month) -> pd.DataFrame:
         """The rows behind ``name``'s value for one state x month (a ratio: its numerator's;

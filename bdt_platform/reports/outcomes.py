@@ -21,6 +21,7 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.core.partition_events import log_materializations
 from bdt_platform.metrics import MetricLayer
+from bdt_platform.metrics.layer import only_pairs
 from bdt_platform.reports.ledger import LEDGER_METRICS, write_ledgers
 from bdt_platform.site.links import ReportSiteLinks
 from bdt_platform.storage.lake import LakeResource
@@ -85,14 +86,7 @@ def _where(pairs: list[tuple[str, dt.date]]) -> str:
             f"date '{months[0].isoformat()}' and date '{months[-1].isoformat()}'")
 
 
-def _only(frame: pd.DataFrame, pairs: list[tuple[str, dt.date]]) -> pd.DataFrame:
-    """The rows of ``frame`` whose (state, month) is one of ``pairs``."""
-    frame["month"] = pd.to_datetime(frame["month"]).dt.date
-    wanted = set(pairs)
-    # A boolean Series, not a list: an empty list would select no *columns* of an empty frame.
-    keep = pd.Series([(s, m) in wanted for s, m in zip(frame["state"], frame["month"])],
-                     index=frame.index, dtype=bool)
-    return frame[keep]
+_only = only_pairs  # the rows of a frame for exactly the partitions asked
 
 
 def compute_ledger(layer: MetricLayer, partition_keys: list[str]) -> pd.DataFrame:
