@@ -3,7 +3,8 @@
 ``dagster dev`` from the repository root loads this module (workspace.yaml). The environment
 (``BDT_ENV``) is read once, in ``core/settings.py``; ``core/resources.py`` builds the matching
 resources. In the order data moves: the inbox sensor, the feeds and their ingest job, the dbt
-models, the reports and their jobs, the outbox; and the alert when a run fails.
+models, the reports and their jobs, the outbox; the schedules and sensors that run them by
+themselves (``ops/schedules.py``), the scorecard e-mail job; and the alert when a run fails.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from bdt_platform.core.settings import Settings, load_settings
 from bdt_platform.feeds.definitions import FEED_ASSETS, ingest_job
 from bdt_platform.ops.alerts import ALERT_SENSORS
 from bdt_platform.ops.schedules import build_automation, load_automation_config
-from bdt_platform.ops.scorecard_mail import SCORECARD_JOBS, build_mailer
+from bdt_platform.ops.scorecard_mail import SCORECARD_JOBS
 from bdt_platform.outbox.mail_list import OUTBOX_ASSETS
 from bdt_platform.reports.jobs import build_jobs
 from bdt_platform.reports.outcomes import REPORT_ASSETS
@@ -37,8 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         # and the monthly run's follow-ups (ops/schedules.py).
         schedules=automation.schedules,
         sensors=[*automation.sensors, *ALERT_SENSORS],
-        resources={**build_resources(settings),
-                   "scorecard_mailer": build_mailer(settings, automation_config.mail)},
+        resources=build_resources(settings),
     )
 
 

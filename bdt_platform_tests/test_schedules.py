@@ -70,9 +70,11 @@ class World:
 
     def tick(self, name: str, cursor: str | None):
         sensor = self.defs.resolve_sensor_def(name)
-        context = dg.build_sensor_context(instance=self.instance, cursor=cursor,
-                                          definitions=self.defs)
-        return sensor.evaluate_tick(context)
+        # Test contexts are closed when done: one left open keeps what it opened (e.g. an
+        # instance from its ref, which is also Dagster's current definitions-state storage).
+        with dg.build_sensor_context(instance=self.instance, cursor=cursor,
+                                     definitions=self.defs) as context:
+            return sensor.evaluate_tick(context)
 
 
 @pytest.fixture(scope="module")
@@ -153,10 +155,10 @@ def test_the_month_just_closed_in_the_schedule_time_zone():
 
 def test_monthly_run_builds_the_closed_month_for_all_states_in_one_run(world):
     schedule = world.defs.resolve_schedule_def(sch.MONTHLY_SCHEDULE)
-    context = dg.build_schedule_context(
-        instance=world.instance,
-        scheduled_execution_time=dt.datetime(2024, 3, 3, 6, tzinfo=NEW_YORK))
-    [request] = schedule.evaluate_tick(context).run_requests
+    with dg.build_schedule_context(
+            instance=world.instance,
+            scheduled_execution_time=dt.datetime(2024, 3, 3, 6, tzinfo=NEW_YORK)) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
     assert request.run_key == "monthly_reporting:2024-02"
     assert request.tags[sch.RANGE_START] == "2024-02-01|AK"
     assert request.tags[sch.RANGE_END] == "2024-02-01|WY"
@@ -173,10 +175,10 @@ def test_monthly_run_builds_the_closed_month_for_all_states_in_one_run(world):
     success = next(e for e in result.all_events
                    if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
     sensor = world.defs.resolve_sensor_def(sch.FOLLOWUPS_SENSOR)
-    context = dg.build_run_status_sensor_context(
-        sensor_name=sch.FOLLOWUPS_SENSOR, dagster_event=success,
-        dagster_instance=world.instance, dagster_run=result.dagster_run)
-    export, mail = sensor(context)
+    with dg.build_run_status_sensor_context(
+            sensor_name=sch.FOLLOWUPS_SENSOR, dagster_event=success,
+            dagster_instance=world.instance, dagster_run=result.dagster_run) as context:
+        export, mail = sensor(context)
     assert export.job_name == EXPORT_JOB and mail.job_name == sch.SCORECARD_JOB
     assert {k: export.tags[k] for k in (sch.RANGE_START, sch.RANGE_END)} == {
         sch.RANGE_START: "2024-02-01|AK", sch.RANGE_END: "2024-02-01|WY"}
@@ -250,8 +252,10 @@ def test_nightly_casemgmt_extracts_exactly_the_changed_partitions(world):
     when = dt.datetime(2024, 3, 4, 1, 30, tzinfo=NEW_YORK)
 
     def tick():
-        return schedule.evaluate_tick(dg.build_schedule_context(
-            instance=world.instance, scheduled_execution_time=when, resources=resources))
+        # Closed when done: its resources open an instance from the ref (see World.tick).
+        with dg.build_schedule_context(instance=world.instance, scheduled_execution_time=when,
+                                       resources=resources) as context:
+            return schedule.evaluate_tick(context)
 
     nothing = tick()
     assert not nothing.run_requests and "no changes" in nothing.skip_message

@@ -65,6 +65,25 @@ def test_the_mailer_from_configuration_and_settings(tmp_path):
     assert mailer.describe() == "smtp://mail.example.org:587 (STARTTLS)"
 
 
+def test_the_platform_resources_carry_the_mailer_of_the_schedules_file_in_force(tmp_path):
+    """core/resources.py builds it like every other resource: SMTP and recipients from the
+    schedules file (BDT_SCHEDULES), the password from settings, never shown by them."""
+    from bdt_platform.core.resources import build_resources
+
+    schedules = tmp_path / "schedules.yaml"
+    schedules.write_text("scorecard_mail: {smtp_host: mail.example.org, smtp_port: 2525,"
+                         " smtp_user: bdt, recipients: {NJ: [nj@example.org]}}\n")
+    settings = make_settings(tmp_path / "home", BDT_SCHEDULES=str(schedules),
+                             BDT_SMTP_PASSWORD="s3cret-smtp")
+    mailer = build_resources(settings, dbt=False)["scorecard_mailer"]
+    assert (mailer.smtp_host, mailer.smtp_port, mailer.smtp_user) == ("mail.example.org", 2525,
+                                                                      "bdt")
+    assert mailer.recipients == {"NJ": ["nj@example.org"]}
+    assert mailer.smtp_password == "s3cret-smtp" and "s3cret-smtp" not in repr(settings)
+    shipped = build_resources(make_settings(tmp_path / "other"), dbt=False)["scorecard_mailer"]
+    assert shipped.recipients == {} and shipped.smtp_password is None
+
+
 def test_an_unreachable_server_is_an_error():
     mailer = ScorecardMailer(smtp_port=9, dbt_project_dir=".", targets_path=".",
                              timeout_seconds=2)

@@ -86,6 +86,8 @@ class Settings:
     schedules_path: Path = Path(__file__).resolve().parents[1] / "ops" / "schedules.yaml"
     # BDT_SMTP_PASSWORD: the SMTP password for the scorecard e-mail, a secret (never shown).
     smtp_password: str | None = field(default=None, repr=False)
+    # True when the password is the process's BDT_SMTP_PASSWORD (resources name it, dg.EnvVar).
+    smtp_password_in_process_env: bool = False
 
     @property
     def site_dir(self) -> Path:
@@ -275,6 +277,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         site_identity_header=(environ.get("BDT_SITE_IDENTITY_HEADER") or "").strip() or None,
         site_url=_site_url(environ.get("BDT_SITE_URL")),
         smtp_password=environ.get("BDT_SMTP_PASSWORD") or None,
+        smtp_password_in_process_env=from_process and bool(environ.get("BDT_SMTP_PASSWORD")),
         **({"schedules_path": Path(environ["BDT_SCHEDULES"]).expanduser().absolute()}
            if environ.get("BDT_SCHEDULES") else {}),
         **({"site_targets_path": Path(environ["BDT_SITE_TARGETS"]).expanduser().absolute()}

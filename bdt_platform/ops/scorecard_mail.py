@@ -73,8 +73,10 @@ def build_mailer(settings, mail_config) -> ScorecardMailer:
     return ScorecardMailer(
         smtp_host=mail_config.smtp_host, smtp_port=mail_config.smtp_port,
         starttls=mail_config.starttls, smtp_user=mail_config.smtp_user,
-        # A secret: named, never copied into the resource's config (the UI shows config).
-        smtp_password=dg.EnvVar("BDT_SMTP_PASSWORD") if settings.smtp_password else None,
+        # A secret: named, never copied into the resource's config (the UI shows config);
+        # the value itself only when settings came from a mapping (tests).
+        smtp_password=(dg.EnvVar("BDT_SMTP_PASSWORD") if settings.smtp_password_in_process_env
+                       else settings.smtp_password),
         sender=mail_config.sender,
         recipients={state: list(addresses) for state, addresses in mail_config.recipients.items()},
         dbt_project_dir=str(settings.dbt_project_dir),
