@@ -87,9 +87,10 @@ def test_sftp_outbox_refusals_are_one_line_and_leave_nothing_half_written(server
         outbox_for(server).publish("mailvendor", "x.csv", PAYLOAD)
 
 
-def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
+def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path, monkeypatch):
     """Partner files arrive over SFTP, land, dbt builds the people, the mail list goes back out
-    to /outbox/mailvendor/ on the same server."""
+    to /outbox/mailvendor/ on the same server; a server that refuses connections for a while
+    makes the step retry, and the retry publishes the list."""
     from bdt_platform.definitions import build_definitions
     from bdt_platform.core.runs import instance_for
 
@@ -154,6 +155,28 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
 
         assert publish().success
         assert remote.read_bytes() == data  # deterministic: same people, same ids, same bytes
+
+        # The server is down when the step starts and back a second later: the refused
+        # connection is retried (core/retries.py, first wait cut to 2 s here) and lands.
+        import threading
+
+        from bdt_platform.core import retries
+
+        monkeypatch.setattr(retries, "FIRST_WAIT_SECONDS", 2.0)
+        remote.unlink()
+        resources["outbox"].close()  # no connection kept from before
+        server.stop()
+        back = threading.Timer(1.0, server.start)
+        back.start()
+        try:
+            retried = publish()
+        finally:
+            back.join()
+        assert retried.success
+        [retry] = [e for e in retried.all_events
+                   if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+        assert retry.event_specific_data.error.cause.cls_name == "OutboxUnavailable"
+        assert remote.read_bytes() == data
         instance.dispose()
     finally:
         server.close()

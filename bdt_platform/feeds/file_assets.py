@@ -42,7 +42,7 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.feeds import contract_rules, parsing, prefetch, rejections, workers
 from bdt_platform.feeds.filenames import partner_of
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport, sources_of
-from bdt_platform.feeds.retries import retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
 from bdt_platform.feeds.workers import CHUNK_BYTES, PARALLEL_CHUNK_BYTES, chunk_file_limit
 from bdt_platform.core.inbox_interface import Inbox
@@ -51,7 +51,7 @@ from bdt_platform.core.pii import mask_ssn
 from bdt_platform.core.pii_key import PiiKeyResource
 from bdt_platform.storage import archive
 from bdt_platform.storage.lake import ArchivedFile, LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 CONTRACT_CHECK = "contract"
 
@@ -130,6 +130,8 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         output_required=False,
         code_version=CODE_VERSION,
         kinds={"duckdb", "pandas"},
+        retry_policy=TRANSIENT_RETRY_POLICY,
+        pool=WAREHOUSE_POOL,
         check_specs=[
             dg.AssetCheckSpec(
                 CONTRACT_CHECK,

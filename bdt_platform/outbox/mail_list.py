@@ -30,7 +30,8 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.inbox.partners import PartnerRegistry, PartnerRegistryResource
 from bdt_platform.outbox.base import Outbox, OutboxUnavailable
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["outbox", "mail_list"])
 #: The feed whose sender is a state's mail vendor: it returns what became of each piece.
@@ -112,6 +113,9 @@ def mail_list_csv(frame: pd.DataFrame) -> bytes:
     output_required=False,
     code_version=CODE_VERSION,
     kinds={"csv", "sftp"},
+    # Reads the warehouse, publishes over SFTP.
+    retry_policy=TRANSIENT_RETRY_POLICY,
+    pool=WAREHOUSE_POOL,
     metadata={"file_pattern": "<mail vendor>_<STATE>_<YYYYMM>_maillist.csv"},
     check_specs=[dg.AssetCheckSpec(PUBLISHED_CHECK, asset=KEY, description=(
         "Every mail list of the run reached the outbox whole: uploaded under a temporary name, "
@@ -127,42 +131,48 @@ def mail_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
     the letter. Materialization metadata: rows, and the published file's name, location, size
     and sha256.
     """
-    published, failed = [], []
-    registry = partners.registry()
-    for key in context.partition_keys:
-        state, month = parts.split_key(key)
-        vendor = mail_vendor(registry, state)
-        frame = mail_list_rows(warehouse, state, month)
-        if frame.empty:
-            context.log.warning(f"{state} {month:%Y-%m}: nobody in the eligibility file; "
-                                "no mail list sent")
-            continue
-        data = mail_list_csv(frame)
-        filename = mail_list_filename(vendor, state, month)
-        try:
-            receipt = outbox.publish(vendor, filename, data)
-        except OutboxUnavailable as exc:
-            context.log.error(f"{filename}: not published: {exc}")
-            failed.append(filename)
-            continue
-        published.append(filename)
-        context.log.info(f"{filename}: {len(frame)} people -> {receipt.location}")
-        context.log_event(dg.AssetMaterialization(asset_key=KEY, partition=key, metadata={
-            "dagster/row_count": len(frame),
-            **receipt.as_metadata(),
-            "partner": vendor,
-            "code_version": CODE_VERSION,
-        }))
-    yield dg.AssetCheckResult(
-        check_name=PUBLISHED_CHECK, asset_key=KEY, passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(f"{len(published)} mail list(s) published to {outbox.describe()}"
-                     + (f"; not published: {', '.join(failed)}" if failed else "")),
-        metadata={"published": len(published), "failed": len(failed)},
-    )
-    if failed:
-        raise dg.Failure(f"{len(failed)} mail list(s) could not be published to "
-                         f"{outbox.describe()}: {', '.join(failed)}")
+    # A transient error (warehouse locked, Google 5xx, ...) is retried; any other fails at once.
+    with retried_when_transient(context):
+        published, failed = [], []
+        unavailable = None  # the last refusal: a server that was down makes the step retry
+        registry = partners.registry()
+        for key in context.partition_keys:
+            state, month = parts.split_key(key)
+            vendor = mail_vendor(registry, state)
+            frame = mail_list_rows(warehouse, state, month)
+            if frame.empty:
+                context.log.warning(f"{state} {month:%Y-%m}: nobody in the eligibility file; "
+                                    "no mail list sent")
+                continue
+            data = mail_list_csv(frame)
+            filename = mail_list_filename(vendor, state, month)
+            try:
+                receipt = outbox.publish(vendor, filename, data)
+            except OutboxUnavailable as exc:
+                context.log.error(f"{filename}: not published: {exc}")
+                failed.append(filename)
+                unavailable = exc
+                continue
+            published.append(filename)
+            context.log.info(f"{filename}: {len(frame)} people -> {receipt.location}")
+            context.log_event(dg.AssetMaterialization(asset_key=KEY, partition=key, metadata={
+                "dagster/row_count": len(frame),
+                **receipt.as_metadata(),
+                "partner": vendor,
+                "code_version": CODE_VERSION,
+            }))
+        yield dg.AssetCheckResult(
+            check_name=PUBLISHED_CHECK, asset_key=KEY, passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(f"{len(published)} mail list(s) published to {outbox.describe()}"
+                         + (f"; not published: {', '.join(failed)}" if failed else "")),
+            metadata={"published": len(published), "failed": len(failed)},
+        )
+        if failed:
+            # Caused by the outbox's refusal: core/retries.py retries the step (published
+            # lists are published again, the same bytes under the same names).
+            raise dg.Failure(f"{len(failed)} mail list(s) could not be published to "
+                             f"{outbox.describe()}: {', '.join(failed)}") from unavailable
 
 
 OUTBOX_ASSETS = [mail_list]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from bdt_platform.core import partitions as parts
+from bdt_platform.core.runs import RUN_RETRY_TAGS
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
 from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB, USAGE_JOB
@@ -23,6 +24,7 @@ def build_jobs(dbt_models: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDef
         partitions_def=parts.state_month_partitions,
         description="Build the dbt models (staging and intermediate views, dimensions, and the "
                     "facts for the run's state x month partitions) and the reports.",
+        tags=RUN_RETRY_TAGS,  # re-launched when its run dies (core/runs.py)
     )
     # Building, step 2: the report as Parquet in the lake. A run of its own: the report logs
     # its materializations per partition (no output), so its dependants would be skipped in

@@ -18,7 +18,8 @@ import pandas as pd
 
 from bdt_platform.core import partitions as parts
 from bdt_platform.reports.outcomes import CODE_VERSION, KEY as OUTCOMES_KEY, TABLE, _only, _where
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["lake", "outcomes_report"])
 
@@ -32,6 +33,9 @@ KEY = dg.AssetKey(["lake", "outcomes_report"])
     io_manager_key="lake_io_manager",
     code_version=CODE_VERSION,
     kinds={"parquet"},
+    # Reads the warehouse (DuckDB: no other process may hold it meanwhile), writes the lake.
+    retry_policy=TRANSIENT_RETRY_POLICY,
+    pool=WAREHOUSE_POOL,
     metadata={"source_table": TABLE,
               "layout": "<lake>/outcomes_report/month=YYYY-MM/state=XX.parquet"},
 )
@@ -39,13 +43,16 @@ def outcomes_report_parquet(context: dg.AssetExecutionContext,
                             warehouse: Warehouse) -> pd.DataFrame:
     """The report as Parquet files in the lake, for analysts' notebooks: the rows of
     `reports.outcomes` for each state x month partition, same columns and meanings."""
-    pairs = [parts.split_key(key) for key in context.partition_keys]
-    if not warehouse.table_exists(TABLE):
-        raise dg.Failure(f"{TABLE} does not exist yet: materialize reports/outcomes first")
-    frame = _only(warehouse.query(f"select * from {TABLE} where {_where(pairs)}"), pairs)
-    frame = frame.sort_values(["state", "month"]).reset_index(drop=True)
-    context.log.info(f"{KEY.to_user_string()}: {len(frame)} row(s) for {len(pairs)} partition(s)")
-    return frame
+    # A transient error (warehouse locked, Google 5xx, ...) is retried; any other fails at once.
+    with retried_when_transient(context):
+        pairs = [parts.split_key(key) for key in context.partition_keys]
+        if not warehouse.table_exists(TABLE):
+            raise dg.Failure(f"{TABLE} does not exist yet: materialize reports/outcomes first")
+        frame = _only(warehouse.query(f"select * from {TABLE} where {_where(pairs)}"), pairs)
+        frame = frame.sort_values(["state", "month"]).reset_index(drop=True)
+        context.log.info(f"{KEY.to_user_string()}: {len(frame)} row(s) for {len(pairs)} "
+                         "partition(s)")
+        return frame
 
 
 EXPORT_ASSETS = [outcomes_report_parquet]
