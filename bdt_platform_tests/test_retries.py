@@ -115,7 +115,8 @@ def test_a_step_that_fails_for_good_is_not_retried_though_it_has_a_retry_policy(
     assert not result.success
     assert _retries(result.all_events) == []
     [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert "reports.outcomes does not exist yet" in failure.step_failure_data.user_failure_data.description
+    reason = failure.step_failure_data.user_failure_data.description
+    assert "reports.outcomes does not exist yet" in reason
     assert time.perf_counter() - started < retries.FIRST_WAIT_SECONDS
 
 
@@ -163,3 +164,48 @@ def test_transient_errors_are_told_apart_from_the_rest(server, tmp_path):
     assert retries.transient_cause(dbt_text) is dbt_text
     assert retries.transient_cause(ValueError("month 2024-13")) is None
     assert retries.transient_cause(dg.Failure("reports.outcomes breaks its contract")) is None
+
+
+def test_dbt_that_meets_the_lock_is_retried_and_builds(platform):
+    """dbt's DuckDB connection meets another process's lock: the whole dbt step is retried
+    (core/retries.py reads DuckDB's "Could not set lock" in the errors dbt logged) and the
+    retry builds the models and the report."""
+    from bdt_platform.inbox.ingest import ingest
+    from bdt_platform.warehouse.build import BUILD_JOB
+
+    settings, defs, instance = platform
+    generate(Path(settings.inbox), settings.casemgmt_sqlite_path, states=["PA"], months=[MONTH],
+             scale=0.1, seed=3, pii_key=settings.pii_key)
+    r = defs.resources
+    landed = ingest(defs, instance, r["inbox"], r["lake"], r["warehouse"], r["casemgmt"],
+                    settle_seconds=0, echo=lambda _: None)
+    assert landed.exit_code == 0
+    import threading
+
+    # The other process lets go only once dbt met its lock and the step asked for a retry.
+    holder = _hold_write_lock(settings.warehouse_path, 600)
+    done = {}
+    build = threading.Thread(target=lambda: done.setdefault("outcome", execute(
+        defs.resolve_job_def(BUILD_JOB), instance, {}, parts.range_tags(["PA"], [MONTH]), None,
+        ["PA"], [MONTH])))
+    build.start()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and build.is_alive():
+            runs = instance.get_runs(filters=dg.RunsFilter(job_name=BUILD_JOB))
+            if any(instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+                   for run in runs):
+                break
+            time.sleep(0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+        build.join(300)
+    outcome = done["outcome"]
+    assert outcome.success, outcome.failures()
+    retried = _retries(outcome.events)
+    assert retried and {e.step_key for e in retried} == {"dbt_models"}
+    cause = retried[0].event_specific_data.error.cause
+    assert "could not set lock" in cause.message.lower()
+    assert parts.partition_key("PA", MONTH) in {m.partition for m in outcome.materializations()
+                                                if m.asset_key.path == ["reports", "outcomes"]}
