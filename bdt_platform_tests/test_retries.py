@@ -209,3 +209,19 @@ def test_dbt_that_meets_the_lock_is_retried_and_builds(platform):
     assert "could not set lock" in cause.message.lower()
     assert parts.partition_key("PA", MONTH) in {m.partition for m in outcome.materializations()
                                                 if m.asset_key.path == ["reports", "outcomes"]}
+
+
+def test_a_malformed_run_config_fails_at_once_though_the_load_has_a_retry_policy(platform):
+    """An error anywhere in the step's code, here before it reads anything, is final."""
+    _, defs, instance = platform
+    key = parts.partition_key("PA", MONTH)
+    started = time.perf_counter()
+    outcome = execute(defs.resolve_job_def("ingest_feeds"), instance,
+                      {"ops": {"raw__eligibility": {"config": {
+                          "files": {key: ["paagency/x.csv"]}, "only_listed": True}}}},
+                      parts.range_tags(["PA"], [MONTH]), [dg.AssetKey(["raw", "eligibility"])],
+                      ["PA"], [MONTH])
+    assert not outcome.success
+    assert "run config raw/eligibility" in " ".join(outcome.failures())
+    assert _retries(outcome.events) == []
+    assert time.perf_counter() - started < retries.FIRST_WAIT_SECONDS

@@ -17,7 +17,8 @@ when whole):
 
 How: each asset that writes the warehouse or talks to SFTP, GCS or BigQuery declares
 ``TRANSIENT_RETRY_POLICY`` (``RetryPolicy``: 3 retries, exponential backoff from 5 s with
-jitter; the UI shows it) and runs its work inside :func:`retried_when_transient`, which asks
+jitter; the UI shows it) and its compute function is decorated with :func:`transient_retries`
+(its whole body runs inside :func:`retried_when_transient`), which asks
 Dagster for the retry itself on a transient error (``RetryRequested``: 5, 10, 20 s, each plus
 up to half again at random, so two runs that met the same lock do not come back together)
 and marks every other error final (``Failure(allow_retries=False)``, the original error as its
@@ -29,9 +30,11 @@ step's output to the lake, a resource starting).
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
@@ -133,3 +136,23 @@ def retried_when_transient(context) -> Iterator[None]:
                             f"{RETRIES} in {wait:.0f}s")
         # The transient error itself as the cause: the retry event names it.
         raise dg.RetryRequested(max_retries=RETRIES, seconds_to_wait=wait) from cause
+
+
+def transient_retries(fn: Callable) -> Callable:
+    """Run an asset's whole compute function (plain or generator; its first parameter the
+    context) inside :func:`retried_when_transient`. Put it under ``@dg.asset``: Dagster reads
+    the parameters and their annotations through it (``functools.wraps``)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(context, *args, **kwargs):
+            with retried_when_transient(context):
+                yield from fn(context, *args, **kwargs)
+
+        return generator
+
+    @functools.wraps(fn)
+    def function(context, *args, **kwargs):
+        with retried_when_transient(context):
+            return fn(context, *args, **kwargs)
+
+    return function

@@ -30,7 +30,7 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.inbox.partners import PartnerRegistry, PartnerRegistryResource
 from bdt_platform.outbox.base import Outbox, OutboxUnavailable
-from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["outbox", "mail_list"])
@@ -121,6 +121,7 @@ def mail_list_csv(frame: pd.DataFrame) -> bytes:
         "Every mail list of the run reached the outbox whole: uploaded under a temporary name, "
         "its size checked on the server, then renamed to its final name."))],
 )
+@transient_retries
 def mail_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
               outbox: dg.ResourceParam[Outbox], partners: PartnerRegistryResource):
     """People to mail this month in this state, as the print-and-mail vendor receives them
@@ -131,48 +132,46 @@ def mail_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
     the letter. Materialization metadata: rows, and the published file's name, location, size
     and sha256.
     """
-    # A transient error (warehouse locked, Google 5xx, ...) is retried; any other fails at once.
-    with retried_when_transient(context):
-        published, failed = [], []
-        unavailable = None  # the last refusal: a server that was down makes the step retry
-        registry = partners.registry()
-        for key in context.partition_keys:
-            state, month = parts.split_key(key)
-            vendor = mail_vendor(registry, state)
-            frame = mail_list_rows(warehouse, state, month)
-            if frame.empty:
-                context.log.warning(f"{state} {month:%Y-%m}: nobody in the eligibility file; "
-                                    "no mail list sent")
-                continue
-            data = mail_list_csv(frame)
-            filename = mail_list_filename(vendor, state, month)
-            try:
-                receipt = outbox.publish(vendor, filename, data)
-            except OutboxUnavailable as exc:
-                context.log.error(f"{filename}: not published: {exc}")
-                failed.append(filename)
-                unavailable = exc
-                continue
-            published.append(filename)
-            context.log.info(f"{filename}: {len(frame)} people -> {receipt.location}")
-            context.log_event(dg.AssetMaterialization(asset_key=KEY, partition=key, metadata={
-                "dagster/row_count": len(frame),
-                **receipt.as_metadata(),
-                "partner": vendor,
-                "code_version": CODE_VERSION,
-            }))
-        yield dg.AssetCheckResult(
-            check_name=PUBLISHED_CHECK, asset_key=KEY, passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=(f"{len(published)} mail list(s) published to {outbox.describe()}"
-                         + (f"; not published: {', '.join(failed)}" if failed else "")),
-            metadata={"published": len(published), "failed": len(failed)},
-        )
-        if failed:
-            # Caused by the outbox's refusal: core/retries.py retries the step (published
-            # lists are published again, the same bytes under the same names).
-            raise dg.Failure(f"{len(failed)} mail list(s) could not be published to "
-                             f"{outbox.describe()}: {', '.join(failed)}") from unavailable
+    published, failed = [], []
+    unavailable = None  # the last refusal: a server that was down makes the step retry
+    registry = partners.registry()
+    for key in context.partition_keys:
+        state, month = parts.split_key(key)
+        vendor = mail_vendor(registry, state)
+        frame = mail_list_rows(warehouse, state, month)
+        if frame.empty:
+            context.log.warning(f"{state} {month:%Y-%m}: nobody in the eligibility file; "
+                                "no mail list sent")
+            continue
+        data = mail_list_csv(frame)
+        filename = mail_list_filename(vendor, state, month)
+        try:
+            receipt = outbox.publish(vendor, filename, data)
+        except OutboxUnavailable as exc:
+            context.log.error(f"{filename}: not published: {exc}")
+            failed.append(filename)
+            unavailable = exc
+            continue
+        published.append(filename)
+        context.log.info(f"{filename}: {len(frame)} people -> {receipt.location}")
+        context.log_event(dg.AssetMaterialization(asset_key=KEY, partition=key, metadata={
+            "dagster/row_count": len(frame),
+            **receipt.as_metadata(),
+            "partner": vendor,
+            "code_version": CODE_VERSION,
+        }))
+    yield dg.AssetCheckResult(
+        check_name=PUBLISHED_CHECK, asset_key=KEY, passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"{len(published)} mail list(s) published to {outbox.describe()}"
+                     + (f"; not published: {', '.join(failed)}" if failed else "")),
+        metadata={"published": len(published), "failed": len(failed)},
+    )
+    if failed:
+        # Caused by the outbox's refusal: a server that was down makes the step retry
+        # (core/retries.py); published lists are published again, the same bytes.
+        raise dg.Failure(f"{len(failed)} mail list(s) could not be published to "
+                         f"{outbox.describe()}: {', '.join(failed)}") from unavailable
 
 
 OUTBOX_ASSETS = [mail_list]

@@ -25,7 +25,7 @@ from bdt_platform.metrics.layer import only_pairs
 from bdt_platform.reports.ledger import LEDGER_METRICS, write_ledgers
 from bdt_platform.site.links import ReportSiteLinks
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 from bdt_platform.warehouse.project import DBT_PROJECT_DIR, BundledDbtCliResource
 
@@ -136,6 +136,7 @@ def outcomes_from_layer(layer: MetricLayer, partition_keys: list[str]) -> pd.Dat
         "Counts are non-negative and the approval rate lies between 0 and 1 in every row."))],
     metadata={"table": TABLE},
 )
+@transient_retries
 def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
                     lake: LakeResource, dbt: BundledDbtCliResource,
                     report_site: ReportSiteLinks):
@@ -159,47 +160,43 @@ def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
     Every column is a metric of the metric layer (dbt's semantic layer, `bdt metrics list`): the
     report stores their values per partition; the definitions live in one place.
     """
-    # A transient error (warehouse locked, Google 5xx, ...) is retried; any other fails at once.
-    with retried_when_transient(context):
-        started = time.perf_counter()
-        layer = MetricLayer.for_warehouse(warehouse, Path(dbt.project_dir))
-        frame = outcomes_from_layer(layer, list(context.partition_keys))
-        try:
-            OutcomesReportContract.validate(frame, lazy=True)
-            check = dg.AssetCheckResult(check_name="contract", passed=True)
-        except pa.errors.SchemaErrors as errors:
-            raise dg.Failure("reports.outcomes breaks its contract:\n"
-                             f"{errors.failure_cases.head(20)}")
-        table = pyarrow.Table.from_pandas(frame, preserve_index=False)
-        covered = [parts.split_key(key) for key in context.partition_keys]
-        ledgers = write_ledgers(lake, compute_ledger(layer, list(context.partition_keys)),
-                                context.run.run_id)
-        with warehouse.batch() as batch:
-            batch.replace(TABLE, table, covered)
-        # Readers in other processes (the report site) read a copy; publish the new numbers.
-        publish = getattr(warehouse, "publish_snapshot", None)
-        if publish is not None and (snapshot := publish()):
-            context.log.info(f"published the warehouse snapshot for readers: {snapshot}")
-        materializations = []
-        for row in frame.itertuples(index=False):
-            key = parts.partition_key(row.state, row.month)
-            metadata = {"dagster/row_count": 1, "code_version": CODE_VERSION, "table": TABLE,
-                        "ledger_path": ledgers.get(key, ""),
-                        # The partition's page on the report site (why did it change).
-                        "report_page": dg.MetadataValue.url(report_site.explain(row.state,
-                                                                                row.month))}
-            for name in HEADLINE:
-                value = getattr(row, name)
-                metadata[name] = (dg.MetadataValue.null() if pd.isna(value)
-                                  else dg.MetadataValue.float(float(value))
-                                  if isinstance(value, float)
-                                  else dg.MetadataValue.int(int(value)))
-            materializations.append(dg.AssetMaterialization(asset_key=KEY, partition=key,
-                                                            metadata=metadata))
-        log_materializations(context, materializations)
-        context.log.info(f"reports.outcomes: {len(frame)} row(s) for {len(covered)} "
-                         f"partition(s) in {time.perf_counter() - started:.2f}s")
-        yield check
+    started = time.perf_counter()
+    layer = MetricLayer.for_warehouse(warehouse, Path(dbt.project_dir))
+    frame = outcomes_from_layer(layer, list(context.partition_keys))
+    try:
+        OutcomesReportContract.validate(frame, lazy=True)
+        check = dg.AssetCheckResult(check_name="contract", passed=True)
+    except pa.errors.SchemaErrors as errors:
+        raise dg.Failure(f"reports.outcomes breaks its contract:\n{errors.failure_cases.head(20)}")
+    table = pyarrow.Table.from_pandas(frame, preserve_index=False)
+    covered = [parts.split_key(key) for key in context.partition_keys]
+    ledgers = write_ledgers(lake, compute_ledger(layer, list(context.partition_keys)),
+                            context.run.run_id)
+    with warehouse.batch() as batch:
+        batch.replace(TABLE, table, covered)
+    # Readers in other processes (the report site) read a copy; publish the new numbers.
+    publish = getattr(warehouse, "publish_snapshot", None)
+    if publish is not None and (snapshot := publish()):
+        context.log.info(f"published the warehouse snapshot for readers: {snapshot}")
+    materializations = []
+    for row in frame.itertuples(index=False):
+        key = parts.partition_key(row.state, row.month)
+        metadata = {"dagster/row_count": 1, "code_version": CODE_VERSION, "table": TABLE,
+                    "ledger_path": ledgers.get(key, ""),
+                    # The partition's page on the report site (why did it change).
+                    "report_page": dg.MetadataValue.url(report_site.explain(row.state,
+                                                                            row.month))}
+        for name in HEADLINE:
+            value = getattr(row, name)
+            metadata[name] = (dg.MetadataValue.null() if pd.isna(value)
+                              else dg.MetadataValue.float(float(value)) if isinstance(value, float)
+                              else dg.MetadataValue.int(int(value)))
+        materializations.append(dg.AssetMaterialization(asset_key=KEY, partition=key,
+                                                        metadata=metadata))
+    log_materializations(context, materializations)
+    context.log.info(f"reports.outcomes: {len(frame)} row(s) for {len(covered)} partition(s) in "
+                     f"{time.perf_counter() - started:.2f}s")
+    yield check
 
 
 REPORT_ASSETS = [outcomes_report]

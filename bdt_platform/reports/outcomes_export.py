@@ -18,7 +18,7 @@ import pandas as pd
 
 from bdt_platform.core import partitions as parts
 from bdt_platform.reports.outcomes import CODE_VERSION, KEY as OUTCOMES_KEY, TABLE, _only, _where
-from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["lake", "outcomes_report"])
@@ -39,20 +39,18 @@ KEY = dg.AssetKey(["lake", "outcomes_report"])
     metadata={"source_table": TABLE,
               "layout": "<lake>/outcomes_report/month=YYYY-MM/state=XX.parquet"},
 )
+@transient_retries
 def outcomes_report_parquet(context: dg.AssetExecutionContext,
                             warehouse: Warehouse) -> pd.DataFrame:
     """The report as Parquet files in the lake, for analysts' notebooks: the rows of
     `reports.outcomes` for each state x month partition, same columns and meanings."""
-    # A transient error (warehouse locked, Google 5xx, ...) is retried; any other fails at once.
-    with retried_when_transient(context):
-        pairs = [parts.split_key(key) for key in context.partition_keys]
-        if not warehouse.table_exists(TABLE):
-            raise dg.Failure(f"{TABLE} does not exist yet: materialize reports/outcomes first")
-        frame = _only(warehouse.query(f"select * from {TABLE} where {_where(pairs)}"), pairs)
-        frame = frame.sort_values(["state", "month"]).reset_index(drop=True)
-        context.log.info(f"{KEY.to_user_string()}: {len(frame)} row(s) for {len(pairs)} "
-                         "partition(s)")
-        return frame
+    pairs = [parts.split_key(key) for key in context.partition_keys]
+    if not warehouse.table_exists(TABLE):
+        raise dg.Failure(f"{TABLE} does not exist yet: materialize reports/outcomes first")
+    frame = _only(warehouse.query(f"select * from {TABLE} where {_where(pairs)}"), pairs)
+    frame = frame.sort_values(["state", "month"]).reset_index(drop=True)
+    context.log.info(f"{KEY.to_user_string()}: {len(frame)} row(s) for {len(pairs)} partition(s)")
+    return frame
 
 
 EXPORT_ASSETS = [outcomes_report_parquet]

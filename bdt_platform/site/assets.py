@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from bdt_platform.site import usage
 from bdt_platform.site.store import SiteStore
-from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["usage", "page_views"])
@@ -63,6 +63,7 @@ def build_usage_assets(settings) -> list[dg.AssetsDefinition]:
 
     @dg.asset(key=KEY, group_name="usage", kinds={"duckdb"}, metadata={"table": TABLE},
               retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL)
+    @transient_retries
     def page_views(context: dg.AssetExecutionContext, warehouse: Warehouse
                    ) -> dg.MaterializeResult:
         """Report-site usage: one row per page view, API call or download the site served
@@ -76,8 +77,7 @@ def build_usage_assets(settings) -> list[dg.AssetsDefinition]:
           or auth; `status`: the HTTP status
         """
         rows = usage_table(site_dir)
-        with retried_when_transient(context):
-            replace_table(warehouse, TABLE, rows)
+        replace_table(warehouse, TABLE, rows)
         context.log.info(f"{TABLE}: {rows.num_rows} row(s)")
         return dg.MaterializeResult(metadata={"dagster/row_count": rows.num_rows,
                                               "table": TABLE})

@@ -21,7 +21,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from bdt_platform.core import partitions as parts
-from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.storage.warehouse import WAREHOUSE_POOL
 from bdt_platform.warehouse.project import (DBT_PROJECT_DIR, BundledDbtCliResource,
                                             prepare_manifest)
@@ -78,6 +78,7 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition
         retry_policy=TRANSIENT_RETRY_POLICY,
         pool=WAREHOUSE_POOL,
     )
+    @transient_retries
     def dbt_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
         """The run's selected models in one dbt command: staging and intermediate views, the
         person dimension, and the fact tables for the run's state x month partitions (delete +
@@ -87,10 +88,9 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition
             variables = dbt_vars(context.partition_keys)
             context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): "
                              f"{variables}")
-        with retried_when_transient(context):
-            with dbt.partition_env(variables):
-                invocation = dbt.cli(["build"], context=context)
-            yield from invocation.stream()
+        with dbt.partition_env(variables):
+            invocation = dbt.cli(["build"], context=context)
+        yield from invocation.stream()
         dbt.keep_parse_state(invocation)
 
     return dbt_models
