@@ -123,7 +123,8 @@ def test_crons_time_zone_and_intervals_come_from_the_configuration(tmp_path):
                     "late_file_rebuild: {interval_seconds: 600}\n"
                     "scorecard_mail: {smtp_host: mail.example.org, smtp_port: 587,"
                     " starttls: true, smtp_user: bdt, sender: r@example.org,"
-                    " recipients: {pa: [a@example.org], NJ: b@example.org}}\n")
+                    " recipients: {pa: [a@example.org], NJ: b@example.org}}\n"
+                    "failure_alerts: {email_to: [ops@example.org]}\n")
     config = sch.load_automation_config(path)
     automation = sch.build_automation([], config)
     monthly, nightly = automation.schedules
@@ -132,6 +133,7 @@ def test_crons_time_zone_and_intervals_come_from_the_configuration(tmp_path):
     intervals = {s.name: s.minimum_interval_seconds for s in automation.sensors}
     assert intervals["inbox_sensor"] == 90 and intervals[sch.LATE_FILE_SENSOR] == 600
     assert config.mail.recipients == {"PA": ("a@example.org",), "NJ": ("b@example.org",)}
+    assert config.alert_email_to == ("ops@example.org",)
     assert (config.mail.smtp_port, config.mail.starttls, config.mail.smtp_user) == (587, True,
                                                                                     "bdt")
     for text, message in [("monthly_reporting: {cron: '0 25 3 * *'}", "not a valid cron"),
@@ -139,7 +141,8 @@ def test_crons_time_zone_and_intervals_come_from_the_configuration(tmp_path):
                           ("time_zone: Mars/Olympus", "not an IANA time zone"),
                           ("inbox_sensor: {interval_seconds: 0}", "positive whole number"),
                           ("scorecard_mail: {smtp_password: x}", "unknown key"),
-                          ("scorecard_mail: {recipients: {XX: [a@b.c]}}", "unknown state")]:
+                          ("scorecard_mail: {recipients: {XX: [a@b.c]}}", "unknown state"),
+                          ("failure_alerts: {email_to: [oncall]}", "list of e-mail addresses")]:
         path.write_text(text)
         with pytest.raises(sch.AutomationConfigError, match=message):
             sch.load_automation_config(path)

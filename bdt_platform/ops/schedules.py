@@ -95,6 +95,8 @@ class AutomationConfig:
     inbox_interval_seconds: int = inbox.INTERVAL_SECONDS
     late_file_interval_seconds: int = 120
     mail: MailConfig = field(default_factory=MailConfig)
+    #: Who gets the failure alert by e-mail (through ``mail``'s SMTP server); empty: nobody.
+    alert_email_to: tuple[str, ...] = ()
 
 
 def load_automation_config(path: Path = DEFAULT_CONFIG) -> AutomationConfig:
@@ -149,7 +151,19 @@ def load_automation_config(path: Path = DEFAULT_CONFIG) -> AutomationConfig:
         inbox_interval_seconds=seconds("inbox_sensor", inbox.INTERVAL_SECONDS),
         late_file_interval_seconds=seconds("late_file_rebuild", 120),
         mail=_mail_config(path, section("scorecard_mail")),
+        alert_email_to=_addresses(path, "failure_alerts.email_to",
+                                  section("failure_alerts").get("email_to")),
     )
+
+
+def _addresses(path: Path, where: str, value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(a, str) and "@" in a for a in value):
+        raise AutomationConfigError(f"{path}: {where} must be a list of e-mail addresses")
+    return tuple(value)
 
 
 def _mail_config(path: Path, data: dict) -> MailConfig:

@@ -20,7 +20,6 @@ import html
 import io
 import math
 import smtplib
-import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -29,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from bdt_platform.core import partitions as parts
+from bdt_platform.ops.smtp import SmtpMailer, smtp_settings
 from bdt_platform.storage.warehouse import Warehouse
 
 JOB_NAME = "scorecard_mail"
@@ -37,47 +37,21 @@ CSV_COLUMNS = ["state", "month", "metric", "label", "unit", "value", "previous_m
                "target", "misses_target"]
 
 
-class ScorecardMailer(dg.ConfigurableResource):
-    """Where scorecards go: the SMTP server, the sender, and each state's recipients; which
-    metrics (the report site's targets file) and the dbt project (metric definitions)."""
+class ScorecardMailer(SmtpMailer):
+    """Where scorecards go: the SMTP server and sender (``SmtpMailer``), and each state's
+    recipients; which metrics (the report site's targets file) and the dbt project (metric
+    definitions)."""
 
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    starttls: bool = False
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    sender: str = "bdt-platform@localhost"
     recipients: dict[str, list[str]] = {}
     dbt_project_dir: str
     targets_path: str
-    timeout_seconds: float = 30.0
-
-    def send(self, message: EmailMessage) -> None:
-        """Send one message (STARTTLS first when configured; sign in when a user is set)."""
-        with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout_seconds) as smtp:
-            smtp.ehlo()
-            if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if self.smtp_user:
-                smtp.login(self.smtp_user, self.smtp_password or "")
-            smtp.send_message(message)
-
-    def describe(self) -> str:
-        return f"smtp://{self.smtp_host}:{self.smtp_port}" + (" (STARTTLS)" if self.starttls
-                                                              else "")
 
 
 def build_mailer(settings, mail_config) -> ScorecardMailer:
-    """The resource from settings (dbt project, targets file) and ``schedules.MailConfig``."""
+    """The resource from settings (dbt project, targets file, SMTP password) and
+    ``schedules.MailConfig``."""
     return ScorecardMailer(
-        smtp_host=mail_config.smtp_host, smtp_port=mail_config.smtp_port,
-        starttls=mail_config.starttls, smtp_user=mail_config.smtp_user,
-        # A secret: named, never copied into the resource's config (the UI shows config);
-        # the value itself only when settings came from a mapping (tests).
-        smtp_password=(dg.EnvVar("BDT_SMTP_PASSWORD") if settings.smtp_password_in_process_env
-                       else settings.smtp_password),
-        sender=mail_config.sender,
+        **smtp_settings(settings, mail_config),
         recipients={state: list(addresses) for state, addresses in mail_config.recipients.items()},
         dbt_project_dir=str(settings.dbt_project_dir),
         targets_path=str(settings.site_targets_path))
