@@ -18,6 +18,7 @@ from bdt_platform.ops.alerts import ALERT_SENSORS
 from bdt_platform.ops.schedules import build_automation, load_automation_config
 from bdt_platform.ops.scorecard_mail import SCORECARD_JOBS
 from bdt_platform.outbox.mail_list import OUTBOX_ASSETS
+from bdt_platform.outreach.definitions import OUTREACH_ASSETS, outreach_resources
 from bdt_platform.reports.jobs import build_jobs
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
@@ -32,13 +33,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     automation = build_automation(jobs, automation_config)
     return dg.Definitions(
         assets=[*FEED_ASSETS, dbt_models, *REPORT_ASSETS, *EXPORT_ASSETS, *OUTBOX_ASSETS,
+                *OUTREACH_ASSETS,
                 *build_usage_assets(settings)],
         jobs=jobs,
         # The schedules, the inbox sensor at its configured interval, the late-file rebuild
         # and the monthly run's follow-ups (ops/schedules.py).
         schedules=automation.schedules,
         sensors=[*automation.sensors, *ALERT_SENSORS],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **outreach_resources(settings)},
     )
 
 

@@ -72,7 +72,7 @@ def test_bench_produces_every_figure(tmp_path):
     # Two ingests, one run each: the partner files alone (what read_csv is compared with),
     # then the case-management database, moved into the home afterwards.
     assert figures["ingest_runs"] == 2  # partner files, case management
-    assert figures["build_runs"] == 2  # every dbt model + reports, report export
+    assert figures["build_runs"] == 3  # every dbt model + reports, readouts, report export
     assert set(figures["sensor_tick"]) == {"folder", "sftp"}, figures["notes"]
     for line in ["ingest (partner files) vs DuckDB read_csv",
                  "ingest vs read_csv with union_by_name", "case-management extract",

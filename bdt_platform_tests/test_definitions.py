@@ -85,12 +85,16 @@ def test_every_dbt_model_is_one_asset_definition_and_only_facts_are_partitioned(
     # The metric layer's views over a fact are partitioned with it (built in the same dbt
     # command as the fact, never before it exists).
     assert partitioned == {f"marts/{name}" for name in MARTS - {"dim_person"}} | {
-        "reports/outcomes", "semantic/sem_outreach", "semantic/sem_applications"}
-    assert "marts/dim_person" in whole and all(
-        key.startswith(("staging/", "intermediate/", "marts/dim_", "semantic/")) for key in whole)
+        "reports/outcomes", "semantic/sem_outreach", "semantic/sem_applications",
+        "outreach/mail_list", "outreach/nudge_assignments", "ml/propensity_scores"}
+    # The response model trains on every month built (its versions), once per build.
+    assert "marts/dim_person" in whole and "ml/response_model" in whole and all(
+        key.startswith(("staging/", "intermediate/", "marts/dim_", "semantic/"))
+        for key in whole - {"ml/response_model"})
     # The metric layer's views over the marts and its time spine (models/semantic/).
     assert {"semantic/sem_eligibility", "semantic/metricflow_time_spine"} <= whole
-    assert len(partitioned | whole) == len(dbt_keys) + 1
+    # the report, the two lists, the model and its scores
+    assert len(partitioned | whole) == len(dbt_keys) + 5
 
 
 def test_a_subset_of_models_runs_only_the_tests_it_can_build(tmp_path, monkeypatch):

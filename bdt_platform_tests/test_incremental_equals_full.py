@@ -253,9 +253,11 @@ def reference(tmp_path_factory) -> Reference:
                       tool_log=home.log())
         assert built.exit_code == 0, lines
         assert set(built.partitions) == set(GRID)
-        # ONE build_warehouse run over the whole grid (every model), then one export run, then
-        # the report site's usage copy (publish_usage, unpartitioned)
-        assert len(built.runs) == 3, lines
+        # ONE build_warehouse run over the whole grid (every model), the readouts over every
+        # partition (build_readouts, unpartitioned), one export run, then the report site's
+        # usage copy (publish_usage, unpartitioned)
+        assert len(built.runs) == 4, lines
+        assert not built.runs[1].states
         assert built.runs[-1].success and not built.runs[-1].states
         tables = {t: _table(home, t) for t in [*PARTITIONED, *DIMENSIONS, *RAW]}
         for table, key in {**PARTITIONED, **DIMENSIONS}.items():

@@ -114,7 +114,8 @@ def test_a_step_that_fails_for_good_is_not_retried_though_it_has_a_retry_policy(
                                     partition_key=parts.partition_key("PA", MONTH))
     assert not result.success
     assert _retries(result.all_events) == []
-    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
+                 and e.step_key == "lake__outcomes_report"]
     reason = failure.step_failure_data.user_failure_data.description
     assert "reports.outcomes does not exist yet" in reason
     assert time.perf_counter() - started < retries.FIRST_WAIT_SECONDS

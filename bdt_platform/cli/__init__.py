@@ -1,5 +1,6 @@
-"""The ``bdt`` command: generate, ingest, build, demo, explain, partners, quarantine, prune, bench
-and ui (the subcommands with more to them have a module of their own in this folder)."""
+"""The ``bdt`` command: generate, ingest, build, demo, explain, partners, quarantine, outreach,
+prune, bench and ui (the subcommands with more to them have a module of their own in this
+folder)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from bdt_platform.cli import metrics, partners, quarantine, retention
+from bdt_platform.cli import outreach as outreach_commands  # bdt outreach simulate
 from bdt_platform.cli import site as site_commands  # the report site's commands
 from bdt_platform.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, _definitions, _echo, _months, _quiet_dagster,
                                      _runtime, _settings, _start_up, _states)
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     site_commands.add_parsers(commands)  # users, serve, usage, embed: the report site
 
     metrics.add_parser(commands)
+
+    outreach_commands.add_parser(commands)
 
     from bdt_platform.bench.platform_bench import __doc__ as bench_doc, add_arguments
 

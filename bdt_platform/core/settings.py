@@ -39,7 +39,7 @@ class Settings:
     inbox: str
     lake: str
     warehouse_path: Path
-    casemgmt_url: str
+    casemgmt_url: str = field(repr=False)  # may hold a password: never in a repr
     dagster_home: Path
     pii_key: str = field(repr=False)
     pii_key_file: Path | None = None  # local only: where a generated key lives
@@ -88,6 +88,9 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     # True when the password is the process's BDT_SMTP_PASSWORD (resources name it, dg.EnvVar).
     smtp_password_in_process_env: bool = False
+    # BDT_OUTREACH_CONFIG: the outreach rules, budgets and nudge campaigns (YAML); the shipped
+    # default (bdt_platform/outreach/outreach.yaml) when unset.
+    outreach_config: Path = Path(__file__).resolve().parents[1] / "outreach" / "outreach.yaml"
 
     @property
     def site_dir(self) -> Path:
@@ -280,6 +283,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         smtp_password_in_process_env=from_process and bool(environ.get("BDT_SMTP_PASSWORD")),
         **({"schedules_path": Path(environ["BDT_SCHEDULES"]).expanduser().absolute()}
            if environ.get("BDT_SCHEDULES") else {}),
+        **({"outreach_config": Path(environ["BDT_OUTREACH_CONFIG"]).expanduser().absolute()}
+           if environ.get("BDT_OUTREACH_CONFIG") else {}),
         **({"site_targets_path": Path(environ["BDT_SITE_TARGETS"]).expanduser().absolute()}
            if environ.get("BDT_SITE_TARGETS") else {}),
     )

@@ -28,35 +28,6 @@ def usage_table(site_dir) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
 
 
-def replace_table(warehouse: Warehouse, table: str, rows: pa.Table) -> None:
-    """Replace the whole (unpartitioned) ``table`` with ``rows`` in one transaction. The
-    ``Warehouse`` API replaces (state, month) partitions only, so this uses each backend's
-    own: DuckDB ``CREATE OR REPLACE TABLE``, BigQuery a ``WRITE_TRUNCATE`` load."""
-    schema, _, name = table.partition(".")
-    if hasattr(warehouse, "connect"):  # DuckDBWarehouse
-        with warehouse.connect() as con:
-            con.register("_bdt_usage", rows)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS '
-                            "SELECT * FROM _bdt_usage")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("_bdt_usage")
-        return
-    from google.cloud import bigquery
-
-    target = warehouse.ensure_table(table, rows)
-    job = warehouse.client().load_table_from_dataframe(
-        rows.to_pandas(), target,
-        job_config=bigquery.LoadJobConfig(write_disposition="WRITE_TRUNCATE"))
-    job.result()
-
-
 def build_usage_assets(settings) -> list[dg.AssetsDefinition]:
     """``usage/page_views`` for ``settings``' home (its ``site_dir``)."""
     site_dir = settings.site_dir
@@ -77,7 +48,7 @@ def build_usage_assets(settings) -> list[dg.AssetsDefinition]:
           or auth; `status`: the HTTP status
         """
         rows = usage_table(site_dir)
-        replace_table(warehouse, TABLE, rows)
+        warehouse.replace_table(TABLE, rows)
         context.log.info(f"{TABLE}: {rows.num_rows} row(s)")
         return dg.MaterializeResult(metadata={"dagster/row_count": rows.num_rows,
                                               "table": TABLE})

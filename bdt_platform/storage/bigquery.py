@@ -336,6 +336,19 @@ class BigQueryWarehouse(Warehouse):
 
     # -- the Warehouse interface -------------------------------------------------------------------
 
+    def replace_table(self, table: str, rows: pa.Table) -> None:
+        """One ``WRITE_TRUNCATE`` load job: BigQuery swaps the table's data (and schema) when
+        the job succeeds, and leaves it as it was when it fails."""
+        rows = normalize(rows)
+        target = self.ensure_table(table, rows)
+        buffer = io.BytesIO()
+        pq.write_table(rows, buffer)
+        buffer.seek(0)
+        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
+                                        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                                        schema=table_schema(rows), labels=job_labels())
+        self.client().load_table_from_file(buffer, target, job_config=config).result()
+
     @contextlib.contextmanager
     def batch(self) -> Iterator[BigQueryBatch]:
         """Every replace inside commits together (one transaction) or not at all."""

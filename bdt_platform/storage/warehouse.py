@@ -194,6 +194,11 @@ class Warehouse(dg.ConfigurableResource):
         with self.batch() as batch:
             return batch.replace(table, rows, list(partitions))
 
+    def replace_table(self, table: str, rows: pa.Table) -> None:
+        """Replace the whole (unpartitioned) ``table`` with ``rows``, all at once: a reader
+        sees the old table or the new one, never a part (readouts, usage copies)."""
+        raise NotImplementedError
+
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         raise NotImplementedError
 
@@ -270,6 +275,22 @@ class DuckDBWarehouse(Warehouse):
                 for name, value in before.items():  # for any other connection to the database
                     with contextlib.suppress(duckdb.Error):
                         con.execute(f"SET {name} = {int(value)}")
+
+    def replace_table(self, table: str, rows: pa.Table) -> None:
+        schema, _, name = table.partition(".")
+        with self.connect() as con:
+            con.register("_bdt_replacement", rows)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS '
+                            "SELECT * FROM _bdt_replacement")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("_bdt_replacement")
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect() as con:

@@ -8,9 +8,11 @@ The funnel (rates are per state-month, at any scale):
   come back returned, undeliverable (bad addresses mostly) or forwarded;
 * **nudged** - ~40% of the eligible people (only those with a phone) are in one of the month's
   one or two text/call campaigns, split into A/B arms by a hash of their token and the campaign id;
-* **called** - ~12% of the mailed people call our call center, more often when the letter arrived
-  and more often in the treatment arm (so an A/B readout has an effect to find); an unfinished first
-  call gets a callback a few days later;
+* **called** - ~12% of the mailed people call our call center, more often when the letter arrived,
+  more often in the treatment arm (so an A/B readout has an effect to find) and more or less often
+  by who they are (household, income, language, programs, a hidden responsiveness: the planted
+  signal a response model can find, ``truth``); an unfinished first call gets a callback a few
+  days later;
 * **applied** - ~70% of the callers apply, on or after a completed call, for one or two of the
   programs they are eligible for;
 * **decided** - the state decides every application within the month: ~60% approved, ~25% denied,
@@ -31,6 +33,7 @@ import numpy as np
 
 from bdt_platform.synthetic.formats import SECONDS_PER_DAY, day_number
 from bdt_platform.synthetic.people import PROGRAMS, PersonPool
+from bdt_platform.synthetic import truth
 from bdt_platform.synthetic.seeding import rng
 
 ELIGIBLE_PER_SCALE = 300
@@ -44,10 +47,9 @@ _STATUS_P_BAD_ADDRESS = [0.10, 0.35, 0.50, 0.05]
 # Days from mailing to the status, per status: [low, high] inclusive.
 _STATUS_LAG = {"delivered": (2, 6), "returned": (9, 24), "undeliverable": (6, 16),
                "forwarded": (5, 12)}
-# Chance that a mailed person calls, by what happened to the letter, plus the nudge's lift.
-_CALL_P_BY_STATUS = {"delivered": 0.11, "forwarded": 0.08, "returned": 0.02,
-                     "undeliverable": 0.02}
-_CALL_LIFT = {"treatment": 0.07, "control": 0.02}
+# Chance that a mailed person calls: by what happened to the letter and who they are, plus the
+# nudge's lift per arm (truth.py, the planted effects).
+_CALL_LIFT = truth.NUDGE_CALL_LIFT
 
 CALL_OUTCOMES = np.array(["completed", "callback_requested", "voicemail", "no_answer"],
                          dtype=object)
@@ -124,8 +126,16 @@ def _office_time(draw: np.random.Generator, days: np.ndarray) -> np.ndarray:
     return days * SECONDS_PER_DAY + draw.integers(_DAY_START_S, _DAY_END_S, size=len(days))
 
 
-def simulate_month(pool: PersonPool, month: dt.date, *, seed: int, scale: float) -> MonthActivity:
-    """Run the funnel for ``pool.state`` in ``month`` (first of month)."""
+#: The stages whose draws are the people's responses (``simulate_month``'s ``outcome_seed``).
+OUTCOME_STAGES = ("calls", "applications", "outcomes")
+
+
+def simulate_month(pool: PersonPool, month: dt.date, *, seed: int, scale: float,
+                   outcome_seed: int | None = None) -> MonthActivity:
+    """Run the funnel for ``pool.state`` in ``month`` (first of month). ``outcome_seed``: draw
+    the responses (``OUTCOME_STAGES``: calls, applications, decisions) from this seed instead,
+    keeping who is eligible, mailed and nudged (another outcome of the same month; None: the
+    month of ``seed``)."""
     state, scale = pool.state, float(scale)
     yyyymm = f"{month:%Y%m}"
     first_day = day_number(month)
@@ -133,6 +143,8 @@ def simulate_month(pool: PersonPool, month: dt.date, *, seed: int, scale: float)
     last_second = end_day * SECONDS_PER_DAY - 1
 
     def stream(stage: str) -> np.random.Generator:
+        if outcome_seed is not None and stage in OUTCOME_STAGES:
+            return rng(outcome_seed, scale, state, yyyymm, stage)
         return rng(seed, scale, state, yyyymm, stage)
 
     # Eligible: a fresh draw of pool members each month, in pool order.
@@ -164,7 +176,8 @@ def simulate_month(pool: PersonPool, month: dt.date, *, seed: int, scale: float)
 
     # Calls: mailed people call once the letter (or a nudge) reached them.
     draw = stream("calls")
-    p_call = np.array([_CALL_P_BY_STATUS[s] for s in mail["status"]])
+    p_call = np.array([pool.call_p[s][p] for s, p in zip(mail["status"].tolist(),
+                                                         mail["person"].tolist())])
     p_call += np.array([_CALL_LIFT.get(arm_of.get(int(p), ""), 0.0) for p in mail["person"]])
     reached = np.where(np.isin(mail["status"], ["delivered", "forwarded"]), mail["status_day"],
                        mail["mailed_day"] + 5)
@@ -240,9 +253,9 @@ def _nudges(draw: np.random.Generator, pool: PersonPool, eligible: np.ndarray, s
     reached_type = np.where(is_sms, "delivered", "call_completed").astype(object)
     reached_at = sent + np.where(is_sms, draw.integers(1, 91, n), draw.integers(45, 901, n))
     failed_at = sent + np.where(is_sms, draw.integers(5, 301, n), draw.integers(20, 61, n))
-    reply_p = np.where(arm == "treatment", 0.15, 0.08)
+    reply_p = np.array([truth.REPLY_P.get(a, truth.REPLY_P["control"]) for a in arm])
     opted_out = ~failed & np.where(is_sms, u2 < 0.03, u2 < 0.02)
-    replied = ~failed & ~opted_out & is_sms & (u2 < 0.03 + reply_p)
+    replied = ~failed & ~opted_out & is_sms & (u2 < truth.REPLY_P_BASE + reply_p)
     follow_at = reached_at + np.where(is_sms, 20 + draw.exponential(7200.0, n).astype(np.int64), 1)
 
     idx = np.arange(n)

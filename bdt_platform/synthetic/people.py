@@ -27,6 +27,7 @@ import numpy as np
 from bdt_platform.core.partitions import STATES
 from bdt_platform.core.pii import person_token
 from bdt_platform.synthetic.formats import dates, day_number
+from bdt_platform.synthetic import truth
 from bdt_platform.synthetic.seeding import faker, rng
 
 PROGRAMS = ("SNAP", "MEDICAID", "LIHEAP", "WIC", "MSP", "EXTRA_HELP")
@@ -72,7 +73,9 @@ class PersonPool:
     empty); ``date_of_birth`` is ISO text; ``income_cents`` is the monthly household income;
     ``eligible`` is a boolean matrix (person x ``PROGRAMS``); ``bad_address`` marks the addresses
     the post office cannot deliver to; ``token`` is the person token (``pii.person_token``) that
-    vendors see instead of the person.
+    vendors see instead of the person. ``responsiveness`` (hidden, in no file) and ``call_p``
+    (per letter status, the chance the person calls after a letter) are the planted response
+    signal of ``truth``.
     """
 
     state: str
@@ -95,6 +98,8 @@ class PersonPool:
     programs_enrolled: np.ndarray
     bad_address: np.ndarray
     token: np.ndarray
+    responsiveness: np.ndarray
+    call_p: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.client_id)
@@ -311,6 +316,12 @@ def build_pool(state: str, *, seed: int, scale: float, pii_key: str) -> PersonPo
     def obj(values) -> np.ndarray:
         return np.array(values, dtype=object)
 
+    # The planted response signal (truth.py), from a stream of its own: the draws above, and
+    # so every file, are the same as without it.
+    hidden = truth.responsiveness(rng(seed, scale, state, "responsiveness"), n)
+    log_odds = truth.person_log_odds(household, income_cents, language, eligible.sum(axis=1),
+                                     hidden)
+
     return PersonPool(
         state=state,
         client_id=obj(client_ids),
@@ -332,4 +343,6 @@ def build_pool(state: str, *, seed: int, scale: float, pii_key: str) -> PersonPo
         programs_enrolled=obj([_program_text(row) for row in enrolled]),
         bad_address=bad_address,
         token=obj(tokens),
+        responsiveness=hidden,
+        call_p=truth.calibrated_call_p(log_odds, log_odds),
     )

@@ -15,6 +15,9 @@ from bdt_platform.storage.warehouse import Warehouse
 
 BUILD_JOB = "build_warehouse"
 EXPORT_JOB = "export_reports"
+#: The unpartitioned reports read across every partition (the A/B readout): after every build
+#: run, so they see all the partitions the builds wrote, not only the first run's.
+READOUT_JOB = "build_readouts"
 #: The report site's usage records into the warehouse (``usage.page_views``), after the exports.
 USAGE_JOB = "publish_usage"
 
@@ -58,8 +61,9 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
     """One ``build_warehouse`` run per rectangle of the partitions with raw data (a rectangle
     is a contiguous range of states x months; a full grid is a single run): every dbt model in
     one dbt command, then the reports. Runs after the first leave out the unpartitioned models,
-    which the first built; none starts after a failed one. Then the report export, the same
-    way."""
+    which the first built; none starts after a failed one. Then the readouts across all
+    partitions (one run), the report export and the vendor files (as the builds), and the
+    report site's usage rows."""
     chosen = select_partitions(partitions_with_raw_data(warehouse), states, months)
     result = BuildResult(chosen)
     if not chosen:
@@ -71,6 +75,9 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
                                  later_selection=job_assets(defs, BUILD_JOB, partitioned=True),
                                  stop_on_failure=True,
                                  progress=lambda message: echo(f"  {message}"))
+    if all(run.success for run in result.runs):
+        result.runs.append(execute(defs.resolve_job_def(READOUT_JOB), instance, {}, {}, None,
+                                   [], [], tool_log=tool_log))
     if all(run.success for run in result.runs):
         result.runs += run_rectangles(defs, instance, EXPORT_JOB, chosen, tool_log=tool_log,
                                       progress=lambda message: echo(f"  {message}"))

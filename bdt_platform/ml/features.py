@@ -1,0 +1,150 @@
+"""The response model's features and label, from warehouse tables only.
+
+One row per person x state x month on the partners' eligibility files (``person_months``),
+described by what the warehouse knows *before* that month: the month's eligibility row (the
+first in partner, record-id order, as the mail list picks it) and the person's history of
+eligibility files and case-management applications. Never an SSN, a name, an address, a phone,
+an e-mail or a date of birth: ``FEATURES`` is the whole list, and the model reads nothing else.
+
+The label (``labels``): the person applied (a case-management application submitted) within
+``label_days`` days of the month's mailing, dated the first of the month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from bdt_platform.core import partitions as parts
+
+#: Languages with a column of their own (``en`` is the reference; the rest are ``other``).
+LANGUAGES = ("es", "zh", "vi")
+
+#: Every column the model reads, in order.
+FEATURES = (
+    "household_size",                # people in the household (eligibility file)
+    "monthly_income_1000",           # monthly household income, in $1,000
+    "programs_to_offer",             # programs eligible for and not enrolled in
+    "programs_enrolled",             # programs already enrolled in
+    *(f"language_{code}" for code in LANGUAGES),  # preferred language (0/1 each)
+    "language_other",
+    "months_since_first_eligible",   # months since the person's first eligibility file
+    "prior_months_eligible",         # earlier months on an eligibility file
+    "prior_applications",            # applications submitted before the month
+)
+KEY = ("state", "month", "person_token")
+
+#: What the feature builder reads from ``staging.stg_partners__eligibility``.
+ELIGIBILITY_COLUMNS = ("person_token", "state", "month", "_partner", "record_id",
+                       "household_size", "monthly_income", "language", "programs_eligible",
+                       "programs_enrolled")
+#: What it reads of the applications (with the client's person token).
+APPLICATION_COLUMNS = ("person_token", "submitted_at")
+
+
+def _codes(text) -> frozenset[str]:
+    if text is None or (isinstance(text, float) and np.isnan(text)) or text is pd.NA:
+        return frozenset()
+    return frozenset(c.strip().upper() for c in str(text).split(";") if c.strip())
+
+
+def _month_index(months: pd.Series) -> np.ndarray:
+    values = pd.to_datetime(months)
+    return (values.dt.year * 12 + values.dt.month - 1).to_numpy()
+
+
+def person_months(eligibility: pd.DataFrame) -> pd.DataFrame:
+    """One row per person x state x month: the first eligibility row's household, income and
+    language; programs eligible and enrolled are the union over the partners' rows."""
+    rows = eligibility[list(ELIGIBILITY_COLUMNS)].copy()
+    rows["month"] = pd.to_datetime(rows["month"]).dt.date
+    rows = rows[rows["person_token"].notna()].sort_values(
+        ["state", "month", "person_token", "_partner", "record_id"], kind="stable")
+    keys = list(KEY)
+    first = rows.drop_duplicates(keys, keep="first").set_index(keys)
+    eligible = rows.groupby(keys, sort=True)["programs_eligible"].agg(
+        lambda s: frozenset().union(*map(_codes, s)))
+    enrolled = rows.groupby(keys, sort=True)["programs_enrolled"].agg(
+        lambda s: frozenset().union(*map(_codes, s)))
+    out = first[["household_size", "monthly_income", "language"]].copy()
+    out["programs_to_offer"] = [len(e - n) for e, n in zip(eligible, enrolled)]
+    out["programs_enrolled"] = [len(n) for n in enrolled]
+    return out.reset_index().sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def build_features(eligibility: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
+    """``KEY`` + ``FEATURES`` for every person x state x month of ``eligibility``, each row
+    from the month's files and what happened before the month only."""
+    frame = person_months(eligibility)
+    frame["household_size"] = pd.to_numeric(frame["household_size"]).fillna(1).astype(float)
+    frame["monthly_income_1000"] = (pd.to_numeric(frame["monthly_income"]).fillna(0.0)
+                                    .astype(float) / 1000.0)
+    language = frame["language"].fillna("").astype(str).str.strip().str.lower()
+    for code in LANGUAGES:
+        frame[f"language_{code}"] = (language == code).astype(float)
+    frame["language_other"] = (~language.isin(("en", *LANGUAGES))).astype(float)
+    for column in ("programs_to_offer", "programs_enrolled"):
+        frame[column] = frame[column].astype(float)
+
+    # History: the person's months on any eligibility file (any state), before this month.
+    month_no = _month_index(frame["month"])
+    seen = pd.DataFrame({"person_token": frame["person_token"], "m": month_no}
+                        ).drop_duplicates().sort_values(["person_token", "m"])
+    first_seen = seen.groupby("person_token")["m"].min()
+    frame["months_since_first_eligible"] = (
+        month_no - frame["person_token"].map(first_seen).to_numpy()).astype(float)
+    seen["prior"] = seen.groupby("person_token").cumcount()
+    prior = dict(zip(zip(seen["person_token"], seen["m"]), seen["prior"]))
+    frame["prior_months_eligible"] = [float(prior[(t, m)])
+                                      for t, m in zip(frame["person_token"], month_no)]
+
+    frame["prior_applications"] = _count_before(frame, applications).astype(float)
+    return frame[[*KEY, *FEATURES]]
+
+
+def _application_days(applications: pd.DataFrame) -> pd.DataFrame:
+    apps = applications[list(APPLICATION_COLUMNS)].dropna().copy()
+    submitted = pd.to_datetime(apps["submitted_at"], utc=True)
+    apps["day"] = submitted.dt.tz_localize(None).dt.floor("D")
+    return apps[["person_token", "day"]].sort_values(["person_token", "day"], kind="stable")
+
+
+def _count_before(frame: pd.DataFrame, applications: pd.DataFrame) -> np.ndarray:
+    """Per row, the person's applications submitted before the first of the row's month."""
+    apps = _application_days(applications)
+    by_person = {t: g["day"].to_numpy() for t, g in apps.groupby("person_token", sort=False)}
+    starts = pd.to_datetime(frame["month"]).to_numpy()
+    return np.array([np.searchsorted(by_person[t], s, side="left") if t in by_person else 0
+                     for t, s in zip(frame["person_token"], starts)], dtype=np.int64)
+
+
+def labels(frame: pd.DataFrame, applications: pd.DataFrame, label_days: int) -> np.ndarray:
+    """1 when the row's person submitted an application within ``label_days`` days from the
+    first of the row's month (the month's mailing), else 0."""
+    apps = _application_days(applications)
+    by_person = {t: g["day"].to_numpy() for t, g in apps.groupby("person_token", sort=False)}
+    starts = pd.to_datetime(frame["month"]).to_numpy()
+    ends = starts + np.timedelta64(int(label_days), "D")
+    out = np.zeros(len(frame), dtype=np.int64)
+    for i, (token, start, end) in enumerate(zip(frame["person_token"], starts, ends)):
+        days = by_person.get(token)
+        if days is not None:
+            out[i] = int(np.searchsorted(days, end, "left") > np.searchsorted(days, start,
+                                                                               "left"))
+    return out
+
+
+def label_complete(month: dt.date, label_days: int, scored_month: dt.date) -> bool:
+    """A month's labels are all known when its window closes by the first of ``scored_month``."""
+    return month + dt.timedelta(days=int(label_days)) <= scored_month and month < scored_month
+
+
+def candidates(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a letter could be about: people with a program still to offer."""
+    return frame[frame["programs_to_offer"] > 0]
+
+
+def month_of(value) -> dt.date:
+    return parts.month_start(pd.Timestamp(value).date())

@@ -1,0 +1,91 @@
+"""Every version of the response model the warehouse's months allow, with its metrics and
+whether it is promoted, as a pure function of the feature rows and the applications.
+
+In month order: a version is trained on its train months' candidates (``features.candidates``),
+evaluated on its test month's candidates, and compared with the version in force before it (the
+last promoted one) on the *same* test month: promoted unless its AUC there is lower by more than
+the margin (``train.promoted``). A version that is not promoted is kept (in the lake and
+``ml.model_versions``) but scores nothing; the one in force goes on scoring.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from bdt_platform.ml import features, train
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    plan: train.VersionPlan
+    model: Pipeline
+    data: bytes
+    sha256: str
+    model_version: str
+    metrics: train.Metrics
+    n_train: int
+    positives_train: int
+    previous_version: str | None
+    previous_auc: float | None  # the previous version's AUC on this version's test month
+    promoted: bool
+
+
+def examples(frame: pd.DataFrame, applications: pd.DataFrame, label_days: int) -> pd.DataFrame:
+    """The candidates of ``frame`` with their label (column ``applied``)."""
+    rows = features.candidates(frame).reset_index(drop=True)
+    rows = rows.assign(applied=features.labels(rows, applications, label_days))
+    return rows
+
+
+def train_versions(frame: pd.DataFrame, applications: pd.DataFrame, *, label_days: int,
+                   margin: float, min_train_months: int = 1,
+                   fit: Callable[[pd.DataFrame, np.ndarray], Pipeline] = train.fit
+                   ) -> list[TrainedVersion]:
+    """Train, evaluate and decide on every version ``train.plan`` allows, in month order.
+    ``fit(rows, labels)`` trains one version (``train.fit``)."""
+    rows = examples(frame, applications, label_days)
+    months = sorted(set(rows["month"]))
+    out: list[TrainedVersion] = []
+    in_force: TrainedVersion | None = None
+    for plan in train.plan(months, label_days, min_train_months):
+        train_rows = rows[rows["month"].isin(plan.train_months)]
+        test_rows = rows[rows["month"] == plan.test_month]
+        y_train = train_rows["applied"].to_numpy()
+        if not 0 < y_train.sum() < len(y_train) or test_rows.empty:
+            continue  # nothing to learn from (one class only)
+        model = fit(train_rows, y_train)
+        y_test = test_rows["applied"].to_numpy()
+        metrics = train.evaluate(y_test, train.score(model, test_rows))
+        previous_auc = None
+        if in_force is not None:
+            previous_auc = train.evaluate(y_test, train.score(in_force.model, test_rows)).auc
+        data, sha = train.serialize(model, plan)
+        version = TrainedVersion(
+            plan=plan, model=model, data=data, sha256=sha,
+            model_version=train.version_id(plan, sha), metrics=metrics,
+            n_train=int(len(train_rows)), positives_train=int(y_train.sum()),
+            previous_version=in_force.model_version if in_force else None,
+            previous_auc=previous_auc,
+            promoted=train.promoted(metrics.auc, previous_auc, margin))
+        out.append(version)
+        if version.promoted:
+            in_force = version
+    return out
+
+
+def in_force_for(versions: pd.DataFrame, month: dt.date) -> pd.Series | None:
+    """Of ``ml.model_versions`` rows, the promoted version that scores ``month``: the newest
+    promoted one whose scored month is ``month`` or earlier (None: no model yet)."""
+    if versions is None or versions.empty:
+        return None
+    scored = pd.to_datetime(versions["scored_month"]).dt.date
+    ok = versions[versions["promoted"].astype(bool) & (scored <= month)]
+    if ok.empty:
+        return None
+    return ok.loc[pd.to_datetime(ok["scored_month"]).idxmax()]

@@ -1,0 +1,192 @@
+"""Who is mailed in a state x month: the outreach rules as one pure function of DataFrames.
+
+``select_mail_list`` applies, in this order, and counts each person left out under the first
+rule that leaves them out (``EXCLUSION_REASONS``):
+
+1. ``enrolled_in_everything``: the person is enrolled in (or was approved for, per the state's
+   outcomes) every program the partners found them eligible for;
+2. ``do_not_contact``: the person token is on the configured do-not-contact list;
+3. ``opted_out``: the person opted out in a text/call campaign (the nudge events);
+4. ``undeliverable_address``: the last piece we mailed them came back ``returned`` or
+   ``undeliverable`` and no newer address has arrived since (same address fingerprint);
+5. ``mailed_recently``: we mailed them less than ``history_days`` days ago (our own mail
+   history; the vendor's mailing date when the returns report one);
+6. ``over_budget``: eligible, but beyond the state x month's pieces budget.
+
+Rows of several partners about one person become one candidate (``duplicate_rows`` counts the
+extra rows): eligible programs and enrolments are the union over the rows, the mailing address
+comes from the first row in (partner, record id) order. Of the budget, ``control_share`` is
+filled by a lottery (``ids.control_draw``) among all eligible people (``arm =
+random_control``), the rest in rank order (``arm = model``): by the model's score when there is
+one, else by the number of programs still to win. ``rank`` numbers the list 1..n in that order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bdt_platform.outreach import ids
+
+EXCLUSION_REASONS = ("enrolled_in_everything", "do_not_contact", "opted_out",
+                     "undeliverable_address", "mailed_recently", "over_budget")
+RETURNED_STATUSES = ("returned", "undeliverable")
+ARM_MODEL, ARM_CONTROL = "model", "random_control"
+LIST_COLUMNS = ["state", "month", "person_token", "mail_piece_id", "score", "rank", "arm",
+                "model_version", "programs_to_offer", "address_hash", "language",
+                "source_partner", "source_record_id"]
+
+
+@dataclass
+class MailListResult:
+    rows: pd.DataFrame
+    exclusions: dict[str, int] = field(default_factory=dict)
+    candidates: int = 0  # distinct people on the month's eligibility files
+    duplicate_rows: int = 0
+    eligible: int = 0  # people left after every rule but the budget
+    budget: int = 0
+
+
+def _codes(text) -> set[str]:
+    if text is None or (isinstance(text, float) and pd.isna(text)) or text is pd.NA:
+        return set()
+    return {c.strip().upper() for c in str(text).split(";") if c.strip()}
+
+
+def address_hash(line1, line2, city, zip_code) -> str:
+    """A fingerprint of a mailing address (upper-cased, spaces squeezed, ZIP5): equal when
+    the post office would see the same address. The mail list keeps it, not the address."""
+    def norm(value) -> str:
+        return " ".join(str(value or "").upper().split()) if not pd.isna(value) else ""
+    text = "|".join([norm(line1), norm(line2), norm(city), norm(zip_code)[:5]])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _days_before(month: dt.date, when) -> int:
+    return (pd.Timestamp(month) - pd.Timestamp(when)).days
+
+
+def select_mail_list(state: str, month: dt.date, eligibility: pd.DataFrame, *,
+                     enrolled: pd.DataFrame | None = None,
+                     history: pd.DataFrame | None = None,
+                     returns: pd.DataFrame | None = None,
+                     opted_out: set[str] | frozenset = frozenset(),
+                     do_not_contact: dict[str, str] | None = None,
+                     budget: int, control_share: float, history_days: int = 90,
+                     scores: pd.DataFrame | None = None,
+                     model_version: str | None = None) -> MailListResult:
+    """The mail list of ``state`` x ``month``.
+
+    ``eligibility``: the month's partner rows (person_token, record_id, _partner,
+    programs_eligible, programs_enrolled, address_line1, address_line2, city, zip, language).
+    ``enrolled``: (person_token, program) approvals known so far. ``history``: our earlier mail
+    list rows (person_token, month, mail_piece_id, address_hash), months before ``month`` only.
+    ``returns``: the vendor's reports (mail_piece_id, mailed_date, status, status_date).
+    ``scores``: (person_token, score) from the model, or None.
+    """
+    result = MailListResult(rows=pd.DataFrame(columns=LIST_COLUMNS), budget=int(budget),
+                            exclusions={reason: 0 for reason in EXCLUSION_REASONS})
+    if eligibility.empty:
+        return result
+    rows = eligibility.sort_values(["person_token", "_partner", "record_id"], kind="stable")
+    result.duplicate_rows = int(len(rows) - rows["person_token"].nunique())
+    approved: dict[str, set[str]] = {}
+    if enrolled is not None:
+        for token, program in zip(enrolled["person_token"], enrolled["program"]):
+            approved.setdefault(token, set()).add(str(program).upper())
+    people = []
+    for token, group in rows.groupby("person_token", sort=True):
+        first = group.iloc[0]
+        eligible = set().union(*map(_codes, group["programs_eligible"]))
+        have = set().union(*map(_codes, group["programs_enrolled"])) | approved.get(token, set())
+        people.append({
+            "person_token": token,
+            "to_offer": sorted(eligible - have),
+            "address_hash": address_hash(first["address_line1"], first.get("address_line2"),
+                                         first["city"], first["zip"]),
+            "language": first.get("language"),
+            "source_partner": first["_partner"],
+            "source_record_id": first["record_id"],
+        })
+    result.candidates = len(people)
+    dnc = do_not_contact or {}
+
+    # The person's last piece (ours), and its fate at the vendor.
+    last_piece: dict[str, dict] = {}
+    last_returned: dict[str, str] = {}
+    if history is not None and not history.empty:
+        hist = history[pd.to_datetime(history["month"]).dt.date < month].copy()
+        hist["mailed_on"] = pd.to_datetime(hist["month"])
+        if returns is not None and not returns.empty:
+            fate = returns.sort_values("status_date").drop_duplicates("mail_piece_id",
+                                                                      keep="last")
+            hist = hist.merge(fate[["mail_piece_id", "mailed_date", "status"]],
+                              on="mail_piece_id", how="left")
+            known = hist["mailed_date"].notna()
+            hist.loc[known, "mailed_on"] = pd.to_datetime(hist.loc[known, "mailed_date"])
+        else:
+            hist["status"] = None
+        hist = hist.sort_values(["person_token", "mailed_on", "mail_piece_id"])
+        for row in hist.itertuples(index=False):
+            last_piece[row.person_token] = {"mailed_on": row.mailed_on}
+            if row.status in RETURNED_STATUSES:
+                last_returned[row.person_token] = row.address_hash
+            elif isinstance(row.status, str):
+                last_returned.pop(row.person_token, None)  # delivered since: address is good
+
+    kept = []
+    for person in people:
+        token = person["person_token"]
+        if not person["to_offer"]:
+            reason = "enrolled_in_everything"
+        elif token in dnc:
+            reason = "do_not_contact"
+        elif token in opted_out:
+            reason = "opted_out"
+        elif last_returned.get(token) == person["address_hash"]:
+            reason = "undeliverable_address"
+        elif (token in last_piece
+              and _days_before(month, last_piece[token]["mailed_on"]) < history_days):
+            reason = "mailed_recently"
+        else:
+            kept.append(person)
+            continue
+        result.exclusions[reason] += 1
+    result.eligible = len(kept)
+    if not kept:
+        return result
+
+    pool = pd.DataFrame(kept)
+    pool["state"], pool["month"] = state, month
+    pool["programs_to_offer"] = pool["to_offer"].map(";".join)
+    pool["n_offer"] = pool["to_offer"].map(len)
+    pool["tie"] = [ids.tie_break(t, state, month) for t in pool["person_token"]]
+    pool["lottery"] = [ids.control_draw(t, state, month) for t in pool["person_token"]]
+    if scores is not None and not scores.empty:
+        pool = pool.merge(scores[["person_token", "score"]], on="person_token", how="left")
+        pool["score"] = pool["score"].astype("float64")
+        order = ["score", "n_offer", "tie"]
+        ascending = [False, False, True]
+    else:
+        pool["score"] = float("nan")
+        order, ascending = ["n_offer", "tie"], [False, True]
+    pool = pool.sort_values(order, ascending=ascending, na_position="last", kind="stable")
+
+    budget = max(0, int(budget))
+    n_control = min(len(pool), int(round(budget * control_share)))
+    control = set(pool.nsmallest(n_control, "lottery")["person_token"]) if n_control else set()
+    ranked = pool[~pool["person_token"].isin(control)].head(max(0, budget - n_control))
+    chosen = set(ranked["person_token"]) | control
+    result.exclusions["over_budget"] = int(len(pool) - len(chosen))
+    out = pool[pool["person_token"].isin(chosen)].copy()  # still in rank order
+    out["rank"] = range(1, len(out) + 1)
+    out["arm"] = [ARM_CONTROL if t in control else ARM_MODEL for t in out["person_token"]]
+    out["model_version"] = model_version if scores is not None and not scores.empty else None
+    out["mail_piece_id"] = [ids.mail_piece_id(state, month, t) for t in out["person_token"]]
+    if out["mail_piece_id"].duplicated().any():
+        raise ValueError(f"mail_piece_id collision in {state} {month:%Y-%m}")
+    result.rows = out[LIST_COLUMNS].reset_index(drop=True)
+    return result
