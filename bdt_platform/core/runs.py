@@ -41,7 +41,10 @@ RUN_RETRIES = {"enabled": True, "max_retries": 0, "retry_on_asset_or_op_failure"
 #: two re-launches of a run that died (``RUN_RETRIES``), re-running only the steps that had not
 #: finished; a run that hangs is ended after six hours (run monitoring; a 51-state year builds
 #: in minutes).
+#: ``dagster/retry_on_asset_or_op_failure`` says the same as ``RUN_RETRIES`` on the run itself,
+#: so an instance configured elsewhere (the Helm chart's) retries these jobs the same way.
 RUN_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE",
+                  "dagster/retry_on_asset_or_op_failure": "false",
                   "dagster/max_runtime": str(6 * 3600)}
 #: Run monitoring (the daemon): a run that never starts, never finishes cancelling, or (with
 #: a launcher that can check its workers, as Kubernetes') whose worker died is marked failed,
