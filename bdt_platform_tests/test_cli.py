@@ -18,7 +18,8 @@ def _run(args, home: Path, **extra):
     return subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", ["generate", "ingest", "build", "demo", "explain", "bench", "ui"])
+@pytest.mark.parametrize("command", ["generate", "ingest", "build", "demo", "explain", "prune", "bench",
+                                     "ui"])
 def test_every_command_has_help(tmp_path, command):
     result = _run([str(BIN / "bdt"), command, "--help"], tmp_path)
     assert result.returncode == 0

@@ -71,6 +71,9 @@ SAMPLES = {
     "BDT_DBT_PROJECT_DIR": "/sample/dbt_project",
     "BDT_PARTNERS": "/sample/partners.yaml",
     "BDT_OUTREACH_CONFIG": "/sample/outreach.yaml",
+    # Read when the resources are built: a file that exists (the shipped one).
+    "BDT_SCHEDULES": str(REPO / "bdt_platform" / "ops" / "schedules.yaml"),
+    "BDT_SMTP_PASSWORD": "sample-smtp-password-2c8e",
     "BDT_ALERT_WEBHOOK_URL": "https://hooks.sample.example/sample-webhook-token",
     "BDT_MAIL_PIECE_COST_USD": "0.4321",
     "BDT_SITE_SECRET": "sample-site-secret-55e1",
@@ -682,7 +685,7 @@ def test_secrets_and_required_variables_come_from_the_code(read):
     new required variable shows up here first)."""
     assert secret_variables(read) == {"BDT_PII_KEY", "BDT_DAGSTER_PG_URL",
                                       "BDT_ALERT_WEBHOOK_URL", "BDT_SITE_SECRET",
-                                      "BDT_CASEMGMT_URL"}
+                                      "BDT_CASEMGMT_URL", "BDT_SMTP_PASSWORD"}
     assert required_in_prod(read) == {"BDT_PII_KEY", "BDT_GCP_PROJECT", "BDT_GCS_BUCKET"}
 
 

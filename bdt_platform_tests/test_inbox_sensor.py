@@ -412,7 +412,7 @@ def test_outage_gives_skip_reason_then_recovers(world, deliveries):
 
 def test_server_lost_during_the_run_deletes_nothing_and_rerun_lands(world, deliveries,
                                                                    monkeypatch):
-    from bdt_platform.feeds import retries
+    from bdt_platform.core import retries
 
     # The run retries a lost server RETRIES times before it fails (5, 10, 20 s apart in the
     # product); the waits' length is not what is tested here, so they are cut to a blink.

@@ -88,9 +88,10 @@ def test_sftp_outbox_refusals_are_one_line_and_leave_nothing_half_written(server
         outbox_for(server).publish("mailvendor", "x.csv", PAYLOAD)
 
 
-def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
+def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path, monkeypatch):
     """Partner files arrive over SFTP, land, dbt builds the people, the mail list goes back out
-    to /outbox/mailvendor/ on the same server."""
+    to /outbox/mailvendor/ on the same server; a server that refuses connections for a while
+    makes the step retry, and the retry publishes the list."""
     from bdt_platform.definitions import build_definitions
     from bdt_platform.core.runs import instance_for
 
@@ -125,8 +126,25 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
                                   resources={key: resources[key] for key in
                                              ("warehouse", "outbox", "partners", "lake")})
 
-        first = publish()
+        # The server is down when the step starts and back a second later: the refused
+        # connection is retried (core/retries.py, first wait cut to 2 s here) and the list lands.
+        import threading
+
+        from bdt_platform.core import retries
+
+        monkeypatch.setattr(retries, "FIRST_WAIT_SECONDS", 2.0)
+        resources["outbox"].close()  # no connection kept from before
+        server.stop()
+        back = threading.Timer(1.0, server.start)
+        back.start()
+        try:
+            first = publish()
+        finally:
+            back.join()
         assert first.success
+        [retry] = [e for e in first.all_events
+                   if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+        assert retry.event_specific_data.error.cause.cls_name == "OutboxUnavailable"
         remote = server.local(f"/outbox/mailvendor/{mail_list_filename('mailvendor', 'PA', JAN)}")
         data = remote.read_bytes()
         rows = list(csv.DictReader(io.StringIO(data.decode())))
@@ -159,8 +177,9 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path):
         assert metadata["push"].value == "sent"
         assert metadata["outbox_sha256"].value == hashlib.sha256(data).hexdigest()
         assert metadata["outbox_location"].value.endswith(remote.name)
-        [check] = [c for c in first.get_asset_check_evaluations() if c.asset_key == KEY]
-        assert check.passed
+        # The attempt the server refused failed the check; the retry passed it.
+        checks = [c for c in first.get_asset_check_evaluations() if c.asset_key == KEY]
+        assert [c.passed for c in checks] == [False, True]
 
         again = publish()
         assert again.success

@@ -1,6 +1,6 @@
 """The ``bdt`` command: generate, ingest, build, demo, explain, partners, quarantine, outreach,
-bench and ui
-(the subcommands with more to them have a module of their own in this folder)."""
+prune, bench and ui (the subcommands with more to them have a module of their own in this
+folder)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bdt_platform.cli import metrics, partners, quarantine
+from bdt_platform.cli import metrics, partners, quarantine, retention
 from bdt_platform.cli import outreach as outreach_commands  # bdt outreach simulate
 from bdt_platform.cli import site as site_commands  # the report site's commands
 from bdt_platform.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, _definitions, _echo, _months, _quiet_dagster,
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     partners.add_parser(commands)
 
     quarantine.add_parser(commands)
+
+    retention.add_parser(commands)  # prune: old runs' event logs
 
     site_commands.add_parsers(commands)  # users, serve, usage, embed: the report site
 

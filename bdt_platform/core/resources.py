@@ -1,8 +1,10 @@
 """Turns :class:`~bdt_platform.core.settings.Settings` into resources, per environment.
 
 Both environments return the same keys, so asset code never knows where it runs:
-``inbox``, ``partners`` (the registry), ``alerts`` (the failure webhook), ``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``,
-``dbt``, and the IO manager
+``inbox``, ``partners`` (the registry), ``alerts`` (the failure webhook), ``alert_mail`` and
+``scorecard_mailer`` (the failure e-mail and the scheduled scorecard e-mail: SMTP and
+addresses from the schedules file, password from settings),
+``outbox``, ``lake``, ``warehouse``, ``casemgmt``, ``pii``, ``dbt``, and the IO manager
 ``lake_io_manager`` (Parquet in the lake). Prod: the lake in GCS (gcsfs), the warehouse in BigQuery,
 dbt on its bigquery target; ``STORAGE_EMULATOR_HOST``/``BIGQUERY_EMULATOR_HOST`` point both at
 emulators.
@@ -17,7 +19,9 @@ import dagster as dg
 from bdt_platform.feeds.casemgmt import CaseManagementDatabase
 from bdt_platform.inbox.folder import FolderInbox
 from bdt_platform.inbox.partners import PartnerRegistryResource
-from bdt_platform.ops.alerts import AlertWebhook
+from bdt_platform.ops.alerts import AlertWebhook, build_alert_mailer
+from bdt_platform.ops.schedules import load_automation_config
+from bdt_platform.ops.scorecard_mail import build_mailer
 from bdt_platform.site.links import ReportSiteLinks
 from bdt_platform.inbox.sftp import SftpInbox, parse_sftp_url, sibling_folder
 from bdt_platform.outbox.base import FolderOutbox
@@ -103,10 +107,13 @@ def _platform_resources(settings: Settings) -> dict:
     """The same keys in both environments; only what backs them differs (lake folder or GCS
     bucket, DuckDB or BigQuery, ...)."""
     options = _lake_storage_options(settings) if settings.env == "prod" else {}
+    automation = load_automation_config(settings.schedules_path)
     return {
         "inbox": build_inbox(settings),
         "partners": PartnerRegistryResource(path=str(settings.partners_path)),
         "alerts": AlertWebhook(url=settings.alert_webhook_url),
+        "alert_mail": build_alert_mailer(settings, automation.mail, automation.alert_email_to),
+        "scorecard_mailer": build_mailer(settings, automation.mail),
         "report_site": ReportSiteLinks(url=settings.site_url),
         "outbox": build_outbox(settings),
         "lake": LakeResource(root=settings.lake, storage_options=options),

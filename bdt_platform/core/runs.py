@@ -31,12 +31,54 @@ _EARLIER_INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 PG_URL_VARIABLE = "BDT_DAGSTER_PG_URL"
 
 
+#: Run retries (the daemon re-launches a failed run): how many times, per job, is the job's
+#: ``dagster/max_retries`` tag (``RUN_RETRY_TAGS``); a job without the tag is not retried.
+#: Only runs that failed without a step failing (the run worker crashed or was killed, run
+#: monitoring gave up on it) are retried: a step that failed has used its own retries for
+#: transient errors (``core/retries.py``) and failed for a reason a rerun does not fix.
+RUN_RETRIES = {"enabled": True, "max_retries": 0, "retry_on_asset_or_op_failure": False}
+#: The tags of the jobs that land and build data (``ingest_feeds``, ``build_warehouse``): up to
+#: two re-launches of a run that died (``RUN_RETRIES``), re-running only the steps that had not
+#: finished; a run that hangs is ended after six hours (run monitoring; a 51-state year builds
+#: in minutes).
+#: ``dagster/retry_on_asset_or_op_failure`` says the same as ``RUN_RETRIES`` on the run itself,
+#: so an instance configured elsewhere (the Helm chart's) retries these jobs the same way.
+RUN_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE",
+                  "dagster/retry_on_asset_or_op_failure": "false",
+                  "dagster/max_runtime": str(6 * 3600)}
+#: Run monitoring (the daemon): a run that never starts, never finishes cancelling, or (with
+#: a launcher that can check its workers, as Kubernetes') whose worker died is marked failed,
+#: and its pool slots are freed; ``dagster/max_runtime`` on a job bounds a run that hangs.
+RUN_MONITORING = {"enabled": True, "start_timeout_seconds": 300, "cancel_timeout_seconds": 300,
+                  "max_resume_run_attempts": 0, "poll_interval_seconds": 60,
+                  "free_slots_after_run_end_seconds": 300}
+#: Concurrency pools: each pool holds one slot (``default_limit``), per step. The one pool,
+#: ``warehouse`` (``storage.warehouse.WAREHOUSE_POOL``), is every step that opens the
+#: warehouse, so only one of them, in any run, has it at a time (DuckDB lets one process hold
+#: the file and none other meanwhile).
+CONCURRENCY = {"pools": {"default_limit": 1, "granularity": "op"}}
+#: How long the daemon keeps schedule and sensor ticks (days; -1 keeps them). Run event logs
+#: are pruned by ``bdt prune`` (``ops/retention.py``), which keeps what ``bdt explain`` reads.
+TICK_RETENTION = {"schedule": {"purge_after_days": 90},
+                  "sensor": {"purge_after_days": {"skipped": 7, "failure": 30, "success": 90}}}
+
+
+def _operations_config() -> str:
+    """The ``dagster.yaml`` sections for running by itself (the daemon reads them):
+    run retries, run monitoring, concurrency pools and tick retention."""
+    import yaml
+
+    return yaml.safe_dump({"run_retries": RUN_RETRIES, "run_monitoring": RUN_MONITORING,
+                           "concurrency": CONCURRENCY, "retention": TICK_RETENTION},
+                          sort_keys=False)
+
+
 def instance_config(dagster_home: Path, postgres: bool = False) -> str:
     """bdt's ``dagster.yaml``: Dagster's SQLite storage with kept connections
     (``instance_storage.PooledSqliteStorage``) and telemetry off (offline machines); with
     ``postgres``, dagster-postgres's storage at the URL in ``$BDT_DAGSTER_PG_URL``, named, not
     written (Dagster reads the variable when it loads the instance: the password stays in the
-    environment)."""
+    environment). Both with the operations sections (``_operations_config``)."""
     if postgres:
         return (f"{INSTANCE_CONFIG_MARK}\n"
                 "storage:\n"
@@ -44,7 +86,8 @@ def instance_config(dagster_home: Path, postgres: bool = False) -> str:
                 "    postgres_url:\n"
                 f"      env: {PG_URL_VARIABLE}\n"
                 "telemetry:\n"
-                "  enabled: false\n")
+                "  enabled: false\n"
+                + _operations_config())
     return (f"{INSTANCE_CONFIG_MARK}\n"
             "storage:\n"
             "  custom:\n"
@@ -53,7 +96,8 @@ def instance_config(dagster_home: Path, postgres: bool = False) -> str:
             "    config:\n"
             f"      base_dir: {json.dumps(str(dagster_home.absolute()))}\n"
             "telemetry:\n"
-            "  enabled: false\n")
+            "  enabled: false\n"
+            + _operations_config())
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
@@ -126,6 +170,8 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
     first run built the rest; ``stop_on_failure``: no run after a failed one. The console
     shows Dagster's own log lines from ``log_level`` up; the instance records everything
     regardless."""
+    from bdt_platform.core import pools
+
     job = defs.resolve_job_def(job_name)
     outcomes = []
     rectangles = parts.rectangles(pairs) if exact else parts.bounding_rectangle(pairs)
@@ -134,6 +180,12 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
             progress(f"run {number}/{len(rectangles)} of {job_name}: {len(states)} state(s) x "
                      f"{len(months)} month(s) ({states[0]}..{states[-1]}, "
                      f"{months[0]:%Y-%m}..{months[-1]:%Y-%m})")
+        # Slots of runs that ended without handing them back (killed, then marked failed).
+        pools.free_slots_of_ended_runs(instance)
+        if progress and (held := pools.holders(instance)):
+            progress("waiting for the warehouse, held by " + "; ".join(h.line() for h in held)
+                     + " (a run whose process is gone: mark it failed in the UI, Runs -> "
+                     "Terminate, and its slot is freed)")
         run_config = dict(run_config_for(states, months)) if run_config_for else {}
         outcomes.append(execute(job, instance, run_config, {**parts.range_tags(states, months),
                                                             **(tags or {})},

@@ -81,6 +81,13 @@ class Settings:
     # BDT_SITE_URL: where users open the report site; the Dagster UI links report partitions
     # to their pages there.
     site_url: str = "http://127.0.0.1:8080"
+    # BDT_SCHEDULES: the schedules, sensor intervals and scheduled-reporting mail settings
+    # (docs/operations.md, "Schedules"); the shipped default when unset.
+    schedules_path: Path = Path(__file__).resolve().parents[1] / "ops" / "schedules.yaml"
+    # BDT_SMTP_PASSWORD: the SMTP password for the scorecard e-mail, a secret (never shown).
+    smtp_password: str | None = field(default=None, repr=False)
+    # True when the password is the process's BDT_SMTP_PASSWORD (resources name it, dg.EnvVar).
+    smtp_password_in_process_env: bool = False
     # BDT_OUTREACH_CONFIG: the outreach rules, budgets and nudge campaigns (YAML); the shipped
     # default (bdt_platform/outreach/outreach.yaml) when unset.
     outreach_config: Path = Path(__file__).resolve().parents[1] / "outreach" / "outreach.yaml"
@@ -272,6 +279,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         site_secret=site_secret,
         site_identity_header=(environ.get("BDT_SITE_IDENTITY_HEADER") or "").strip() or None,
         site_url=_site_url(environ.get("BDT_SITE_URL")),
+        smtp_password=environ.get("BDT_SMTP_PASSWORD") or None,
+        smtp_password_in_process_env=from_process and bool(environ.get("BDT_SMTP_PASSWORD")),
+        **({"schedules_path": Path(environ["BDT_SCHEDULES"]).expanduser().absolute()}
+           if environ.get("BDT_SCHEDULES") else {}),
         **({"outreach_config": Path(environ["BDT_OUTREACH_CONFIG"]).expanduser().absolute()}
            if environ.get("BDT_OUTREACH_CONFIG") else {}),
         **({"site_targets_path": Path(environ["BDT_SITE_TARGETS"]).expanduser().absolute()}

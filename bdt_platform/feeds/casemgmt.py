@@ -20,12 +20,12 @@ from sqlalchemy.engine import make_url
 from bdt_platform.core import partitions as parts
 from bdt_platform.feeds import typed_table, validation
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
-from bdt_platform.feeds.retries import retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
 from bdt_platform.core.partition_events import log_materializations
 from bdt_platform.core.pii_key import PiiKeyResource
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 CONTRACT_CHECK = "contract"
 EVENT_TIME = {"clients": "created_at", "applications": "submitted_at", "calls": "started_at"}
@@ -131,11 +131,14 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         output_required=False,
         code_version=CODE_VERSION,
         kinds={"sqlite", "duckdb"},
+        retry_policy=TRANSIENT_RETRY_POLICY,
+        pool=WAREHOUSE_POOL,
         check_specs=[dg.AssetCheckSpec(
             CONTRACT_CHECK, asset=key, blocking=True,
             description=f"Every extracted partition of {spec.name} met its contract.")],
         metadata={"table": spec.table},
     )
+    @transient_retries
     def _extract(context: dg.AssetExecutionContext, config: ExtractConfig,
                  casemgmt: CaseManagementDatabase, warehouse: Warehouse, lake: LakeResource,
                  pii: PiiKeyResource):
@@ -145,9 +148,9 @@ def build_casemgmt_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         source = f"casemgmt.{spec.name}"
         wanted = set(config.only)
         chosen = [key for key in context.partition_keys if not wanted or key in wanted]
-        # A warehouse locked by another process is retried (feeds/retries.py): nothing is
+        # A warehouse locked by another process is retried (@transient_retries): nothing is
         # committed before the batch ends.
-        with retried_when_transient(context), warehouse.batch() as batch:
+        with warehouse.batch() as batch:
             for first in range(0, len(chosen), CHUNK_PARTITIONS):
                 chunk = [(key, *parts.split_key(key))
                          for key in chosen[first:first + CHUNK_PARTITIONS]]

@@ -15,6 +15,7 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.casemgmt import CASEMGMT_ASSETS
 from bdt_platform.feeds.file_assets import FILE_FEED_ASSETS
 from bdt_platform.core.resources import build_resources
+from bdt_platform.core.runs import RUN_RETRY_TAGS
 from bdt_platform.core.settings import Settings
 
 FEED_ASSETS = [*FILE_FEED_ASSETS, *CASEMGMT_ASSETS]
@@ -25,6 +26,7 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*FEED_ASSETS),
     partitions_def=parts.state_month_partitions,
     description="Land partner files and case-management rows into raw.* tables.",
+    tags=RUN_RETRY_TAGS,  # re-launched when its run dies (core/runs.py)
 )
 
 

@@ -42,7 +42,7 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.feeds import contract_rules, parsing, prefetch, rejections, workers
 from bdt_platform.feeds.filenames import partner_of
 from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport, sources_of
-from bdt_platform.feeds.retries import retried_when_transient
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
 from bdt_platform.feeds.workers import CHUNK_BYTES, PARALLEL_CHUNK_BYTES, chunk_file_limit
 from bdt_platform.core.inbox_interface import Inbox
@@ -51,7 +51,7 @@ from bdt_platform.core.pii import mask_ssn
 from bdt_platform.core.pii_key import PiiKeyResource
 from bdt_platform.storage import archive
 from bdt_platform.storage.lake import ArchivedFile, LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 CONTRACT_CHECK = "contract"
 
@@ -130,6 +130,8 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         output_required=False,
         code_version=CODE_VERSION,
         kinds={"duckdb", "pandas"},
+        retry_policy=TRANSIENT_RETRY_POLICY,
+        pool=WAREHOUSE_POOL,
         check_specs=[
             dg.AssetCheckSpec(
                 CONTRACT_CHECK,
@@ -148,6 +150,7 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         ],
         metadata={"table": spec.table},
     )
+    @transient_retries
     def _load(context: dg.AssetExecutionContext, config: FeedFilesConfig, inbox: dg.ResourceParam[Inbox],
               lake: LakeResource, warehouse: Warehouse, pii: PiiKeyResource):
         report = FeedLoadReport(spec.name)
@@ -160,13 +163,12 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         processes = workers.worker_count(config.worker_processes, files)
         if processes:
             context.log.info(f"{spec.name}: validating in {processes} worker processes")
-        # A transient failure (warehouse locked, inbox unreachable) is retried: nothing is
-        # committed before the batch ends.
+        # A transient failure (warehouse locked, inbox unreachable) is retried
+        # (@transient_retries): nothing is committed before the batch ends.
         # Big files' typed rows wait for the warehouse in a temporary folder (``parsing``,
         # ``staged_rows``), deleted as they are written and, whatever happens, at the end.
         with tempfile.TemporaryDirectory(prefix="bdt-rows-") as spill_dir, \
-                retried_when_transient(context), prefetch.chunk_runner(processes) as runner, \
-                warehouse.batch() as batch:
+                prefetch.chunk_runner(processes) as runner, warehouse.batch() as batch:
             loader = _ChunkLoader(context, spec, key, lake, report, pii.secret(), runner,
                                   chunk_file_limit(files, processes), read_ahead=prefetch.active(),
                                   spill_dir=spill_dir)

@@ -23,7 +23,8 @@ from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.ml import features, train, versions
 from bdt_platform.outreach.config import OutreachConfigResource
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 MODEL_KEY = dg.AssetKey(["ml", "response_model"])
 SCORES_KEY = dg.AssetKey(["ml", "propensity_scores"])
@@ -122,6 +123,8 @@ def _finite(value) -> bool:
 
 
 @dg.asset(
+    # Opens the warehouse: its pool, and retries of transient errors only (core/retries.py).
+    retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL,
     key=MODEL_KEY,
     group_name="ml",
     deps=UPSTREAM,
@@ -133,6 +136,7 @@ def _finite(value) -> bool:
         "AUC on that same month by more than model.promotion_margin; a version that fails is "
         "not promoted (the previous one goes on scoring the lists)."))],
 )
+@transient_retries
 def response_model(context: dg.AssetExecutionContext, warehouse: Warehouse, lake: LakeResource,
                    outreach: OutreachConfigResource) -> dg.MaterializeResult:
     """Who is likely to apply after a letter: the response model, one version per month it
@@ -238,6 +242,8 @@ def score_partitions(frame: pd.DataFrame, versions_table: pd.DataFrame,
 
 
 @dg.asset(
+    # Opens the warehouse: its pool, and retries of transient errors only (core/retries.py).
+    retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL,
     key=SCORES_KEY,
     group_name="ml",
     deps=[MODEL_KEY, *UPSTREAM],
@@ -247,6 +253,7 @@ def score_partitions(frame: pd.DataFrame, versions_table: pd.DataFrame,
     kinds={"scikitlearn", "duckdb"},
     metadata={"table": SCORES_TABLE},
 )
+@transient_retries
 def propensity_scores(context: dg.AssetExecutionContext, warehouse: Warehouse,
                       lake: LakeResource) -> dg.MaterializeResult:
     """Each person's chance of applying after this month's letter, per state x month: one row

@@ -1,1 +1,3 @@
-"""Operating the platform: alerts when a run fails (schedules and deployment helpers to come)."""
+"""Operating the platform: schedules and the sensors that follow them (``schedules.py``), the
+scorecard e-mails after the monthly run (``scorecard_mail.py``), alerts when a run fails
+(``alerts.py``), and the retention of the event log (``retention.py``, ``bdt prune``)."""

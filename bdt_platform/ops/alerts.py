@@ -1,18 +1,26 @@
 """Alerts: when any run of the code location fails, a JSON message to the configured webhook
-naming the run, its job, each failing step and its error.
+and an e-mail to the configured addresses, each naming the run, its job, each failing step and
+its error.
 
 The webhook (``BDT_ALERT_WEBHOOK_URL``, read by settings) is where an operations team's chat or
-paging tool listens; unset, failures are only logged. Sending is best effort: an unreachable
-webhook is logged and never fails the sensor (the run's failure is in the instance either way).
+paging tool listens; the e-mail goes to ``failure_alerts.email_to`` in the schedules file
+through its SMTP server (``scorecard_mail``). Neither configured, failures are only logged.
+Sending is best effort: an unreachable webhook or mail server is logged and never fails the
+sensor (the run's failure is in the instance either way).
 """
 
 from __future__ import annotations
 
 import json
+import smtplib
 import urllib.error
 import urllib.request
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 
 import dagster as dg
+
+from bdt_platform.ops.smtp import SmtpMailer, smtp_settings
 
 ALERT_SENSOR = "run_failure_alert"
 MAX_ERROR_CHARS = 2000
@@ -36,6 +44,42 @@ class AlertWebhook(dg.ConfigurableResource):
                 return f"alert sent (HTTP {response.status})"
         except (urllib.error.URLError, OSError) as exc:
             return f"alert NOT sent to the webhook: {' '.join(str(exc).split())}"
+
+
+class AlertMailer(SmtpMailer):
+    """Who gets failure alerts by e-mail (``to``), through the SMTP server (``SmtpMailer``)."""
+
+    to: list[str] = []
+
+    def alert(self, message: dict) -> str:
+        """E-mail ``message`` (``failure_message``); a one-line outcome."""
+        if not self.to:
+            return "no alert e-mail configured (schedules file: failure_alerts.email_to)"
+        mail = EmailMessage()
+        mail["Subject"] = message["text"].splitlines()[0]
+        mail["From"] = self.sender
+        mail["To"] = ", ".join(self.to)
+        mail["Date"] = formatdate(localtime=True)
+        mail["Message-ID"] = make_msgid(domain="bdt-platform")
+        lines = [message["text"], "", f"run id: {message['run_id']}", f"job: {message['job']}"]
+        lines += [f"tag {name}: {value}" for name, value in sorted(message["tags"].items())]
+        for step in message["failed_steps"]:
+            lines += ["", f"step {step['step']}:", step["error"]]
+        if not message["failed_steps"] and message["run_error"]:
+            lines += ["", message["run_error"]]
+        mail.set_content("\n".join(lines) + "\n")
+        try:
+            self.send(mail)
+        except (OSError, smtplib.SMTPException) as exc:
+            return (f"alert NOT e-mailed via {self.describe()}: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        return f"alert e-mailed to {', '.join(self.to)}"
+
+
+def build_alert_mailer(settings, mail_config, to) -> AlertMailer:
+    """The resource from settings (the SMTP password), ``schedules.MailConfig`` and the
+    addresses (``AutomationConfig.alert_email_to``)."""
+    return AlertMailer(**smtp_settings(settings, mail_config), to=list(to))
 
 
 def failure_message(context: dg.RunFailureSensorContext) -> dict:
@@ -67,12 +111,14 @@ def _root_cause(error) -> str:
     name=ALERT_SENSOR,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="When a run of any job here fails, posts a JSON alert (run, job, each failing "
-                "step and its error) to the webhook in BDT_ALERT_WEBHOOK_URL; unset, logs it.",
+                "step and its error) to the webhook in BDT_ALERT_WEBHOOK_URL and e-mails it to "
+                "failure_alerts.email_to (schedules file); neither set, logs it.",
 )
-def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertWebhook):
+def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertWebhook,
+                      alert_mail: AlertMailer):
     message = failure_message(context)
-    outcome = alerts.send(message)
-    context.log.warning(f"{message['text']}\n{outcome}")
+    outcomes = [alerts.send(message), alert_mail.alert(message)]
+    context.log.warning("\n".join([message["text"], *outcomes]))
 
 
 ALERT_SENSORS = [run_failure_alert]

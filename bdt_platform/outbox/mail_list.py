@@ -24,10 +24,11 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.inbox.partners import PartnerRegistry, PartnerRegistryResource
 from bdt_platform.outbox.base import Outbox, OutboxUnavailable
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.outreach import ids, push
 from bdt_platform.outreach.mail_list import KEY as LIST_KEY, TABLE as LIST_TABLE
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["outbox", "mail_list"])
 #: The feed whose sender is a state's mail vendor: it returns what became of each piece.
@@ -100,12 +101,14 @@ def push_partitions(context: dg.AssetExecutionContext, *, key: dg.AssetKey, chec
     once; one materialization per file; the check fails (and the step raises) when any push
     failed, after the others were sent."""
     sent, already, failed = [], [], []
+    unavailable = None  # the last refusal: a server that was down makes the step retry
     for partition, vendor, filename, data, rows, extra in files:
         try:
             result = push.push_once(lake, outbox, vendor, filename, data)
         except OutboxUnavailable as exc:
             context.log.error(f"{filename}: not sent (retried on the next run): {exc}")
             failed.append(filename)
+            unavailable = exc
             continue
         if result.status == "already_sent":
             already.append(filename)
@@ -130,8 +133,10 @@ def push_partitions(context: dg.AssetExecutionContext, *, key: dg.AssetKey, chec
                                                else "")),
         metadata={"sent": len(sent), "already_sent": len(already), "failed": len(failed)})
     if failed:
+        # Caused by the outbox's refusal: a step with @transient_retries is retried
+        # (core/retries.py); files already sent are not sent again (push_once).
         raise dg.Failure(f"{len(failed)} file(s) could not be sent to {outbox.describe()} "
-                         f"(the next run retries them): {', '.join(failed)}")
+                         f"(the next run retries them): {', '.join(failed)}") from unavailable
 
 
 @dg.asset(
@@ -143,12 +148,16 @@ def push_partitions(context: dg.AssetExecutionContext, *, key: dg.AssetKey, chec
     output_required=False,
     code_version=CODE_VERSION,
     kinds={"csv", "sftp"},
+    # Reads the warehouse, publishes over SFTP.
+    retry_policy=TRANSIENT_RETRY_POLICY,
+    pool=WAREHOUSE_POOL,
     metadata={"file_pattern": "<mail vendor>_<STATE>_<YYYYMM>_maillist.csv"},
     check_specs=[dg.AssetCheckSpec(PUBLISHED_CHECK, asset=KEY, description=(
         "Every mail list of the run reached the outbox whole, once: uploaded under a temporary "
         "name, its size checked on the server, renamed to its final name, receipt in the "
         "lake; or it had been sent by an earlier run."))],
 )
+@transient_retries
 def mail_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
               outbox: dg.ResourceParam[Outbox], partners: PartnerRegistryResource,
               lake: LakeResource):

@@ -21,7 +21,8 @@ from bdt_platform.outreach import forecast_inputs as inputs
 from bdt_platform.outreach import simulate
 from bdt_platform.outreach.config import OutreachConfig, OutreachConfigResource
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["reports", "outreach_forecast"])
 TABLE = "reports.outreach_forecast"
@@ -127,8 +128,12 @@ def compute_forecasts(warehouse: Warehouse, lake, config: OutreachConfig,
     return out[SCHEMA.names]
 
 
-@dg.asset(key=KEY, group_name="reports", deps=UPSTREAM, code_version=CODE_VERSION,
-          kinds={"duckdb"}, metadata={"table": TABLE})
+@dg.asset(
+    # Opens the warehouse: its pool, and retries of transient errors only (core/retries.py).
+    retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL,
+    key=KEY, group_name="reports", deps=UPSTREAM, code_version=CODE_VERSION,
+    kinds={"duckdb"}, metadata={"table": TABLE})
+@transient_retries
 def outreach_forecast(context: dg.AssetExecutionContext, warehouse: Warehouse,
                       lake: LakeResource, outreach: OutreachConfigResource
                       ) -> dg.MaterializeResult:

@@ -20,7 +20,8 @@ from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.ml.assets import SCORES_KEY, SCORES_TABLE
 from bdt_platform.outreach import rules
 from bdt_platform.outreach.config import OutreachConfigResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["outreach", "mail_list"])
 TABLE = "outreach.mail_list"
@@ -125,6 +126,8 @@ def check_list(frame: pd.DataFrame, budget: int) -> list[str]:
 
 
 @dg.asset(
+    # Opens the warehouse: its pool, and retries of transient errors only (core/retries.py).
+    retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL,
     key=KEY,
     group_name="outreach",
     deps=UPSTREAM,
@@ -138,6 +141,7 @@ def check_list(frame: pd.DataFrame, budget: int) -> list[str]:
         "In every partition of the run: nobody twice, every mail_piece_id unique, no more "
         "pieces than the budget, ranks 1..n."))],
 )
+@transient_retries
 def mail_list_table(context: dg.AssetExecutionContext, warehouse: Warehouse,
                     outreach: OutreachConfigResource):
     """The people we mail this month in this state: one row per mail piece.

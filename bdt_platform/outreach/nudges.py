@@ -26,7 +26,8 @@ from bdt_platform.outreach import ids
 from bdt_platform.outreach.config import Campaign, OutreachConfig, OutreachConfigResource
 from bdt_platform.outreach.rules import _codes
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["outreach", "nudge_assignments"])
 TABLE = "outreach.nudge_assignments"
@@ -70,6 +71,8 @@ def assign(state: str, month: dt.date, rows: pd.DataFrame, config: OutreachConfi
 
 
 @dg.asset(
+    # Opens the warehouse: its pool, and retries of transient errors only (core/retries.py).
+    retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL,
     key=KEY,
     group_name="outreach",
     deps=[dg.AssetKey(["staging", "stg_partners__eligibility"]),
@@ -84,6 +87,7 @@ def assign(state: str, month: dt.date, rows: pd.DataFrame, config: OutreachConfi
         "Nobody is in two campaigns of the same month, and every arm is one of its "
         "campaign's configured arms."))],
 )
+@transient_retries
 def nudge_assignments(context: dg.AssetExecutionContext, warehouse: Warehouse,
                       outreach: OutreachConfigResource):
     """Who is in each configured text/call campaign this month, and in which A/B arm.
@@ -143,6 +147,8 @@ def nudge_list_filename(vendor: str, state: str, month: dt.date) -> str:
 
 
 @dg.asset(
+    # Opens the warehouse: its pool, and retries of transient errors only (core/retries.py).
+    retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL,
     key=LIST_KEY,
     group_name="outbox",
     deps=[KEY, dg.AssetKey(["staging", "stg_partners__eligibility"])],
@@ -155,6 +161,7 @@ def nudge_list_filename(vendor: str, state: str, month: dt.date) -> str:
     check_specs=[dg.AssetCheckSpec("published", asset=LIST_KEY, description=(
         "Every nudge list of the run reached the outbox whole, once."))],
 )
+@transient_retries
 def nudge_list(context: dg.AssetExecutionContext, warehouse: Warehouse,
                outbox: dg.ResourceParam[Outbox], partners: PartnerRegistryResource,
                lake: LakeResource, outreach: OutreachConfigResource):

@@ -17,7 +17,8 @@ import pyarrow as pa
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.outreach import readout as stats
 from bdt_platform.outreach.config import OutreachConfig, OutreachConfigResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["reports", "ab_readout"])
 TABLE = "reports.ab_readout"
@@ -97,8 +98,12 @@ def compute_readout(people: pd.DataFrame, config: OutreachConfig) -> pd.DataFram
     return pd.concat(frames, ignore_index=True)
 
 
-@dg.asset(key=KEY, group_name="reports", deps=UPSTREAM, code_version=CODE_VERSION,
-          kinds={"duckdb"}, metadata={"table": TABLE})
+@dg.asset(
+    # Opens the warehouse: its pool, and retries of transient errors only (core/retries.py).
+    retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL,
+    key=KEY, group_name="reports", deps=UPSTREAM, code_version=CODE_VERSION,
+    kinds={"duckdb"}, metadata={"table": TABLE})
+@transient_retries
 def ab_readout(context: dg.AssetExecutionContext, warehouse: Warehouse,
                outreach: OutreachConfigResource) -> dg.MaterializeResult:
     """The A/B result of every text/call campaign: one row per campaign x arm x metric.

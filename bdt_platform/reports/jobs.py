@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from bdt_platform.core import partitions as parts
+from bdt_platform.core.runs import RUN_RETRY_TAGS
 from bdt_platform.reports.outcomes import REPORT_ASSETS
 from bdt_platform.reports.outcomes_export import EXPORT_ASSETS
 from bdt_platform.outreach.definitions import (OUTREACH_BUILD_ASSETS, OUTREACH_PUSH_ASSETS,
@@ -24,6 +25,7 @@ def build_jobs(dbt_models: dg.AssetsDefinition) -> list[dg.UnresolvedAssetJobDef
         partitions_def=parts.state_month_partitions,
         description="Build the dbt models (staging and intermediate views, dimensions, and the "
                     "facts for the run's state x month partitions) and the reports.",
+        tags=RUN_RETRY_TAGS,  # re-launched when its run dies (core/runs.py)
     )
     # Building, step 2: the readouts over every partition (unpartitioned), once the builds of
     # all the partitions asked are done.

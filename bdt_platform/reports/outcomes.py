@@ -25,7 +25,8 @@ from bdt_platform.metrics.layer import only_pairs
 from bdt_platform.reports.ledger import LEDGER_METRICS, write_ledgers
 from bdt_platform.site.links import ReportSiteLinks
 from bdt_platform.storage.lake import LakeResource
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 from bdt_platform.warehouse.project import DBT_PROJECT_DIR, BundledDbtCliResource
 
 KEY = dg.AssetKey(["reports", "outcomes"])
@@ -129,10 +130,13 @@ def outcomes_from_layer(layer: MetricLayer, partition_keys: list[str]) -> pd.Dat
     output_required=False,
     code_version=CODE_VERSION,
     kinds={"duckdb"},
+    retry_policy=TRANSIENT_RETRY_POLICY,
+    pool=WAREHOUSE_POOL,
     check_specs=[dg.AssetCheckSpec("contract", asset=KEY, description=(
         "Counts are non-negative and the approval rate lies between 0 and 1 in every row."))],
     metadata={"table": TABLE},
 )
+@transient_retries
 def outcomes_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
                     lake: LakeResource, dbt: BundledDbtCliResource,
                     report_site: ReportSiteLinks):

@@ -18,7 +18,8 @@ import pandas as pd
 
 from bdt_platform.core import partitions as parts
 from bdt_platform.reports.outcomes import CODE_VERSION, KEY as OUTCOMES_KEY, TABLE, _only, _where
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["lake", "outcomes_report"])
 
@@ -32,9 +33,13 @@ KEY = dg.AssetKey(["lake", "outcomes_report"])
     io_manager_key="lake_io_manager",
     code_version=CODE_VERSION,
     kinds={"parquet"},
+    # Reads the warehouse (DuckDB: no other process may hold it meanwhile), writes the lake.
+    retry_policy=TRANSIENT_RETRY_POLICY,
+    pool=WAREHOUSE_POOL,
     metadata={"source_table": TABLE,
               "layout": "<lake>/outcomes_report/month=YYYY-MM/state=XX.parquet"},
 )
+@transient_retries
 def outcomes_report_parquet(context: dg.AssetExecutionContext,
                             warehouse: Warehouse) -> pd.DataFrame:
     """The report as Parquet files in the lake, for analysts' notebooks: the rows of

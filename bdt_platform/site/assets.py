@@ -7,7 +7,8 @@ import pyarrow as pa
 
 from bdt_platform.site import usage
 from bdt_platform.site.store import SiteStore
-from bdt_platform.storage.warehouse import Warehouse
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL, Warehouse
 
 KEY = dg.AssetKey(["usage", "page_views"])
 TABLE = "usage.page_views"
@@ -31,7 +32,9 @@ def build_usage_assets(settings) -> list[dg.AssetsDefinition]:
     """``usage/page_views`` for ``settings``' home (its ``site_dir``)."""
     site_dir = settings.site_dir
 
-    @dg.asset(key=KEY, group_name="usage", kinds={"duckdb"}, metadata={"table": TABLE})
+    @dg.asset(key=KEY, group_name="usage", kinds={"duckdb"}, metadata={"table": TABLE},
+              retry_policy=TRANSIENT_RETRY_POLICY, pool=WAREHOUSE_POOL)
+    @transient_retries
     def page_views(context: dg.AssetExecutionContext, warehouse: Warehouse
                    ) -> dg.MaterializeResult:
         """Report-site usage: one row per page view, API call or download the site served

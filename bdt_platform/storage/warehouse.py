@@ -41,6 +41,11 @@ LOAD_THREADS = 1
 LOAD_SETTINGS = {"threads": LOAD_THREADS, "write_buffer_row_group_count": 1}
 
 
+#: The Dagster concurrency pool of every step that opens the warehouse (its limit, 1, is in
+#: bdt's dagster.yaml: ``core/runs.CONCURRENCY``): DuckDB lets one process hold the file.
+WAREHOUSE_POOL = "warehouse"
+
+
 class WarehouseBusy(RuntimeError):
     """Another process holds the warehouse's write lock (DuckDB allows one writing process)."""
 

@@ -21,6 +21,8 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from bdt_platform.core import partitions as parts
+from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
+from bdt_platform.storage.warehouse import WAREHOUSE_POOL
 from bdt_platform.warehouse.project import (DBT_PROJECT_DIR, BundledDbtCliResource,
                                             prepare_manifest)
 
@@ -71,7 +73,12 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=TRANSLATOR,
         name="dbt_models",
+        # dbt writes the warehouse: one step at a time (DuckDB's one writer); a model that
+        # failed on a lock or a Google 5xx is retried, the whole dbt command again.
+        retry_policy=TRANSIENT_RETRY_POLICY,
+        pool=WAREHOUSE_POOL,
     )
+    @transient_retries
     def dbt_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
         """The run's selected models in one dbt command: staging and intermediate views, the
         person dimension, and the fact tables for the run's state x month partitions (delete +
