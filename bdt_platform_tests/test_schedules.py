@@ -24,7 +24,7 @@ from bdt_platform.core.runs import instance_for
 from bdt_platform.explain.history import history as materializations
 from bdt_platform.ops import schedules as sch
 from bdt_platform.synthetic import generate
-from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB
+from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB, READOUT_JOB
 
 from .conftest import make_settings
 
@@ -174,20 +174,24 @@ def test_monthly_run_builds_the_closed_month_for_all_states_in_one_run(world):
     assert report[("PA", FEB)]["pieces_mailed"] == 0  # its mail returns have not come yet
     world.monthly_run = result.dagster_run
 
-    # The follow-ups: the export of the same partitions, and the scorecard mail for February.
+    # The follow-ups: the export of the same partitions, the readouts, and the scorecard mail
+    # for February.
     success = next(e for e in result.all_events
                    if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
     sensor = world.defs.resolve_sensor_def(sch.FOLLOWUPS_SENSOR)
     with dg.build_run_status_sensor_context(
             sensor_name=sch.FOLLOWUPS_SENSOR, dagster_event=success,
             dagster_instance=world.instance, dagster_run=result.dagster_run) as context:
-        export, mail = sensor(context)
+        export, readouts, mail = sensor(context)
     assert export.job_name == EXPORT_JOB and mail.job_name == sch.SCORECARD_JOB
+    assert readouts.job_name == READOUT_JOB and readouts.tags[sch.AFTER_RUN_TAG] == result.run_id
     assert {k: export.tags[k] for k in (sch.RANGE_START, sch.RANGE_END)} == {
         sch.RANGE_START: "2024-02-01|AK", sch.RANGE_END: "2024-02-01|WY"}
     assert export.tags[sch.AFTER_RUN_TAG] == result.run_id
     assert mail.run_config == {"ops": {"send_scorecards": {"config": {"month": "2024-02"}}}}
     world.run(export)
+    world.run(readouts, READOUT_JOB)
+    assert world.resources["warehouse"].table_exists("reports.ab_readout")
     lake = Path(world.settings.lake)
     assert (lake / "outcomes_report" / "month=2024-02" / "state=PA.parquet").exists()
     assert not (lake / "outcomes_report" / "month=2024-01").exists()
@@ -214,7 +218,7 @@ def test_the_monthly_run_mails_each_state_only_its_own_scorecard(world):
                         "NJ": ["nj@example.org"], "DE": ["de@example.org"]},
             dbt_project_dir=str(world.settings.dbt_project_dir),
             targets_path=str(world.settings.site_targets_path))
-        [_, mail] = sch.followup_requests(world.monthly_run)
+        [_, _, mail] = sch.followup_requests(world.monthly_run)
         result = scorecard_mail_job.execute_in_process(
             run_config=mail.run_config, tags=mail.tags, instance=world.instance,
             resources={"scorecard_mailer": mailer, "warehouse": world.resources["warehouse"]})
@@ -309,8 +313,8 @@ def test_a_late_file_after_the_monthly_run_rebuilds_only_its_partition(world):
 
     # Nothing more to do; the rebuild is exported, and gets no scorecard mail.
     assert not world.tick(sch.LATE_FILE_SENSOR, decision.cursor).run_requests
-    [export] = sch.followup_requests(result.dagster_run)
-    assert export.job_name == EXPORT_JOB
+    [export, readouts] = sch.followup_requests(result.dagster_run)
+    assert export.job_name == EXPORT_JOB and readouts.job_name == READOUT_JOB
     assert export.tags[sch.RANGE_START] == export.tags[sch.RANGE_END] == "2024-02-01|PA"
 
 

@@ -45,7 +45,7 @@ from bdt_platform.feeds.specs import ALL_SPECS
 from bdt_platform.inbox import sensor as inbox
 from bdt_platform.inbox.ingest import INGEST_JOB, changed_casemgmt_partitions
 from bdt_platform.storage.warehouse import Warehouse, WarehouseBusy
-from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB
+from bdt_platform.warehouse.build import BUILD_JOB, EXPORT_JOB, READOUT_JOB
 
 DEFAULT_CONFIG = Path(__file__).with_name("schedules.yaml")
 
@@ -367,7 +367,9 @@ def _late_file_sensor(config: AutomationConfig) -> dg.SensorDefinition:
 
 def followup_requests(run: dg.DagsterRun) -> list[dg.RunRequest]:
     """After a successful ``build_warehouse`` run the platform started itself: the export of
-    the same partitions; after a monthly one also the scorecard e-mails for its month."""
+    the same partitions (the report's Parquet, the vendors' lists), the readouts across every
+    partition (A/B, the model against random targeting, the forecast), as ``bdt build`` runs
+    them; after a monthly one also the scorecard e-mails for its month."""
     trigger = run.tags.get(TRIGGER_TAG)
     if run.job_name != BUILD_JOB or trigger not in (MONTHLY_SCHEDULE, "late_file"):
         return []
@@ -378,7 +380,9 @@ def followup_requests(run: dg.DagsterRun) -> list[dg.RunRequest]:
         common[MONTH_TAG] = run.tags[MONTH_TAG]
     requests = [dg.RunRequest(
         run_key=f"{EXPORT_JOB}:{run.run_id}", job_name=EXPORT_JOB,
-        tags={RANGE_START: run.tags[RANGE_START], RANGE_END: run.tags[RANGE_END], **common})]
+        tags={RANGE_START: run.tags[RANGE_START], RANGE_END: run.tags[RANGE_END], **common}),
+        dg.RunRequest(run_key=f"{READOUT_JOB}:{run.run_id}", job_name=READOUT_JOB,
+                      tags=common)]
     if trigger == MONTHLY_SCHEDULE and MONTH_TAG in run.tags:
         from bdt_platform.ops.scorecard_mail import scorecard_run_config
 
@@ -389,7 +393,7 @@ def followup_requests(run: dg.DagsterRun) -> list[dg.RunRequest]:
 
 
 def _followups_sensor(jobs: Sequence) -> dg.SensorDefinition:
-    requested = [job for job in jobs if job.name in (EXPORT_JOB, SCORECARD_JOB)]
+    requested = [job for job in jobs if job.name in (EXPORT_JOB, READOUT_JOB, SCORECARD_JOB)]
     monitored = [job for job in jobs if job.name == BUILD_JOB]
 
     @dg.run_status_sensor(
@@ -398,8 +402,8 @@ def _followups_sensor(jobs: Sequence) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "When a build_warehouse run of the monthly_reporting schedule or of "
-            "late_file_rebuild succeeds: export_reports for the same partitions, and after a "
-            "monthly run scorecard_mail for its month."))
+            "late_file_rebuild succeeds: export_reports for the same partitions, "
+            "build_readouts, and after a monthly run scorecard_mail for its month."))
     def reporting_followups(context: dg.RunStatusSensorContext):
         requests = followup_requests(context.dagster_run)
         if not requests:
