@@ -624,6 +624,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="generator scale of the report site's home (default 0.05)")
     parser.add_argument("--site-only", action="store_true",
                         help="only the report site's figures (implies --site)")
+    parser.add_argument("--instance", action="store_true",
+                        help="also measure the Dagster instance (bdt_platform/bench/"
+                             "instance_bench.py): run start and per-partition event cost of "
+                             "Dagster's stock SQLite storage, bdt's pooled SQLite, and "
+                             "PostgreSQL with --pg-url")
+    parser.add_argument("--instance-only", action="store_true",
+                        help="only the Dagster instance's figures (implies --instance)")
+    parser.add_argument("--pg-url", metavar="URL",
+                        help="a scratch PostgreSQL database for the instance figures "
+                             "(postgresql://user:password@host:port/db; the bench's runs stay "
+                             "in it); without it PostgreSQL is not measured")
+    parser.add_argument("--instance-partitions", type=int, default=102, metavar="N",
+                        help="partitions of the instance bench's larger run (default 102)")
+    parser.add_argument("--instance-repeat", type=int, default=5, metavar="N",
+                        help="instance bench run pairs per storage (default 5)")
 
 
 def _site_figures(scale: float) -> dict:
@@ -640,7 +655,8 @@ def _site_figures(scale: float) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     result: dict = {}
-    if not args.site_only:
+    instance_only = getattr(args, "instance_only", False)
+    if not args.site_only and not instance_only:
         figures = run_bench(args.states, args.months, args.scale, sftp=not args.no_sftp,
                             sensor_files=args.sensor_files, repeat=args.repeat)
         print(render(figures), flush=True)
@@ -653,6 +669,13 @@ def run(args: argparse.Namespace) -> int:
               f"{site.get('concurrent_requests')} requests, {site.get('concurrent_errors')} "
               "errors", flush=True)
         result["site"] = site
+    if getattr(args, "instance", False) or instance_only:
+        from bdt_platform.bench import instance_bench
+
+        storages = instance_bench.run_instance_bench(
+            args.pg_url, partitions=args.instance_partitions, repeat=args.instance_repeat)
+        print(instance_bench.render(storages), flush=True)
+        result["instance"] = instance_bench.as_dicts(storages)
     payload = json.dumps(result, indent=2, default=str)
     if args.json:
         Path(args.json).write_text(payload + "\n")

@@ -1,0 +1,44 @@
+"""`bdt bench --instance-only`: the run-start and per-partition-event cost of each instance
+storage, PostgreSQL (a real server) beside Dagster's stock SQLite and bdt's pooled SQLite, as
+ratios to the stock storage measured in the same run."""
+
+import json
+import os
+
+import dagster as dg
+
+from bdt_platform.bench import instance_bench, platform_bench
+
+from .postgres_server import postgres_server  # noqa: F401  (the session's server, a fixture)
+
+
+def test_instance_figures_for_every_storage_with_ratios_to_stock_sqlite(
+        tmp_path, capsys, postgres_server):  # noqa: F811
+    out = tmp_path / "figures.json"
+    code = platform_bench.main(["--instance-only", "--pg-url", postgres_server.url,
+                                "--instance-partitions", "5", "--instance-repeat", "1",
+                                "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    figures = {f["storage"]: f for f in json.loads(out.read_text())["instance"]}
+    assert list(figures) == ["sqlite_stock", "sqlite_pooled", "postgres"]
+    for name, f in figures.items():
+        assert f["run_start_s"] > 0 and f["per_event_ms"] > 0, name
+        stock = figures["sqlite_stock"]
+        assert abs(f["run_start_vs_stock"] - f["run_start_s"] / stock["run_start_s"]) < 0.01
+        assert abs(f["per_event_vs_stock"] - f["per_event_ms"] / stock["per_event_ms"]) < 0.01
+        assert f"  {name:<14} run start" in printed
+    assert figures["sqlite_stock"]["run_start_vs_stock"] == 1.0
+    # No ingest/build figures in an instance-only bench, and none of Dagster's debug lines.
+    assert "ingest" not in json.loads(out.read_text()) and "RUN_START" not in printed
+    # The PostgreSQL figures are PostgreSQL's: the bench's runs are in the database it was
+    # given (and the variable it set for them is gone again).
+    assert instance_bench.PG_URL_VARIABLE not in os.environ
+    os.environ[instance_bench.PG_URL_VARIABLE] = instance_bench._driver_url(postgres_server.url)
+    try:
+        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": {
+                "env": instance_bench.PG_URL_VARIABLE}}}}) as instance:
+            keyed = instance.get_materialized_partitions(dg.AssetKey("bench_partitions"))
+            assert len(keyed) == 5 and "2024-01-01|AK" in keyed
+    finally:
+        os.environ.pop(instance_bench.PG_URL_VARIABLE, None)
