@@ -358,29 +358,30 @@ def test_bdt_killed_mid_load_and_mid_build_on_postgres_converges_on_the_next_run
     assert all(not rows for rows in _raw(settings).values())
     assert _inbox_files(served_inbox) == reference["files"]  # nothing moved to processed/
 
+    # The server back (same port, keys and files; the build pushes the mail list to it too).
     with server_process(work, port=port):
         log = tmp_path / "ingest-again.log"
         again = _bdt(["ingest", "--settle", "0"], environ, log)
         assert again.wait(timeout=120) == 0, log.read_text()
-    out = log.read_text()
-    assert "was left started by a process that is gone" in out, out
-    assert statuses("ingest_feeds")[0] == dg.DagsterRunStatus.FAILURE
-    assert _raw(settings) == reference["raw"]
-    assert _processed(served_inbox) == reference["files"]
+        out = log.read_text()
+        assert "was left started by a process that is gone" in out, out
+        assert statuses("ingest_feeds")[0] == dg.DagsterRunStatus.FAILURE
+        assert _raw(settings) == reference["raw"]
+        assert _processed(served_inbox) == reference["files"]
 
-    # Mid-build: bdt build (and its dbt) killed once dbt has built a model.
-    log = tmp_path / "build-killed.log"
-    killed = _bdt(["build"], environ, log)
-    logs = home / "logs"
-    _wait_for(lambda: any("OK created" in p.read_text(errors="replace")
-                          for p in logs.glob("dbt-*.log")), killed, log)
-    _kill_9(killed)
-    assert statuses("build_warehouse") == [dg.DagsterRunStatus.STARTED]
-    log = tmp_path / "build-again.log"
-    again = _bdt(["build"], environ, log)
-    assert again.wait(timeout=180) == 0, log.read_text()
-    assert "was left started by a process that is gone" in log.read_text()
-    built = statuses("build_warehouse")
-    assert built[0] == dg.DagsterRunStatus.FAILURE and built[-1] == dg.DagsterRunStatus.SUCCESS
-    assert _rows(settings, MARTS) == reference["marts"]
-    assert _raw(settings) == reference["raw"]
+        # Mid-build: bdt build (and its dbt) killed once dbt has built a model.
+        log = tmp_path / "build-killed.log"
+        killed = _bdt(["build"], environ, log)
+        logs = home / "logs"
+        _wait_for(lambda: any("OK created" in p.read_text(errors="replace")
+                              for p in logs.glob("dbt-*.log")), killed, log)
+        _kill_9(killed)
+        assert statuses("build_warehouse") == [dg.DagsterRunStatus.STARTED]
+        log = tmp_path / "build-again.log"
+        again = _bdt(["build"], environ, log)
+        assert again.wait(timeout=180) == 0, log.read_text()
+        assert "was left started by a process that is gone" in log.read_text()
+        built = statuses("build_warehouse")
+        assert built[0] == dg.DagsterRunStatus.FAILURE and built[-1] == dg.DagsterRunStatus.SUCCESS
+        assert _rows(settings, MARTS) == reference["marts"]
+        assert _raw(settings) == reference["raw"]
