@@ -385,3 +385,48 @@ def test_bdt_killed_mid_load_and_mid_build_on_postgres_converges_on_the_next_run
         assert built[0] == dg.DagsterRunStatus.FAILURE and built[-1] == dg.DagsterRunStatus.SUCCESS
         assert _rows(settings, MARTS) == reference["marts"]
         assert _raw(settings) == reference["raw"]
+
+
+def test_only_runs_whose_process_is_gone_are_marked_failed(platform):
+    """The cleanup that lets the next command run: a run whose process is alive, on another
+    host, or whose pid now belongs to a newer process is judged by the identity it carries."""
+    import socket
+    import uuid
+
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from bdt_platform.core import pools
+
+    _, _, instance = platform
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    try:
+        identities = {
+            "alive": f"{host}:{sleeper.pid}:{pools._start_time(sleeper.pid)}",
+            "gone": f"{host}:{dead.pid}:{pools._start_time(os.getpid())}",
+            "reused pid": f"{host}:{sleeper.pid}:1",  # the pid, another process's start time
+            "other host": f"not-{host}:{dead.pid}:1",
+        }
+        runs = {}
+        for what, identity in identities.items():
+            run = DagsterRun(job_name="ingest_feeds", run_id=str(uuid.uuid4()),
+                             status=dg.DagsterRunStatus.STARTED,
+                             tags={pools.PROCESS_TAG: identity})
+            instance.add_run(run)
+            runs[run.run_id] = what
+        failed = pools.fail_runs_whose_process_died(instance)
+        assert sorted(runs[run.run_id] for run in failed) == ["gone", "reused pid"]
+        status = {what: instance.get_run_by_id(run_id).status for run_id, what in runs.items()}
+        assert status == {"alive": dg.DagsterRunStatus.STARTED,
+                          "gone": dg.DagsterRunStatus.FAILURE,
+                          "reused pid": dg.DagsterRunStatus.FAILURE,
+                          "other host": dg.DagsterRunStatus.STARTED}
+        [message] = [e.dagster_event.message for e in instance.all_logs(failed[0].run_id)
+                     if e.dagster_event
+                     and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE]
+        assert "is gone" in message and "pid" in message
+    finally:
+        sleeper.kill()
+        sleeper.wait()
