@@ -139,17 +139,23 @@ class RunOutcome:
         return [e.event_specific_data for e in self.events
                 if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
 
-    def failures(self) -> list[str]:
-        """Each failed step's message, with why it failed (a ``dg.Failure``'s description, or
-        the error's message)."""
+    def failures(self, step: str | None = None) -> list[str]:
+        """Each failed step's message (``step``: that step's only), with why it failed (a
+        ``dg.Failure``'s description, or the error's message and, when it wraps another - a
+        step that used up its retries - that error's, which names what failed)."""
         failures = []
         for event in self.events:
-            if event.event_type != dg.DagsterEventType.STEP_FAILURE:
+            if event.event_type != dg.DagsterEventType.STEP_FAILURE or (
+                    step is not None and event.step_key != step):
                 continue
             data = event.step_failure_data
-            reason = ((data.user_failure_data.description if data.user_failure_data else None)
-                      or (data.error.message.strip() if data.error else ""))
-            failures.append(f"{event.message or ''} {reason}".strip())
+            reason = data.user_failure_data.description if data.user_failure_data else None
+            if not reason and data.error:
+                reason = " ".join(data.error.message.split()).rstrip(":")
+                cause = data.error.cause
+                if cause is not None:
+                    reason += ": " + " ".join(cause.message.split())
+            failures.append(f"{event.message or ''} {reason or ''}".strip())
         return failures
 
 
@@ -180,7 +186,13 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
             progress(f"run {number}/{len(rectangles)} of {job_name}: {len(states)} state(s) x "
                      f"{len(months)} month(s) ({states[0]}..{states[-1]}, "
                      f"{months[0]:%Y-%m}..{months[-1]:%Y-%m})")
-        # Slots of runs that ended without handing them back (killed, then marked failed).
+        # Runs of bdt commands whose process was killed mid-run: marked failed (they would
+        # hold the warehouse's slot for ever); then the slots of every ended run handed back.
+        for dead in pools.fail_runs_whose_process_died(instance):
+            if progress:
+                progress(f"run {dead.run_id[:8]} ({dead.job_name}) was left started by a "
+                         f"process that is gone ({dead.tags[pools.PROCESS_TAG]}): marked "
+                         "failed, its work is done again now")
         pools.free_slots_of_ended_runs(instance)
         if progress and (held := pools.holders(instance)):
             progress("waiting for the warehouse, held by " + "; ".join(h.line() for h in held)
@@ -199,8 +211,13 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
 def execute(job, instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str],
             selection: list[dg.AssetKey] | None, states: list[str], months: list[dt.date],
             log_level: str = "WARNING", tool_log: Path | None = None) -> RunOutcome:
-    """One in-process run. Tools that print to stdout (dbt) go to ``tool_log`` when given."""
+    """One in-process run. Tools that print to stdout (dbt) go to ``tool_log`` when given.
+    The run carries this process's identity (``pools.PROCESS_TAG``): should the process be
+    killed mid-run, the next bdt command marks the run failed."""
+    from bdt_platform.core import pools
+
     run_config = dict(run_config)
+    tags = {**tags, **pools.process_tag()}
     run_config.setdefault("loggers", {"console": {"config": {"log_level": log_level}}})
     redirect = contextlib.nullcontext()
     if tool_log is not None:

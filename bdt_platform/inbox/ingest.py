@@ -186,7 +186,9 @@ def _file_results(outcome: RunOutcome, feed: str, drops: dict[str, list[Drop]]
                                           f"{item['reason']} -> lake/{item['quarantined_to']}",
                                           key))
             else:
-                failure = "; ".join(outcome.failures())[:300] or "not loaded"
+                # This feed's step's failure first: it says what failed for this file.
+                failure = "; ".join(outcome.failures(f"raw__{feed}")
+                                    or outcome.failures())[:300] or "not loaded"
                 results.append(FileResult(newest.file.path, "failed", mask_ssn(failure), key))
     return results
 

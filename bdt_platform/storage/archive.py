@@ -7,8 +7,11 @@ Without Dagster, so that worker processes can write the archive copies of the fi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import os
+import uuid
 from dataclasses import dataclass
 
 from upath import UPath
@@ -54,11 +57,27 @@ READ_BACK_BYTES = 1 << 20
 
 def store(root: UPath, archived: ArchivedFile, data: bytes) -> None:
     """Write ``data`` at ``archived.path`` under ``root`` unless it is there already (the same
-    file archived again), then read it back: OSError unless the lake holds its checksum."""
+    file archived again), then read it back: OSError unless the lake holds its checksum.
+
+    Never leaves a part of a file under the archive's name: in a local lake the bytes go to a
+    hidden ``.<name>.<random>.part`` beside it, renamed into place when whole (a GCS object
+    appears only when whole); a write that fails (a full disk) removes what it wrote and raises
+    OSError naming the lake path and the reason ("No space left on device")."""
     target = root.joinpath(archived.path)
     if not (target.exists() and target.stat().st_size == len(data)):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        local = target.protocol in ("", "file", "local")
+        written = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part") if local \
+            else target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written.write_bytes(data)
+            if local:
+                os.replace(written.path, target.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                written.unlink()
+            raise OSError(exc.errno, f"{exc.strerror or exc}: could not write the lake copy "
+                                     f"{target} ({len(data)} bytes)") from exc
     digest = hashlib.sha256()
     with target.open("rb") as stored:  # read back a piece at a time: no second copy in memory
         while piece := stored.read(READ_BACK_BYTES):

@@ -45,7 +45,8 @@ class LakeResource(dg.ConfigurableResource):
         if not folder.exists():
             return []
         return sorted(f"archive/{feed}/month={month:%Y-%m}/state={state}/{p.name}"
-                      for p in folder.iterdir())
+                      for p in folder.iterdir()
+                      if not p.name.startswith("."))  # a copy being written (archive.store)
 
     def read_archived(self, relative: str) -> tuple[ArchivedFile, bytes]:
         data = self.path(relative).read_bytes()

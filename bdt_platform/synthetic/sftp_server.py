@@ -46,18 +46,30 @@ _WRITE_FLAGS = FXF_WRITE | FXF_CREAT | FXF_TRUNC | FXF_APPEND
 class SftpTestServer:
     """One SFTP server over ``<workdir>/root``; keys and known_hosts in ``<workdir>``."""
 
-    def __init__(self, workdir: Path, username: str = "bdt", key_type: str = "ssh-ed25519"):
+    def __init__(self, workdir: Path, username: str = "bdt", key_type: str = "ssh-ed25519",
+                 port: int | None = None, reuse_keys: bool = False):
+        """``port``: listen there (default: an ephemeral port); ``reuse_keys``: take the host
+        and client keys a server over the same ``workdir`` wrote (``host_key``,
+        ``client_key``), if there are: the same server again after its process died."""
         self.workdir = Path(workdir)
         self.root = self.workdir / "root"
         self.root.mkdir(parents=True, exist_ok=True)
         self.username = username
-        self.port: int | None = None
+        self.port: int | None = port
         self.read_only = False
         self.operations: list[tuple[str, ...]] = []
+        self._listened = False
 
-        self.host_key = asyncssh.generate_private_key(key_type)
-        self.client_key = asyncssh.generate_private_key(key_type)
         self.client_key_file = self.workdir / "client_key"
+        host_key_file = self.workdir / "host_key"
+        if reuse_keys and host_key_file.exists() and self.client_key_file.exists():
+            self.host_key = asyncssh.read_private_key(host_key_file)
+            self.client_key = asyncssh.read_private_key(self.client_key_file)
+        else:
+            self.host_key = asyncssh.generate_private_key(key_type)
+            self.client_key = asyncssh.generate_private_key(key_type)
+            host_key_file.write_bytes(self.host_key.export_private_key("openssh"))
+            host_key_file.chmod(0o600)
         self.client_key_file.write_bytes(self.client_key.export_private_key("openssh"))
         self.client_key_file.chmod(0o600)
         self.client_key_file.with_name("client_key.pub").write_bytes(
@@ -179,7 +191,8 @@ class SftpTestServer:
             kbdint_auth=False,
             reuse_address=True,
         )
-        if self.port is None:
+        if not self._listened:
+            self._listened = True
             self.port = self._acceptor.get_port()
             self.known_hosts_file.write_text(self.host_key_line())
 
@@ -321,12 +334,13 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def server_process(workdir: Path) -> Iterator[ServerProcess]:
+def server_process(workdir: Path, port: int | None = None) -> Iterator[ServerProcess]:
     """An ``SftpTestServer`` over ``<workdir>/root`` running in a child process until the block
-    ends. Files put under ``<workdir>/root`` are served as they are."""
+    ends. Files put under ``<workdir>/root`` are served as they are. With ``port``: on that
+    port, with the keys an earlier server over ``workdir`` wrote (the same server restarted)."""
     process = subprocess.Popen([sys.executable, "-m", "bdt_platform.synthetic.sftp_server",
-                                str(workdir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True)
+                                str(workdir), *([str(port)] if port else [])],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         base_url = process.stdout.readline().strip()
         if not base_url.startswith("sftp://"):
@@ -342,9 +356,11 @@ def server_process(workdir: Path) -> Iterator[ServerProcess]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve ``WORKDIR/root`` until standard input closes; print ``sftp://user@host:port``."""
-    (workdir,) = sys.argv[1:] if argv is None else argv
-    server = SftpTestServer(Path(workdir)).start()
+    """Serve ``WORKDIR/root`` until standard input closes; print ``sftp://user@host:port``.
+    ``WORKDIR PORT``: on that port, with the keys an earlier server over WORKDIR wrote."""
+    workdir, *port = sys.argv[1:] if argv is None else argv
+    server = SftpTestServer(Path(workdir), port=int(port[0]) if port else None,
+                            reuse_keys=bool(port)).start()
     print(server.url(""), flush=True)
     sys.stdin.read()
     server.close()
