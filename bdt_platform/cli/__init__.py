@@ -93,7 +93,9 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
         defs, instance = _runtime(settings)
     tool_log = settings.home / "logs" / f"dbt-{time.strftime('%Y%m%dT%H%M%S')}.log"
     result = build(defs, instance, defs.resources["warehouse"], _states(args.states),
-                   _months(args.months), echo=_echo, tool_log=tool_log)
+                   _months(args.months), echo=_echo, tool_log=tool_log,
+                   force=getattr(args, "force", False),
+                   settings_inputs=settings.result_shaping())
     return result.exit_code
 
 
@@ -107,7 +109,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     args.settle = 0.0 if args.settle is None else args.settle
     ingest_code = cmd_ingest(args, settings)
     _echo("== 3/3 build: dbt models and reports ==")
-    build_args = argparse.Namespace(states=args.states, months=args.months)
+    build_args = argparse.Namespace(states=args.states, months=args.months, force=False)
     build_code = cmd_build(build_args, settings)
     defs_warehouse = _runtime(settings)[0].resources["warehouse"]
     print_summary(settings, defs_warehouse, echo=_echo)
@@ -220,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="materialize dbt models and reports for partitions "
                                 "(default: every partition with raw data), in one run per rectangle")
     scope(build, None, None)
+    build.add_argument("--force", action="store_true",
+                       help="build every partition asked for, even those up to date (by "
+                            "default a partition whose raw inputs' data versions and code did "
+                            "not change since its last finished build is skipped)")
     build.set_defaults(handler=cmd_build)
 
     demo = commands.add_parser("demo", help="generate + ingest + build a small scope and show "
