@@ -163,7 +163,10 @@ def plan_build(defs: dg.Definitions, instance: dg.DagsterInstance, chosen: list[
         elif run.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
             plan.stale[pair] = f"not built by their last build run ({_short(run)} " \
                                f"{run.dagster_run.status.value.lower()})"
-        elif run.dagster_run.tags.get(CODE_TAG) != fingerprint:
+        elif CODE_TAG not in run.dagster_run.tags:
+            plan.stale[pair] = (f"built by a run that recorded no code fingerprint "
+                                f"({_short(run)}: not `bdt build`, e.g. the UI)")
+        elif run.dagster_run.tags[CODE_TAG] != fingerprint:
             if changed_code is None:
                 changed_code = _changed_code_names(defs, instance, [build_job, export_job,
                                                                     *after_jobs])
@@ -279,8 +282,7 @@ def _changed_inputs(defs: dg.Definitions, instance: dg.DagsterInstance, build_jo
     # earliest of them: a raw event before it was there when dbt read the raw tables).
     cursor: dict[Pair, int] = {}
     for fact in _fact_keys(defs, build_job):
-        latest = instance.get_latest_storage_id_by_partition(fact, materialized,
-                                                             set(keys.values()))
+        latest = instance.get_latest_storage_id_by_partition(fact, materialized)
         for pair, key in keys.items():
             cursor[pair] = min(cursor.get(pair, latest.get(key, 0)), latest.get(key, 0))
     # The partitions built by one run share one cursor: the earliest of theirs (a raw event
