@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,8 +58,10 @@ class Home:
 
     def build(self, **options):
         self.lines.clear()
+        # As `bdt build` calls it: the settings that shape results are part of the fingerprints.
         result = build(self.defs, self.instance, self.defs.resources["warehouse"],
-                       echo=self.lines.append, **options)
+                       echo=self.lines.append, settings_inputs=self.settings.result_shaping(),
+                       **options)
         assert result.exit_code == 0, self.lines
         return result
 
@@ -129,6 +133,28 @@ def test_a_build_with_nothing_new_runs_nothing_and_says_so(home):
     assert {key: home.latest_storage_ids(key) for key in FACTS} == facts
     for table, frame in home.tables().items():
         pd.testing.assert_frame_equal(frame, tables[table], obj=table)
+
+
+def test_the_command_knows_nothing_is_new_without_loading_the_definitions(home):
+    """``bdt build`` decides "nothing new" from the instance, the warehouse and the sources'
+    hash alone: it exits 0 having run nothing, and never imported dagster-dbt or dbt (the
+    definitions' ~4-5 s of start-up)."""
+    runs = home.all_runs()
+    script = ("import sys\n"
+              "from bdt_platform.cli import main\n"
+              "code = main(['build'])\n"
+              "print('LOADED', sorted(m for m in ('dagster_dbt', 'dbt', 'bdt_platform.definitions')"
+              " if m in sys.modules))\n"
+              "sys.exit(code)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BDT_", "DAGSTER_"))}
+    env.update(BDT_HOME=str(home.settings.home), BDT_PII_KEY=home.settings.pii_key,
+               DAGSTER_HOME=str(home.settings.dagster_home), PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nothing new since run" in done.stdout and "4 partition(s) up to date" in done.stdout
+    assert "LOADED []" in done.stdout, done.stdout
+    assert home.all_runs() == runs
 
 
 def test_the_same_file_delivered_again_is_not_a_change(home):

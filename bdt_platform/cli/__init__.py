@@ -87,14 +87,21 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    from bdt_platform.warehouse.build import build
+    from bdt_platform.warehouse.build import build, nothing_new
 
+    force = getattr(args, "force", False)
+    if not force:
+        # Nothing new (the usual case between deliveries) is known without the definitions.
+        with _start_up():
+            _quiet_dagster()
+            if nothing_new(settings, _states(args.states), _months(args.months), echo=_echo):
+                return EXIT_OK
     with _start_up():
         defs, instance = _runtime(settings)
     tool_log = settings.home / "logs" / f"dbt-{time.strftime('%Y%m%dT%H%M%S')}.log"
     result = build(defs, instance, defs.resources["warehouse"], _states(args.states),
                    _months(args.months), echo=_echo, tool_log=tool_log,
-                   force=getattr(args, "force", False),
+                   force=force,
                    settings_inputs=settings.result_shaping())
     return result.exit_code
 

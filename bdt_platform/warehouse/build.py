@@ -15,6 +15,7 @@ from bdt_platform.feeds.specs import ALL_SPECS
 from bdt_platform.core.runs import RunOutcome, execute, run_rectangles
 from bdt_platform.storage.warehouse import Warehouse
 from bdt_platform.warehouse import staleness
+from bdt_platform.warehouse.source_fingerprint import DEFAULT_DBT_PROJECT, source_fingerprint
 
 BUILD_JOB = "build_warehouse"
 EXPORT_JOB = "export_reports"
@@ -89,6 +90,54 @@ def fingerprint(defs: dg.Definitions, extra: Mapping[str, str] | None = None) ->
         "" if not extra_text else "-" + hashlib.sha256(extra_text.encode()).hexdigest()[:8])
 
 
+def defs_source_fingerprint(defs: dg.Definitions, settings_inputs: Mapping[str, str] | None
+                            ) -> str:
+    """``source_fingerprint`` of the dbt project and outreach configuration ``defs`` use."""
+    outreach = defs.resources.get("outreach")
+    dbt = defs.resources.get("dbt")
+    return source_fingerprint(Path(dbt.project_dir) if dbt is not None else DEFAULT_DBT_PROJECT,
+                              Path(outreach.path) if outreach is not None else None,
+                              settings_inputs)
+
+
+def nothing_new(settings, states: list[str] | None = None, months: list[dt.date] | None = None,
+                echo: Callable[[str], None] = print) -> bool:
+    """Whether a ``bdt build`` of those partitions with raw data would build nothing, decided
+    from the instance, the warehouse and the sources alone (no definitions, dbt or
+    dagster-dbt imported: ~1 s instead of ~5 s of start-up); True after saying so. False when
+    anything may be stale: the build then decides with the definitions' code versions."""
+    from bdt_platform.core.resources import build_warehouse
+    from bdt_platform.core.runs import instance_for
+
+    started = time.perf_counter()
+    manifest = Path(settings.dbt_project_dir) / "target" / "manifest.json"
+    if not manifest.exists():
+        return False
+    chosen = select_partitions(partitions_with_raw_data(build_warehouse(settings)), states,
+                               months)
+    if not chosen:
+        return False
+    instance = instance_for(settings)
+    try:
+        plan = staleness.compare(
+            instance, chosen, staleness.fact_keys_from_manifest(manifest), staleness.SOURCE_TAG,
+            source_fingerprint(settings.dbt_project_dir, settings.outreach_config,
+                               settings.result_shaping()),
+            BUILD_JOB, EXPORT_JOB, list(AFTER_JOBS))
+    finally:
+        instance.dispose()
+    if plan.to_build:
+        return False
+    _say_nothing_new(plan, started, echo)
+    return True
+
+
+def _say_nothing_new(plan: staleness.BuildPlan, started: float, echo) -> None:
+    echo(f"nothing new since run {plan.since_run[:8]}: {len(plan.chosen)} partition(s) up to "
+         f"date, skipped (checked in {time.perf_counter() - started:.2f}s; "
+         "`bdt build --force` builds them again)")
+
+
 def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehouse,
           states: list[str] | None = None, months: list[dt.date] | None = None,
           echo: Callable[[str], None] = print, tool_log: Path | None = None,
@@ -112,14 +161,13 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
         echo("nothing to build: no raw data for the partitions asked (run `bdt ingest` first)")
         return result
     code = fingerprint(defs, settings_inputs)
+    sources = defs_source_fingerprint(defs, settings_inputs)
     if not force:
         plan = result.plan = staleness.plan_build(defs, instance, chosen, code, BUILD_JOB,
                                                   EXPORT_JOB, AFTER_JOBS)
         result.skipped = plan.up_to_date
         if not plan.to_build:
-            echo(f"nothing new since run {plan.since_run[:8]}: {len(chosen)} partition(s) up to "
-                 f"date, skipped (checked in {time.perf_counter() - started:.2f}s; "
-                 "`bdt build --force` builds them again)")
+            _say_nothing_new(plan, started, echo)
             return result
         if result.skipped:
             echo(f"{len(result.skipped)} of {len(chosen)} partition(s) up to date since run "
@@ -127,7 +175,7 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
         for line in plan.reasons():
             echo(f"  to build: {line}")
         chosen = plan.to_build
-    tags = {staleness.CODE_TAG: code}
+    tags = {staleness.CODE_TAG: code, staleness.SOURCE_TAG: sources}
     echo(f"building models and reports for {len(chosen)} partition(s)"
          + (f"; dbt output in {tool_log}" if tool_log else ""))
     result.runs = run_rectangles(defs, instance, BUILD_JOB, chosen, tool_log=tool_log,

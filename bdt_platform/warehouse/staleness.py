@@ -49,6 +49,9 @@ from bdt_platform.feeds.specs import ALL_SPECS
 
 #: The run tag that records the code a ``bdt build`` run ran with (``code_fingerprint``).
 CODE_TAG = "bdt/code_fingerprint"
+#: The run tag with the hash of the sources those code versions come from
+#: (``source_fingerprint``): equal, the code versions are too, known without the definitions.
+SOURCE_TAG = "bdt/source_fingerprint"
 
 Pair = tuple[str, dt.date]
 
@@ -148,6 +151,19 @@ def plan_build(defs: dg.Definitions, instance: dg.DagsterInstance, chosen: list[
                after_jobs: Iterable[str]) -> BuildPlan:
     """Which of ``chosen`` must be built (see the module docstring); ``after_jobs``: the
     unpartitioned jobs every build runs after its build runs."""
+    after_jobs = list(after_jobs)
+    return compare(instance, chosen, _fact_keys(defs, build_job), CODE_TAG, fingerprint,
+                   build_job, export_job, after_jobs,
+                   lambda: _changed_code_names(defs, instance,
+                                               [build_job, export_job, *after_jobs]))
+
+
+def compare(instance: dg.DagsterInstance, chosen: list[Pair], fact_keys: list[dg.AssetKey],
+            tag: str, fingerprint: str, build_job: str, export_job: str,
+            after_jobs: list[str], what_changed: Callable[[], str] | None = None) -> BuildPlan:
+    """``plan_build`` with the build's partitioned dbt models (``fact_keys``) and the run tag
+    ``tag`` that must equal ``fingerprint`` given: with ``SOURCE_TAG`` and the manifest's
+    models (``fact_keys_from_manifest``) it needs no definitions."""
     plan = BuildPlan(list(chosen))
     todo = set(chosen)
     built = _newest_covering_runs(instance, build_job, todo)
@@ -163,13 +179,12 @@ def plan_build(defs: dg.Definitions, instance: dg.DagsterInstance, chosen: list[
         elif run.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
             plan.stale[pair] = f"not built by their last build run ({_short(run)} " \
                                f"{run.dagster_run.status.value.lower()})"
-        elif CODE_TAG not in run.dagster_run.tags:
+        elif tag not in run.dagster_run.tags:
             plan.stale[pair] = (f"built by a run that recorded no code fingerprint "
                                 f"({_short(run)}: not `bdt build`, e.g. the UI)")
-        elif run.dagster_run.tags[CODE_TAG] != fingerprint:
+        elif run.dagster_run.tags[tag] != fingerprint:
             if changed_code is None:
-                changed_code = _changed_code_names(defs, instance, [build_job, export_job,
-                                                                    *after_jobs])
+                changed_code = what_changed() if what_changed else "its sources changed"
             plan.stale[pair] = f"built with other code ({changed_code})"
         elif (pair not in exported or exported[pair].storage_id < run.storage_id
               or exported[pair].dagster_run.status != dg.DagsterRunStatus.SUCCESS):
@@ -179,7 +194,7 @@ def plan_build(defs: dg.Definitions, instance: dg.DagsterInstance, chosen: list[
                                "finish"
     fresh = [pair for pair in chosen if pair not in plan.stale]
     if fresh:
-        for pair, reason in _changed_inputs(defs, instance, build_job, fresh,
+        for pair, reason in _changed_inputs(instance, fact_keys, fresh,
                                             {pair: built[pair] for pair in fresh}).items():
             plan.stale[pair] = reason
     return plan
@@ -272,7 +287,18 @@ def _fact_keys(defs: dg.Definitions, build_job: str) -> list[dg.AssetKey]:
                    and "dbt" in (layer.get(key).kinds or set())), key=str)
 
 
-def _changed_inputs(defs: dg.Definitions, instance: dg.DagsterInstance, build_job: str,
+def fact_keys_from_manifest(manifest: Path) -> list[dg.AssetKey]:
+    """``_fact_keys`` from the dbt manifest alone: the models tagged ``partitioned``, keyed
+    ``[schema, model]`` as ``warehouse.assets.BdtDbtTranslator`` keys them."""
+    import json
+
+    nodes = json.loads(Path(manifest).read_text())["nodes"].values()
+    return sorted((dg.AssetKey([node["config"].get("schema") or node["schema"], node["name"]])
+                   for node in nodes if node["resource_type"] == "model"
+                   and "partitioned" in (node.get("tags") or [])), key=str)
+
+
+def _changed_inputs(instance: dg.DagsterInstance, fact_keys: list[dg.AssetKey],
                     fresh: list[Pair], built: dict[Pair, object]) -> dict[Pair, str]:
     """Of the ``fresh`` partitions so far, those a raw partition with a new data version since
     their build reaches (``REACH``), each with the first such input."""
@@ -281,7 +307,7 @@ def _changed_inputs(defs: dg.Definitions, instance: dg.DagsterInstance, build_jo
     # Where each partition's build stands in the event log: its facts' materializations (the
     # earliest of them: a raw event before it was there when dbt read the raw tables).
     cursor: dict[Pair, int] = {}
-    for fact in _fact_keys(defs, build_job):
+    for fact in fact_keys:
         latest = instance.get_latest_storage_id_by_partition(fact, materialized)
         for pair, key in keys.items():
             cursor[pair] = min(cursor.get(pair, latest.get(key, 0)), latest.get(key, 0))
