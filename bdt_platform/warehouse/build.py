@@ -45,10 +45,7 @@ class BuildResult:
 
 
 def partitions_with_raw_data(warehouse: Warehouse) -> set[tuple[str, dt.date]]:
-    found: set[tuple[str, dt.date]] = set()
-    for spec in ALL_SPECS.values():
-        found |= warehouse.partitions(spec.table)
-    return found
+    return warehouse.partitions_of([spec.table for spec in ALL_SPECS.values()])
 
 
 def select_partitions(available: set[tuple[str, dt.date]], states: list[str] | None,
