@@ -5,7 +5,8 @@ instance), built once; then, in order: a build with nothing new (no run, no dbt 
 tables untouched), the same file delivered again (a new raw materialization with the same data
 version: still nothing to build), one partner file changed for the last month (only that
 partition built, with the unpartitioned models, and the result equal to a forced full rebuild),
-and a dbt model's SQL changed (a new code version: everything built again, then nothing).
+and a dbt model's SQL changed (a new code version: everything built again, then nothing; and
+again after its build run is recorded as failed).
 """
 
 from __future__ import annotations
@@ -232,5 +233,14 @@ def test_a_changed_model_is_a_change_for_every_partition(home):
         assert result.runs and all(run.success for run in result.runs)
         again = changed.build()
         assert again.runs == [] and sorted(again.skipped) == sorted(GRID)
+        # A build whose last run failed is never taken as done: the newest build run, reported
+        # failed in the instance, makes every partition it covered stale again.
+        newest = changed.build_runs()[0].dagster_run
+        changed.instance.report_run_failed(newest, "failed for the test")
+        retried = changed.build()
+        assert sorted(retried.plan.to_build) == sorted(GRID)
+        assert all(reason.startswith(f"not built by their last build run ({newest.run_id[:8]}")
+                   for reason in retried.plan.stale.values()), retried.plan.stale
+        assert changed.build().runs == []
     finally:
         changed.instance.dispose()
