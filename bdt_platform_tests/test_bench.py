@@ -11,7 +11,8 @@ FIGURES = ["generate_s", "read_csv_s", "read_csv_union_by_name_s", "ingest_s",
            "ingest_events", "build_events", "build_s", "dbt_build_s", "build_vs_dbt",
            "one_partition_process_s", "per_partition_extrapolated_s", "ingest_peak_rss_mb",
            "largest_partition_arrow_mb", "rss_vs_partition", "explain_s",
-           "casemgmt_ingest_s", "casemgmt_rows", "casemgmt_rows_per_s"]
+           "casemgmt_ingest_s", "casemgmt_rows", "casemgmt_rows_per_s", "unchanged_build_s",
+           "unchanged_vs_build"]
 
 
 # The smallest run that still has every step: 2 states x 2 months (4 partitions, every feed
@@ -20,17 +21,22 @@ FIGURES = ["generate_s", "read_csv_s", "read_csv_union_by_name_s", "ingest_s",
 # they print, is checked without running them, in
 # test_repeated_pairs_give_medians_and_the_median_of_the_ratios), and a sensor inbox of 50
 # files (the tick's cost, not its correctness, grows with the count). The memory probe's sizes
-# are multiples of --scale: 5, 20 and 80 here, each partition still ~4x the one before.
-SCALE, REPEAT = 0.05, 1
+# are absolute generator scales (--probe-scales; 100, 400 and 1600 by default, whatever
+# --scale): 5, 20 and 80 here, each partition still ~4x the one before.
+SCALE, REPEAT, PROBE = 0.05, 1, (5.0, 20.0, 80.0)
 
 
 def test_bench_produces_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    bdt = Path(sys.executable).with_name("bdt")
-    result = subprocess.run([str(bdt), "bench", "--states", "2", "--months", "2", "--scale",
+    # The checkout's own code (the console script would import whichever checkout is
+    # installed), as the bench starts its children: ``python -m bdt_platform.cli``.
+    result = subprocess.run([sys.executable, "-m", "bdt_platform.cli", "bench", "--states", "2",
+                             "--months", "2", "--scale",
                              str(SCALE), "--sensor-files", "50", "--repeat", str(REPEAT),
+                             "--probe-scales", ",".join(f"{p:g}" for p in PROBE),
                              "--json", str(out)],
-                            capture_output=True, text=True, timeout=1200)
+                            capture_output=True, text=True, timeout=1200,
+                            cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads(out.read_text())
     for name in FIGURES:
@@ -51,7 +57,7 @@ def test_bench_produces_every_figure(tmp_path):
     # The memory probe: one partition at three sizes, each larger; the goal's figure is the
     # growth between the two largest, and every step's growth is kept.
     probe = figures["memory_probe"]
-    assert [size["scale"] for size in probe] == [SCALE * 100, SCALE * 400, SCALE * 1600]
+    assert [size["scale"] for size in probe] == list(PROBE)
     for small, large in zip(probe, probe[1:]):
         assert large["largest_partition_mb"] > 2 * small["largest_partition_mb"] > 0
     steps = figures["memory_growth_steps"]
@@ -65,14 +71,18 @@ def test_bench_produces_every_figure(tmp_path):
         assert figures[growth] == steps[-1][key] == (
             (large[peak] - small[peak])
             / (large["largest_partition_mb"] - small["largest_partition_mb"]))
-    assert f"smaller sizes: scale {SCALE * 100:g} -> {SCALE * 400:g}" in result.stdout
+    assert f"smaller sizes: scale {PROBE[0]:g} -> {PROBE[1]:g}" in result.stdout
+    # A second bdt build with nothing new skipped every partition (and its time is a figure).
+    assert figures["unchanged_build_skipped"] is True, figures["notes"]
+    assert figures["unchanged_vs_build"] == figures["unchanged_build_s"] / figures["build_s"]
     assert figures["partitions"] == 4 and figures["files"] == 20
     # Few runs, never one per partition: the first two states (AK, AL) are adjacent, so each
     # step covers all four partitions with one rectangle.
     # Two ingests, one run each: the partner files alone (what read_csv is compared with),
     # then the case-management database, moved into the home afterwards.
     assert figures["ingest_runs"] == 2  # partner files, case management
-    assert figures["build_runs"] == 3  # every dbt model + reports, readouts, report export
+    # every dbt model + reports, the readouts, the report export, the usage copy
+    assert figures["build_runs"] == 4
     assert set(figures["sensor_tick"]) == {"folder", "sftp"}, figures["notes"]
     for line in ["ingest (partner files) vs DuckDB read_csv",
                  "ingest vs read_csv with union_by_name", "case-management extract",
@@ -80,7 +90,8 @@ def test_bench_produces_every_figure(tmp_path):
                  "Dagster runs started", "peak memory (PSS, all processes) above start-up floor",
                  "peak memory growth vs partition growth (one partition, two largest sizes)",
                  "sensor tick (folder)",
-                 "sensor tick (sftp)", "bdt explain, one partition"]:
+                 "sensor tick (sftp)", "bdt explain, one partition",
+                 "bdt build with nothing new vs the first build"]:
         assert line in result.stdout
 
 
@@ -123,3 +134,24 @@ def test_repeated_pairs_give_medians_and_the_median_of_the_ratios():
             and "read_csv 1.00-4.00s, ingest 2.00-20.00s" in text
             and "plain dbt build 10.00-30.00s, bdt build 15.00-50.00s" in text), text
     assert "repeated pairs" not in render(Figures(2, 2, 0.2, 4, 20, 800))
+
+
+def test_the_memory_probe_sizes_do_not_grow_with_scale():
+    """The probe's partition sizes are absolute generator scales: ``--scale 100`` once made
+    them 100 x (100, 400, 1600), a 10 GB partition generated in memory."""
+    import argparse
+
+    import pytest
+
+    from bdt_platform.bench.platform_bench import MEMORY_PROBE_SCALES, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for scale in ("0.05", "1", "100"):
+        assert parser.parse_args(["--scale", scale]).probe_scales == MEMORY_PROBE_SCALES
+    assert MEMORY_PROBE_SCALES == (100.0, 400.0, 1600.0)
+    assert parser.parse_args(["--scale", "100", "--probe-scales", "5,20,80"]).probe_scales == (
+        5.0, 20.0, 80.0)
+    for bad in ("80,20", "5", "0,5", "a,b"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--probe-scales", bad])

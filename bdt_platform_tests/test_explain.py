@@ -47,9 +47,9 @@ class World:
         return ingest(self.defs, self.instance, r["inbox"], r["lake"], r["warehouse"],
                       r["casemgmt"], settle_seconds=0, echo=lambda _: None)
 
-    def build(self, *months):
+    def build(self, *months, force=False):
         result = build(self.defs, self.instance, self.resources["warehouse"], ["PA"],
-                       list(months), echo=lambda _: None)
+                       list(months), echo=lambda _: None, force=force)
         assert result.exit_code == 0
         time.sleep(0.01)  # distinct timestamps between materializations
         return result
@@ -156,7 +156,11 @@ def test_bad_resend_is_quarantined_and_the_number_holds(world):
     broken = world.original_feb_outcomes.replace("approved", "APPROVED??", 1)
     _drop(world, "paagency", "paagency_PA_202402_outcomes.csv", broken)
     assert world.ingest().exit_code == 1
-    world.build(FEB)
+    # Nothing reached the warehouse: the build has nothing new to build (skipped) ...
+    assert world.build(FEB).runs == []
+    assert world.report(FEB)["approvals"] == before_numbers["approvals"]
+    # ... and a forced one makes a materialization whose explanation names the rejected file.
+    world.build(FEB, force=True)
     assert world.report(FEB)["approvals"] == before_numbers["approvals"]
 
     e = world.explain(FEB)

@@ -19,10 +19,16 @@ are noisy, so absolute times are printed beside them):
    all there is to see, so a second figure measures what grows with a partition: one partition
    ingested at three sizes (``_memory_probe``), the peak's growth per MB of partition growth
    between the two largest (past the fixed working set of a file read a slice at a time),
+   at fixed generator scales whatever ``--scale`` (``MEMORY_PROBE_SCALES``, or
+   ``--probe-scales``: a partition of scale 1600 is ~145 MB of Arrow, and ``--scale 100``
+   once made it 10 GB),
    beside the same figure for DuckDB ``read_csv`` of the same files (the limit); the growth
    of every step is printed too;
 5. a sensor tick over an inbox of many files (folder, and SFTP when available);
-6. ``bdt explain`` on one partition with every partition materialized.
+6. ``bdt explain`` on one partition with every partition materialized;
+7. ``bdt build`` again with nothing new (the build's data and code versions unchanged): it
+   skips every partition; its time against the first build's, beside the goal (under 2 s or at
+   most 15% of the first build, whichever is larger).
 
 With ``--repeat N`` the two headline pairs (``read_csv`` then ``bdt ingest``; plain ``dbt build``
 then ``bdt build``) are each measured N times, every time on the same restored home, one pair
@@ -57,10 +63,14 @@ INGEST_START_UP = ("from bdt_platform.cli import _runtime, _settings\n"
                    "import bdt_platform.inbox.ingest\n"
                    "_runtime(_settings(), feeds_only=True)\n")
 GOALS = {"ingest_vs_read_csv": 3.0, "build_vs_dbt": 2.0, "rss_vs_partition": 2.0,
-         "memory_growth_vs_partition": 2.0, "sensor_tick_s": 2.0, "explain_s": 3.0}
-# The memory probe: one partition (every feed of one state x month) ingested at these multiples
-# of ``--scale``, so that its largest table is some MB, and then four times that.
-MEMORY_PROBE_SCALES = (100, 400, 1600)
+         "memory_growth_vs_partition": 2.0, "sensor_tick_s": 2.0, "explain_s": 3.0,
+         # A build with nothing new: under this many seconds, or at most this share of the
+         # first build, whichever is larger (issue 27).
+         "unchanged_build_s": 2.0, "unchanged_build_share": 0.15}
+# The memory probe: one partition (every feed of one state x month) ingested at these generator
+# scales - absolute, not multiples of ``--scale`` - so that its largest table is some MB (~9 MB
+# of Arrow at 100), then four and sixteen times that, whatever the rest of the bench runs at.
+MEMORY_PROBE_SCALES = (100.0, 400.0, 1600.0)
 
 
 @dataclass
@@ -105,6 +115,11 @@ class Figures:
     memory_growth_steps: list[dict] = field(default_factory=list)
     sensor_tick: dict = field(default_factory=dict)
     explain_s: float = 0.0
+    # ``bdt build`` again with nothing new since the first (timed, a process of its own), its
+    # share of the first build's time, and whether it said it skipped every partition.
+    unchanged_build_s: float = 0.0
+    unchanged_vs_build: float = 0.0
+    unchanged_build_skipped: bool = False
     repeat: int = 1
     # Every measure of the repeated pairs, in order: read_csv_s, ingest_s, dbt_build_s, build_s.
     repeats: dict = field(default_factory=dict)
@@ -250,9 +265,10 @@ READ_CSV_IN_A_CHILD = ("import json, sys\n"
                       "Path(sys.argv[2]))\n")
 
 
-def _memory_probe(root: Path, state: str, month, scale: float, log: Path) -> list[dict]:
-    """``bdt ingest`` of one partition (every feed of one state x month) at each of
-    ``MEMORY_PROBE_SCALES`` x ``scale``, each in a home of its own, sampled for memory: per
+def _memory_probe(root: Path, state: str, month, scales: tuple[float, ...], log: Path
+                  ) -> list[dict]:
+    """``bdt ingest`` of one partition (every feed of one state x month) at each generator
+    scale of ``scales`` (absolute), each in a home of its own, sampled for memory: per
     size, its scale, the Arrow MB of its largest table and the ingest's peak memory. Between
     two sizes the fixed costs (interpreters, definitions, worker pool, read-ahead budget) are
     the same, so the peak's growth over the partition's growth is what the ingest holds per MB
@@ -263,13 +279,13 @@ def _memory_probe(root: Path, state: str, month, scale: float, log: Path) -> lis
     from bdt_platform.synthetic import generate
 
     probe = []
-    for factor in MEMORY_PROBE_SCALES:
-        home = root / f"memory-probe-{factor}"
+    for size in scales:
+        home = root / f"memory-probe-{size:g}"
         env = _env(home)
-        summary = generate(home / "inbox", root / f"memory-probe-{factor}-casemgmt.sqlite",
-                           states=[state], months=[month], scale=scale * factor, seed=42,
+        summary = generate(home / "inbox", root / f"memory-probe-{size:g}-casemgmt.sqlite",
+                           states=[state], months=[month], scale=size, seed=42,
                            pii_key=env["BDT_PII_KEY"])
-        scratch = root / f"memory-probe-{factor}-read-csv"
+        scratch = root / f"memory-probe-{size:g}-read-csv"
         scratch.mkdir()
         _, read_csv_peak_mb = _run_child(
             [sys.executable, "-c", READ_CSV_IN_A_CHILD,
@@ -277,12 +293,31 @@ def _memory_probe(root: Path, state: str, month, scale: float, log: Path) -> lis
             "read_csv of the memory probe's files", memory=True)
         _, peak_mb = _run_child(_bdt("ingest", "--settle", "0"), env, log,
                                 "bdt ingest of the memory probe's partition", memory=True)
-        probe.append({"scale": scale * factor, "peak_mb": peak_mb,
+        probe.append({"scale": size, "peak_mb": peak_mb,
                       "read_csv_peak_mb": read_csv_peak_mb,
                       "largest_partition_mb": _largest_partition_mb(home / "warehouse.duckdb")})
         shutil.rmtree(home)
         shutil.rmtree(scratch)
     return probe
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """``--probe-scales``: at least two increasing positive scales, comma-separated."""
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not numbers: {text!r}") from None
+    if len(scales) < 2 or scales[0] <= 0 or list(scales) != sorted(set(scales)):
+        raise argparse.ArgumentTypeError(f"need two or more increasing scales above 0: {text!r}")
+    return scales
+
+
+#: What ``bdt build`` prints when it skipped every partition (``warehouse.build``).
+NOTHING_NEW = "nothing new since run"
+
+
+def _log_count(log: Path, text: str) -> int:
+    return log.read_text(errors="replace").count(text) if log.exists() else 0
 
 
 def _growth(small: dict, large: dict, peak: str) -> float:
@@ -300,14 +335,19 @@ def _growth_steps(probe: list[dict]) -> list[dict]:
             for small, large in zip(probe, probe[1:])]
 
 
-def _runs_and_events(dagster_home: Path, job_prefix: str) -> tuple[int, int]:
-    """Runs of the jobs named ``job_prefix...`` and the events they recorded (each event is a
-    write to the instance's storage: the fixed cost of per-partition provenance)."""
+def _runs_and_events(dagster_home: Path, job_prefix: str | tuple[str, ...]
+                     ) -> tuple[int, int]:
+    """Runs of the jobs named ``job_prefix...`` (or exactly one of a tuple of names) and the
+    events they recorded (each event is a write to the instance's storage: the fixed cost of
+    per-partition provenance)."""
     import dagster as dg
+
+    def wanted(name: str) -> bool:
+        return name in job_prefix if isinstance(job_prefix, tuple) else name.startswith(job_prefix)
 
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     try:
-        runs = [run for run in instance.get_runs() if run.job_name.startswith(job_prefix)]
+        runs = [run for run in instance.get_runs() if wanted(run.job_name)]
         return len(runs), sum(len(instance.all_logs(run.run_id)) for run in runs)
     finally:
         instance.dispose()
@@ -327,7 +367,8 @@ def _paired(repeats: dict, baseline: str, measured: str) -> tuple[float, float, 
 
 
 def run_bench(states: int, months: int, scale: float, sftp: bool = True,
-              sensor_files: int = 10_000, echo=print, repeat: int = 1) -> Figures:
+              sensor_files: int = 10_000, echo=print, repeat: int = 1,
+              probe_scales: tuple[float, ...] = MEMORY_PROBE_SCALES) -> Figures:
     from bdt_platform.core import partitions as parts  # imports Dagster: not for `bdt --help`
     from bdt_platform.synthetic import generate
 
@@ -412,7 +453,8 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         figures.rss_vs_partition = above_floor / max(figures.largest_partition_arrow_mb, 1e-6)
         echo(f"  bdt ingest: {figures.ingest_runs} run(s), "
              f"peak memory {figures.ingest_peak_rss_mb:.0f} MB")
-        figures.memory_probe = _memory_probe(root, chosen_states[0], chosen_months[0], scale, log)
+        figures.memory_probe = _memory_probe(root, chosen_states[0], chosen_months[0],
+                                             probe_scales, log)
         figures.memory_growth_steps = _growth_steps(figures.memory_probe)
         figures.memory_growth_vs_partition = figures.memory_growth_steps[-1]["ingest"]
         figures.read_csv_memory_growth_vs_partition = figures.memory_growth_steps[-1]["read_csv"]
@@ -453,11 +495,24 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
                      f"build {runs['dbt_build_s'][-1]:.1f}s")
         figures.dbt_build_s, figures.build_s, figures.build_vs_dbt = _paired(
             runs, "dbt_build_s", "build_s")
-        built = [_runs_and_events(home / "dagster", prefix) for prefix in ("build", "export")]
-        figures.build_runs = sum(runs for runs, _ in built)
-        figures.build_events = sum(events for _, events in built)
+        # Every run a build starts: the build runs (one per rectangle), the readouts, the
+        # export (one per rectangle) and the usage copy.
+        from bdt_platform.warehouse.build import AFTER_JOBS, BUILD_JOB, EXPORT_JOB
+
+        figures.build_runs, figures.build_events = _runs_and_events(
+            home / "dagster", (BUILD_JOB, EXPORT_JOB, *AFTER_JOBS))
         echo(f"  bdt build: {figures.build_s:.1f}s, {figures.build_runs} run(s); "
              f"plain dbt build {figures.dbt_build_s:.1f}s")
+        # Nothing new since that build: the same command again skips every partition.
+        skipped_before = _log_count(log, NOTHING_NEW)
+        figures.unchanged_build_s, _ = _run_child(_bdt("build"), env, log,
+                                                  "bdt build with nothing new")
+        figures.unchanged_build_skipped = _log_count(log, NOTHING_NEW) > skipped_before
+        figures.unchanged_vs_build = figures.unchanged_build_s / figures.build_s
+        if not figures.unchanged_build_skipped:
+            figures.notes.append("the build with nothing new did not skip (see the log)")
+        echo(f"  bdt build with nothing new: {figures.unchanged_build_s:.2f}s "
+             f"({figures.unchanged_vs_build:.0%} of the first)")
 
         # The legacy way: one process per partition. Measure one, extrapolate.
         key = parts.partition_key(chosen_states[0], chosen_months[0])
@@ -485,8 +540,8 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
 
 def _explain_figure(home: Path, env: dict[str, str], log: Path, state: str, month) -> float:
     """Rebuild one partition (a second materialization), then time explain in-process."""
-    _run_child(_bdt("build", "--states", state, "--months", f"{month:%Y-%m}"), env, log,
-               "bdt build for one partition")
+    _run_child(_bdt("build", "--force", "--states", state, "--months", f"{month:%Y-%m}"),
+               env, log, "bdt build for one partition")
     script = (
         "import time, os\n"
         "from bdt_platform.core.runs import quiet_warnings; quiet_warnings()\n"
@@ -573,6 +628,14 @@ def render(f: Figures) -> str:
             rows.append((f"sensor tick ({backend})",
                          f"{seconds:.2f}s (goal < {GOALS['sensor_tick_s']:g}s) "
                          f"{'ok' if seconds < GOALS['sensor_tick_s'] else 'MISSED'}", ""))
+    limit = max(GOALS["unchanged_build_s"], GOALS["unchanged_build_share"] * f.build_s)
+    rows.append((
+        "bdt build with nothing new vs the first build",
+        f"{f.unchanged_vs_build:.0%} (goal < {GOALS['unchanged_build_s']:g}s or "
+        f"<= {GOALS['unchanged_build_share']:.0%}) "
+        f"{'ok' if f.unchanged_build_skipped and f.unchanged_build_s <= limit else 'MISSED'}",
+        f"{f.unchanged_build_s:.2f}s vs {f.build_s:.1f}s; "
+        + ("every partition skipped" if f.unchanged_build_skipped else "DID NOT SKIP")))
     rows.append(("bdt explain, one partition",
                  f"{f.explain_s:.2f}s (goal < {GOALS['explain_s']:g}s) "
                  f"{'ok' if f.explain_s < GOALS['explain_s'] else 'MISSED'}",
@@ -607,6 +670,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--states", type=int, default=51, help="how many states (default 51)")
     parser.add_argument("--months", type=int, default=12, help="how many months from 2024-01")
     parser.add_argument("--scale", type=float, default=1.0, help="generator scale")
+    parser.add_argument("--probe-scales", type=_scales, default=MEMORY_PROBE_SCALES,
+                        metavar="A,B,C",
+                        help="generator scales of the memory probe's one partition, absolute "
+                             "(not multiples of --scale; default 100,400,1600: ~9, 37 and "
+                             "146 MB of Arrow)")
     parser.add_argument("--sensor-files", type=int, default=10_000,
                         help="inbox size for the sensor tick figure (default 10,000)")
     parser.add_argument("--no-sftp", action="store_true", help="skip the SFTP sensor figure")
@@ -658,7 +726,8 @@ def run(args: argparse.Namespace) -> int:
     instance_only = getattr(args, "instance_only", False)
     if not args.site_only and not instance_only:
         figures = run_bench(args.states, args.months, args.scale, sftp=not args.no_sftp,
-                            sensor_files=args.sensor_files, repeat=args.repeat)
+                            sensor_files=args.sensor_files, repeat=args.repeat,
+                            probe_scales=args.probe_scales)
         print(render(figures), flush=True)
         result = asdict(figures)
     if args.site or args.site_only:

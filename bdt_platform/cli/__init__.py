@@ -89,13 +89,22 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    from bdt_platform.warehouse.build import build
+    from bdt_platform.warehouse.build import build, nothing_new
 
+    force = getattr(args, "force", False)
+    if not force:
+        # Nothing new (the usual case between deliveries) is known without the definitions.
+        with _start_up():
+            _quiet_dagster()
+            if nothing_new(settings, _states(args.states), _months(args.months), echo=_echo):
+                return EXIT_OK
     with _start_up():
         defs, instance = _runtime(settings)
     tool_log = settings.home / "logs" / f"dbt-{time.strftime('%Y%m%dT%H%M%S')}.log"
     result = build(defs, instance, defs.resources["warehouse"], _states(args.states),
-                   _months(args.months), echo=_echo, tool_log=tool_log)
+                   _months(args.months), echo=_echo, tool_log=tool_log,
+                   force=force,
+                   settings_inputs=settings.result_shaping())
     return result.exit_code
 
 
@@ -109,7 +118,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     args.settle = 0.0 if args.settle is None else args.settle
     ingest_code = cmd_ingest(args, settings)
     _echo("== 3/3 build: dbt models and reports ==")
-    build_args = argparse.Namespace(states=args.states, months=args.months)
+    build_args = argparse.Namespace(states=args.states, months=args.months, force=False)
     build_code = cmd_build(build_args, settings)
     defs_warehouse = _runtime(settings)[0].resources["warehouse"]
     print_summary(settings, defs_warehouse, echo=_echo)
@@ -222,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="materialize dbt models and reports for partitions "
                                 "(default: every partition with raw data), in one run per rectangle")
     scope(build, None, None)
+    build.add_argument("--force", action="store_true",
+                       help="build every partition asked for, even those up to date (by "
+                            "default a partition whose raw inputs' data versions and code did "
+                            "not change since its last finished build is skipped)")
     build.set_defaults(handler=cmd_build)
 
     demo = commands.add_parser("demo", help="generate + ingest + build a small scope and show "

@@ -92,6 +92,12 @@ class Settings:
     # default (bdt_platform/outreach/outreach.yaml) when unset.
     outreach_config: Path = Path(__file__).resolve().parents[1] / "outreach" / "outreach.yaml"
 
+    def result_shaping(self) -> dict[str, str]:
+        """The settings that change what a build computes from the same inputs and code (part of
+        the code fingerprint that lets ``bdt build`` skip what is up to date)."""
+        return {"mail_piece_cost_usd": repr(self.mail_piece_cost_usd),
+                "dbt_target": self.dbt_target}
+
     @property
     def site_dir(self) -> Path:
         """The report site's own state: users and usage (``site.sqlite``) and the read-only

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bdt_platform.core import partitions as parts
 from bdt_platform.feeds import typed_table, validation
-from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport
+from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport, partition_version_tags
 from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
 from bdt_platform.core.partition_events import log_materializations
@@ -225,7 +225,7 @@ def _stage(context, spec: FeedSpec, key: dg.AssetKey, good: list, batch, lake: L
             "code_version": CODE_VERSION,
             "loaded_with_partitions": len(good),
             "chunk_seconds": seconds,
-        }))
+        }, tags=partition_version_tags([archived.sha256])))  # data version: the extract's bytes
     return events
 
 

@@ -41,7 +41,8 @@ import dagster as dg
 from bdt_platform.core import partitions as parts
 from bdt_platform.feeds import contract_rules, parsing, prefetch, rejections, workers
 from bdt_platform.feeds.filenames import partner_of
-from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport, sources_of
+from bdt_platform.feeds.provenance import (CODE_VERSION, FeedLoadReport, partition_version_tags,
+                                           sources_of)
 from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.feeds.specs import FILE_FEED_SPECS, FeedSpec
 from bdt_platform.feeds.workers import CHUNK_BYTES, PARALLEL_CHUNK_BYTES, chunk_file_limit
@@ -331,6 +332,8 @@ def partition_materializations(key: dg.AssetKey, spec: FeedSpec, landed: list[La
                 "loaded_with_files": max(f.files_in_chunk for f in files),
                 "chunk_seconds": max(f.chunk_seconds for f in files),
             },
+            # Its data version: the files it holds rows of (every partner's), and the code.
+            tags=partition_version_tags([f"{s['partner']}:{s['sha256']}" for s in sources]),
         ))
     return events
 

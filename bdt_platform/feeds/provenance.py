@@ -32,6 +32,27 @@ ROW_SHAPING_MODULES = (
 )
 CODE_VERSION = source_code_version(*map(str, ROW_SHAPING_MODULES))
 
+# Dagster's own tag names for a materialization's data and code version (what its staleness
+# and the UI's "data version" read); only ``dagster/data_version`` is indexed per partition.
+DATA_VERSION_TAG = "dagster/data_version"
+DATA_VERSION_IS_USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
+CODE_VERSION_TAG = "dagster/code_version"
+
+
+def partition_version_tags(checksums: list[str], code_version: str = CODE_VERSION
+                           ) -> dict[str, str]:
+    """The tags that give a raw partition's materialization its ``dg.DataVersion``: a sha256 of
+    the code version and the sha256 of every file (or extract) the partition holds rows of, in
+    order (the caller sorts them). Same files, same code: same version, however often they are
+    loaded again; one changed byte or a new code version: a new one. Dagster cannot take one
+    data version per partition from a run that materializes many (``MaterializeResult`` has one,
+    dagster-io/dagster#34013), so the per-partition events carry it as Dagster's own tags."""
+    digest = hashlib.sha256(code_version.encode())
+    for checksum in checksums:
+        digest.update(b"\0" + checksum.encode())
+    return {DATA_VERSION_TAG: dg.DataVersion(digest.hexdigest()).value,
+            DATA_VERSION_IS_USER_PROVIDED_TAG: "true", CODE_VERSION_TAG: code_version}
+
 
 @dataclass
 class FeedLoadReport:

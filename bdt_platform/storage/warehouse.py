@@ -212,6 +212,13 @@ class Warehouse(dg.ConfigurableResource):
         frame = self.query(f"SELECT DISTINCT state, month FROM {table}")
         return {(row.state, pd.Timestamp(row.month).date()) for row in frame.itertuples()}
 
+    def partitions_of(self, tables: list[str]) -> set[tuple[str, dt.date]]:
+        """The (state, month) pairs that have rows in any of ``tables``."""
+        found: set[tuple[str, dt.date]] = set()
+        for table in tables:
+            found |= self.partitions(table)
+        return found
+
 
 class DuckDBWarehouse(Warehouse):
     """The embedded warehouse: one DuckDB file (``$BDT_HOME/warehouse.duckdb``)."""
@@ -295,6 +302,19 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect() as con:
             return con.execute(sql, params or []).df()
+
+    def partitions_of(self, tables: list[str]) -> set[tuple[str, dt.date]]:
+        """As the base class's, in one connection and one query (each connection opens the
+        file: 14 of them were a third of a second of every ``bdt build``)."""
+        with self.connect() as con:
+            existing = {f"{schema}.{name}" for schema, name in con.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+            present = [table for table in tables if table in existing]
+            if not present:
+                return set()
+            rows = con.execute(" UNION ".join(f"SELECT DISTINCT state, month FROM {table}"
+                                              for table in present)).fetchall()
+        return {(state, pd.Timestamp(month).date()) for state, month in rows}
 
     def table_exists(self, table: str) -> bool:
         schema, _, name = table.partition(".")
