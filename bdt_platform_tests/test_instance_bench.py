@@ -3,6 +3,7 @@ storage, PostgreSQL (a real server) beside Dagster's stock SQLite and bdt's pool
 ratios to the stock storage measured in the same run."""
 
 import json
+import math
 import os
 
 import dagster as dg
@@ -23,7 +24,10 @@ def test_instance_figures_for_every_storage_with_ratios_to_stock_sqlite(
     figures = {f["storage"]: f for f in json.loads(out.read_text())["instance"]}
     assert list(figures) == ["sqlite_stock", "sqlite_pooled", "postgres"]
     for name, f in figures.items():
-        assert f["run_start_s"] > 0 and f["per_event_ms"] > 0, name
+        # A 5-partition run only proves the figure is produced: its per-event cost is the
+        # difference of two short runs, within the machine's noise (even below 0 on a busy
+        # machine); the bench's own default (102 partitions, 5 pairs) is what docs quote.
+        assert f["run_start_s"] > 0 and math.isfinite(f["per_event_ms"]), name
         stock = figures["sqlite_stock"]
         assert abs(f["run_start_vs_stock"] - f["run_start_s"] / stock["run_start_s"]) < 0.01
         assert abs(f["per_event_vs_stock"] - f["per_event_ms"] / stock["per_event_ms"]) < 0.01
