@@ -311,7 +311,7 @@ class Deployment:
         if self.postgres is not None:
             server = self.postgres
             lines.append(
-                f"export BDT_DAGSTER_PG_URL=\"postgresql://bdt:$(cat "
+                f"export BDT_DAGSTER_PG_URL=\"postgresql+psycopg2://bdt:$(cat "
                 f"{shlex.quote(str(server.password_file))})@127.0.0.1:{server.port}/dagster\"")
         else:
             lines.append("# BDT_DAGSTER_PG_URL: the server you gave bdt deploy-local (not "
