@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -279,10 +280,14 @@ def test_browser_launches_one_partition_from_the_ui_and_the_run_succeeds(deploym
     # Dagster's first-visit invitation to its community covers the page when it comes.
     page.add_locator_handler(page.get_by_text("Join the Dagster community"),
                              lambda: page.get_by_role("button", name="Skip").click())
-    # The asset graph: the catalog lists the reports group's asset.
-    page.goto(f"{deployment.url}/assets")
-    page.get_by_role("link", name="outcomes").first.click()
-    page.wait_for_url("**/assets/reports/outcomes**")
+    # The asset graph (Lineage) of the reports group: the outcomes node, with its checks row.
+    page.goto(f'{deployment.url}/asset-groups~group:"reports"')
+    node = page.locator("div", has=page.get_by_text("outcomes", exact=True)).filter(
+        has_text="Asset checks").last
+    node.wait_for()
+    page.screenshot(path=str(tmp_path / "dagster-ui-graph.png"))
+    # Its page (where the graph's node leads), and the Materialize dialog for one partition.
+    page.goto(f"{deployment.url}/assets/reports/outcomes")
     page.get_by_role("button", name="Materialize…").click()
     dialog = page.locator(".dagster-dialog")
     dialog.get_by_text("Launch runs to materialize reports / outcomes").wait_for()
@@ -305,6 +310,8 @@ def test_browser_launches_one_partition_from_the_ui_and_the_run_succeeds(deploym
     page.goto(f"{deployment.url}{href}")
     page.get_by_text(f"partition: {key}").wait_for()
     page.get_by_text("Success", exact=True).first.wait_for()
+    # The run's event log (scrolled to its end) shows the contract check's evaluation.
+    page.get_by_text(re.compile(r"Check contract succeeded for materialization of")).wait_for()
     page.wait_for_timeout(1500)  # the step timeline settles
     page.screenshot(path=str(tmp_path / "dagster-ui-run.png"))
     shutil.copyfile(tmp_path / "dagster-ui-run.png", SCREENSHOT)

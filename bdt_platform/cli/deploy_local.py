@@ -55,8 +55,8 @@ def add_parser(commands) -> None:
     deploy.add_argument("--host", default="127.0.0.1",
                         help="the address the UI and the code server listen on "
                              "(default 127.0.0.1)")
-    deploy.add_argument("--grpc-port", dest="grpc_port", type=int, default=4266,
-                        help="the code server's gRPC port (default 4266)")
+    deploy.add_argument("--grpc-port", dest="grpc_port", type=int, default=4000,
+                        help="the code server's gRPC port (default 4000, as in the Helm values)")
     deploy.add_argument("--pg-url", dest="pg_url", metavar="URL",
                         help="a PostgreSQL server that already runs (default: "
                              "$BDT_DAGSTER_PG_URL; prefer the variable, a URL here shows in ps)")

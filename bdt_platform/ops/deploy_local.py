@@ -189,7 +189,7 @@ class Deployment:
     settings: Settings
     port: int = 3000
     host: str = "127.0.0.1"
-    grpc_port: int = 4266
+    grpc_port: int = 4000
     pg_url: str | None = None
     pg_dir: Path | None = None
     pg_port: int | None = None
