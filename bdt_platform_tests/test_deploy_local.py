@@ -275,11 +275,20 @@ def test_browser_launches_one_partition_from_the_ui_and_the_run_succeeds(deploym
                                                                         tmp_path):
     key = parts.partition_key(STATE, deployment.month)
     before = {r["runId"] for r in deployment.runs()}
-    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    # Dagster's invitation to its community, a dialog a second after the first page on
+    # localhost, would cover the launch dialog: dismissed as its Skip button does (the
+    # instance remembers it, the browser too).
+    assert deployment.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
+    try:
+        _launch_from_the_ui(deployment, context.new_page(), key, before, tmp_path)
+    finally:
+        context.close()  # no open connection to the webserver when it is stopped
+
+
+def _launch_from_the_ui(deployment, page, key: str, before: set[str], tmp_path: Path) -> None:
     page.set_default_timeout(60_000)
-    # Dagster's first-visit invitation to its community covers the page when it comes.
-    page.add_locator_handler(page.get_by_text("Join the Dagster community"),
-                             lambda: page.get_by_role("button", name="Skip").click())
     # The asset graph (Lineage) of the reports group: the outcomes node, with its checks row.
     page.goto(f'{deployment.url}/asset-groups~group:"reports"')
     node = page.locator("div", has=page.get_by_text("outcomes", exact=True)).filter(
@@ -309,13 +318,15 @@ def test_browser_launches_one_partition_from_the_ui_and_the_run_succeeds(deploym
     status = deployment.wait_for_run(run_id, timeout=300)
     page.goto(f"{deployment.url}{href}")
     page.get_by_text(f"partition: {key}").wait_for()
+    if status != "SUCCESS":
+        page.screenshot(path=str(tmp_path / "dagster-ui-run-failed.png"))
+    assert status == "SUCCESS", deployment.logs()
     page.get_by_text("Success", exact=True).first.wait_for()
     # The run's event log (scrolled to its end) shows the contract check's evaluation.
     page.get_by_text(re.compile(r"Check contract succeeded for materialization of")).wait_for()
     page.wait_for_timeout(1500)  # the step timeline settles
     page.screenshot(path=str(tmp_path / "dagster-ui-run.png"))
     shutil.copyfile(tmp_path / "dagster-ui-run.png", SCREENSHOT)
-    assert status == "SUCCESS", deployment.logs()
     [run] = [r for r in deployment.runs() if r["runId"] == run_id]
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["dagster/partition"] == key
@@ -343,3 +354,33 @@ def test_sigterm_stops_every_process_and_postgres(deployment):
     assert not LocalPostgres(deployment.pg_dir, 0).running()
     assert not deployment.layout.processes.exists()
     assert took < 60, output
+
+
+def test_help_names_the_processes_and_the_files():
+    done = subprocess.run([sys.executable, "-m", "bdt_platform.cli", "deploy-local", "--help"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0
+    for word in ("postgres", "code-server", "daemon", "webserver", "deploy/logs", "env.sh",
+                 "dagster schedule start monthly_reporting", "--pg-url", "--stop-timeout"):
+        assert word in done.stdout
+
+
+def test_a_process_that_dies_at_start_is_named_and_the_rest_stopped(tmp_path):
+    """A schedules file that is not valid YAML: the code server cannot load the definitions
+    and exits; deploy-local says so, with its log, and exits 1. (A PostgreSQL URL is given, so
+    none is started; nothing connects to it before the code server has loaded.)"""
+    (tmp_path / "schedules.yaml").write_text("monthly_reporting: [\n")
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("BDT_", "DAGSTER_"))}
+    env.update(BDT_HOME=str(tmp_path / "home"), BDT_PII_KEY=TEST_PII_KEY,
+               BDT_SCHEDULES=str(tmp_path / "schedules.yaml"),
+               BDT_DAGSTER_PG_URL=f"postgresql://nobody:x@127.0.0.1:{free_port()}/none",
+               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])]))
+    done = subprocess.run([sys.executable, "-m", "bdt_platform.cli", "deploy-local", "--port",
+                           str(free_port()), "--grpc-port", str(free_port())],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "bdt deploy-local: the code-server process (pid " in done.stderr
+    assert "code-server.log" in done.stderr and "not valid YAML" in done.stderr
+    assert "daemon" not in done.stdout and "stopped" in done.stdout
+    assert "password" not in done.stdout + done.stderr and ":x@" not in done.stdout + done.stderr
