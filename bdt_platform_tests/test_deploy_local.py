@@ -331,7 +331,7 @@ def _launch_from_the_ui(deployment, page, key: str, before: set[str], tmp_path: 
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["dagster/partition"] == key
     checks = deployment.check_evaluations(run_id)
-    assert checks and all(c["success"] and c["partition"] == key for c in checks), checks
+    assert checks and all(c["success"] for c in checks), checks
     assert {tuple(c["assetKey"]["path"]) for c in checks} == {("reports", "outcomes")}
 
 

@@ -236,6 +236,10 @@ class Deployment:
 
         quiet_warnings()
         layout = self.layout
+        running = self._already_running()
+        if running:
+            raise DeployError(f"a deployment of {self.settings.home} is already running "
+                              f"({running}; {layout.processes}): stop it first")
         for folder in (layout.logs, layout.dagster_home):
             folder.mkdir(parents=True, exist_ok=True)
         url = self._start_postgres()
@@ -261,6 +265,26 @@ class Deployment:
         self._wait_until("webserver", self._webserver_answers)
         self._check_alive()
         self._write_processes()
+
+    def _already_running(self) -> str:
+        """The processes of this home's deployment (``processes.json``) that still run, as
+        ``name pid, ...``; empty when none (a file left by a killed supervisor is stale)."""
+        try:
+            recorded = json.loads(self.layout.processes.read_text())["processes"]
+        except (OSError, ValueError, KeyError):
+            return ""
+        found = []
+        for name, process in recorded.items():
+            pid = process.get("pid")
+            if name == "postgres" or not pid or not alive(pid):
+                continue
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                command = b"dagster"
+            if b"dagster" in command:
+                found.append(f"{name} pid {pid}")
+        return ", ".join(found)
 
     def _start_postgres(self) -> str:
         url = self.pg_url or self.settings.dagster_pg_url
@@ -393,13 +417,15 @@ class Deployment:
 
     def stop(self) -> None:
         """Every process in reverse start order, then the private PostgreSQL."""
+        ours = bool(self.children or self.postgres)
         for child in reversed(self.children):
             self._stop_child(child)
         if self.postgres is not None:
             self.echo("stopping postgres")
             self.postgres.stop()
         self.children.clear()
-        self.layout.processes.unlink(missing_ok=True)
+        if ours:  # not another deployment's, refused at start
+            self.layout.processes.unlink(missing_ok=True)
 
     def _stop_child(self, child: Child) -> None:
         if child.popen is None:
