@@ -366,21 +366,22 @@ def test_help_names_the_processes_and_the_files():
 
 
 def test_a_process_that_dies_at_start_is_named_and_the_rest_stopped(tmp_path):
-    """A schedules file that is not valid YAML: the code server cannot load the definitions
-    and exits; deploy-local says so, with its log, and exits 1. (A PostgreSQL URL is given, so
-    none is started; nothing connects to it before the code server has loaded.)"""
-    (tmp_path / "schedules.yaml").write_text("monthly_reporting: [\n")
+    """BDT_DAGSTER_PG_URL names a server nothing answers on: the code server cannot open the
+    instance and exits; deploy-local names it, shows the end of its log, starts nothing after
+    it and exits 1, without showing the URL's password."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("BDT_", "DAGSTER_"))}
     env.update(BDT_HOME=str(tmp_path / "home"), BDT_PII_KEY=TEST_PII_KEY,
-               BDT_SCHEDULES=str(tmp_path / "schedules.yaml"),
-               BDT_DAGSTER_PG_URL=f"postgresql://nobody:x@127.0.0.1:{free_port()}/none",
+               BDT_DAGSTER_PG_URL=f"postgresql://nobody:s3cret@127.0.0.1:{free_port()}/none",
                PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])]))
     done = subprocess.run([sys.executable, "-m", "bdt_platform.cli", "deploy-local", "--port",
                            str(free_port()), "--grpc-port", str(free_port())],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert done.returncode == 1, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
     assert "bdt deploy-local: the code-server process (pid " in done.stderr
-    assert "code-server.log" in done.stderr and "not valid YAML" in done.stderr
-    assert "daemon" not in done.stdout and "stopped" in done.stdout
-    assert "password" not in done.stdout + done.stderr and ":x@" not in done.stdout + done.stderr
+    assert "code-server.log" in done.stderr and "DB connection" in done.stderr
+    assert "daemon " not in done.stdout and "webserver " not in done.stdout
+    assert done.stdout.rstrip().endswith("stopped")
+    assert "s3cret" not in said
+    assert not (tmp_path / "home" / "deploy" / "processes.json").exists()
