@@ -11,12 +11,10 @@ under CI (``CI=true``), where it must run.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,13 +23,11 @@ from pathlib import Path
 
 import pytest
 
-USER = "bdt"
-DATABASE = "dagster"
-SERVICE_USER = "postgres"
-
-
-class Unavailable(RuntimeError):
-    """PostgreSQL cannot be started here; the message says why."""
+from bdt_platform.ops.local_postgres import DATABASE, SERVICE_USER, USER
+from bdt_platform.ops.local_postgres import PostgresUnavailable as Unavailable  # noqa: F401
+from bdt_platform.ops.local_postgres import binaries, find_binary  # noqa: F401
+from bdt_platform.ops.local_postgres import free_port as _free_port
+from bdt_platform.ops.local_postgres import server_user_prefix as _as_server_user
 
 
 @dataclass(frozen=True)
@@ -53,41 +49,6 @@ class RunningPostgres:
         return connection
 
 
-def find_binary(name: str) -> str | None:
-    """``name`` on PATH, else the newest ``/usr/lib/postgresql/<version>/bin/<name>``."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
-
-    def version(path: str) -> tuple:
-        number = Path(path).parents[1].name
-        return tuple(int(part) for part in number.split(".") if part.isdigit())
-
-    return max(candidates, key=version) if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _as_server_user() -> list[str]:
-    """The command prefix that runs a PostgreSQL binary as a user it accepts."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        raise Unavailable(f"PostgreSQL refuses to run as root and there is no {SERVICE_USER!r} "
-                          "user to run it as (Debian's postgresql package creates it)") from None
-    if not shutil.which("runuser"):
-        raise Unavailable("running as root, and runuser (util-linux) is not installed to run "
-                          f"PostgreSQL as {SERVICE_USER!r}")
-    return ["runuser", "-u", SERVICE_USER, "--"]
-
-
 def _run(command: list[str], what: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
@@ -98,10 +59,7 @@ def _run(command: list[str], what: str) -> None:
 @contextlib.contextmanager
 def running_postgres() -> Iterator[RunningPostgres]:
     """Start a throwaway server; stop it and remove its folder on the way out."""
-    initdb, pg_ctl = find_binary("initdb"), find_binary("pg_ctl")
-    if not initdb or not pg_ctl:
-        raise Unavailable("PostgreSQL's initdb/pg_ctl are neither on PATH nor under "
-                          "/usr/lib/postgresql/*/bin (apt-get install postgresql)")
+    initdb, pg_ctl = binaries()
     prefix = _as_server_user()
     folder = Path(tempfile.mkdtemp(prefix="bdt-postgres-"))
     data, sockets, log = folder / "data", folder / "sockets", folder / "server.log"

@@ -1,5 +1,5 @@
 """The ``bdt`` command: generate, ingest, build, demo, explain, partners, quarantine, outreach,
-prune, bench and ui (the subcommands with more to them have a module of their own in this
+prune, bench, ui and deploy-local (the subcommands with more to them have a module of their own in this
 folder)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bdt_platform.cli import metrics, partners, quarantine, retention
+from bdt_platform.cli import deploy_local, metrics, partners, quarantine, retention
 from bdt_platform.cli import outreach as outreach_commands  # bdt outreach simulate
 from bdt_platform.cli import site as site_commands  # the report site's commands
 from bdt_platform.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, _definitions, _echo, _months, _quiet_dagster,
@@ -289,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--host", default="127.0.0.1")
     ui.set_defaults(handler=cmd_ui)
+
+    deploy_local.add_parser(commands)  # deploy-local: the multi-process deployment
     return parser
 
 
