@@ -10,8 +10,8 @@ run's follow-ups is on by default.
 - ``monthly_reporting`` (schedule, default 06:00 on the 3rd, America/New_York): one
   ``build_warehouse`` run for the month just closed, all 51 states, as a single-run backfill
   (the ``dagster/asset_partition_range_start/end`` tags ``bdt build`` uses): every dbt model and
-  the report. Run key ``monthly_reporting:YYYY-MM``: a month is built once per schedule even if
-  the daemon ticks twice.
+  the report. Run key ``monthly_reporting:YYYY-MM`` (Dagster keys a
+  schedule's run keys per tick: a second tick builds the month again, the same rows).
 - ``reporting_followups`` (run-status sensor, running by default): when a monthly (or
   late-file) build succeeds, requests ``export_reports`` for the same partitions; after a
   monthly build also ``scorecard_mail`` for its month (``ops/scorecard_mail.py``).
