@@ -15,6 +15,9 @@ from .postgres_server import postgres_server  # noqa: F401  (the session's serve
 
 def test_instance_figures_for_every_storage_with_ratios_to_stock_sqlite(
         tmp_path, capsys, postgres_server):  # noqa: F811
+    # Another test in this process may have set the variable (core.runs.instance_for does for
+    # a PostgreSQL home): the bench must leave it as it found it, whatever that was.
+    before = os.environ.get(instance_bench.PG_URL_VARIABLE)
     out = tmp_path / "figures.json"
     code = platform_bench.main(["--instance-only", "--pg-url", postgres_server.url,
                                 "--instance-partitions", "5", "--instance-repeat", "1",
@@ -36,8 +39,8 @@ def test_instance_figures_for_every_storage_with_ratios_to_stock_sqlite(
     # No ingest/build figures in an instance-only bench, and none of Dagster's debug lines.
     assert "ingest" not in json.loads(out.read_text()) and "RUN_START" not in printed
     # The PostgreSQL figures are PostgreSQL's: the bench's runs are in the database it was
-    # given (and the variable it set for them is gone again).
-    assert instance_bench.PG_URL_VARIABLE not in os.environ
+    # given (and the variable it set for them is back to what it was before).
+    assert os.environ.get(instance_bench.PG_URL_VARIABLE) == before
     os.environ[instance_bench.PG_URL_VARIABLE] = instance_bench._driver_url(postgres_server.url)
     try:
         with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": {
@@ -45,4 +48,7 @@ def test_instance_figures_for_every_storage_with_ratios_to_stock_sqlite(
             keyed = instance.get_materialized_partitions(dg.AssetKey("bench_partitions"))
             assert len(keyed) == 5 and "2024-01-01|AK" in keyed
     finally:
-        os.environ.pop(instance_bench.PG_URL_VARIABLE, None)
+        if before is None:
+            os.environ.pop(instance_bench.PG_URL_VARIABLE, None)
+        else:
+            os.environ[instance_bench.PG_URL_VARIABLE] = before
