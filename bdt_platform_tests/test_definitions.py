@@ -64,6 +64,9 @@ def test_checks(graph):
     dbt_checks = [c for c in checks if c[0].startswith(("marts/", "staging/"))]
     assert any(name.startswith("unique_") for _, name in dbt_checks)
     assert any(name.startswith("not_null_") for _, name in dbt_checks)
+    # Each model's required columns are one check (tests/generic/not_null_columns.sql).
+    assert {("marts/dim_person", "not_null_dim_person"),
+            ("staging/stg_partners__eligibility", "not_null_stg_partners__eligibility")} <= checks
 
 
 def test_jobs(graph):
