@@ -72,6 +72,10 @@ def test_checks(graph):
 def test_jobs(graph):
     defs, _ = graph
     assert defs.resolve_job_def("ingest_feeds") and defs.resolve_job_def("build_warehouse")
+    # Runs launched by the daemon or the UI run their steps in the run's process (no process
+    # per step; see definitions.py), the UI's ad-hoc asset job too.
+    for job in ["ingest_feeds", "build_warehouse", "export_reports", "__ASSET_JOB"]:
+        assert defs.resolve_job_def(job).executor_def is dg.in_process_executor, job
 
 
 def test_every_dbt_model_is_one_asset_definition_and_only_facts_are_partitioned(graph):
