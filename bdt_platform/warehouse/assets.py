@@ -63,6 +63,13 @@ def dbt_vars(partition_keys: Sequence[str]) -> dict[str, Any]:
             "states": states}
 
 
+#: dbt's unit tests (``models/*/_*__unit_tests.yml``) check the models' SQL on fixed inputs, so
+#: they prove nothing new on each build's data: dbt's advice is to run them in development and CI,
+#: not in production builds. They cost ~0.5-1 s of every build; the test suite runs them
+#: (``dbt test --select test_type:unit``, test_end_to_end.py).
+BUILD_EXCLUDES = ("--exclude-resource-type", "unit_test")
+
+
 @functools.cache
 def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition:
     """Every model of the dbt project in ``project_dir`` as one multi-asset."""
@@ -89,7 +96,7 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition
             context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): "
                              f"{variables}")
         with dbt.partition_env(variables):
-            invocation = dbt.cli(["build"], context=context)
+            invocation = dbt.cli(["build", *BUILD_EXCLUDES], context=context)
         yield from invocation.stream()
         dbt.keep_parse_state(invocation)
 
