@@ -93,9 +93,8 @@ def ingest_and_build(defs, instance, **build_options):
     return ingested, built, lines
 
 
-
 #: The slowest test files, slowest first, as measured by ``pytest --durations=0`` (seconds of
-#: setup + call on the 2-core CI machine, 2026-12). The suite runs on two workers, one file per
+#: setup + call, on a 2-core machine of the CI's kind, 2026-12). The suite runs on two workers, one file per
 #: worker at a time (``--dist loadfile``), handed out in collection order
 #: (``--no-loadscope-reorder``; xdist would otherwise order files by their number of tests).
 #: Starting the longest files first keeps one worker from finishing a long file alone at the

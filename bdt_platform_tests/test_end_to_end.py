@@ -277,28 +277,41 @@ def test_dbt_works_in_the_home_and_reuses_its_parse_state(world):
     assert not any(str(DBT_PROJECT_DIR / "target") in log for log in logs.values())
 
 
+def _warehouse_copy(world, tmp_path: Path) -> Path:
+    """A copy of the world's warehouse file, for a dbt command that must not touch the world."""
+    import shutil
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(world["settings"].warehouse_path, warehouse)
+    return warehouse
+
+
+def _dbt(warehouse: Path, tmp_path: Path, *args: str):
+    """dbt itself (the project's, its DuckDB target) on ``warehouse``; artifacts in
+    ``tmp_path / "target"``."""
+    import subprocess
+
+    from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+
+    env = {**os.environ, "BDT_WAREHOUSE_PATH": str(warehouse), "BDT_DBT_TARGET": "duckdb"}
+    return subprocess.run(
+        [dbt_executable(), *args[:1], "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+         str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), *args[1:]],
+        env=env, capture_output=True, text=True, timeout=600)
+
+
 def test_a_malformed_partition_var_fails_each_partitioned_model_by_name(world, tmp_path):
     """The partition selection is read only when models compile (never while parsing, nor to
     label queries), so a malformed value must still stop every partitioned model with the
     error that names the var - not a template error from the query comment - and change no
     table."""
-    import shutil
-    import subprocess
-
     import duckdb
 
-    from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
-
-    warehouse = tmp_path / "warehouse.duckdb"
-    shutil.copy(world["settings"].warehouse_path, warehouse)
+    warehouse = _warehouse_copy(world, tmp_path)
     before = duckdb.connect(str(warehouse), read_only=True).execute(
         "select count(*) from marts.fct_calls").fetchone()
-    env = {**os.environ, "BDT_WAREHOUSE_PATH": str(warehouse), "BDT_DBT_TARGET": "duckdb"}
-    done = subprocess.run(
-        [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-         str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), "--select",
-         "tag:partitioned", "--vars", '{"min_month": "2024-13"}'],
-        env=env, capture_output=True, text=True, timeout=600)
+    done = _dbt(warehouse, tmp_path, "build", "--select", "tag:partitioned", "--vars",
+                '{"min_month": "2024-13"}')
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "is undefined" not in output
@@ -316,11 +329,6 @@ def test_builds_leave_out_dbt_unit_tests_and_they_pass_on_their_own(world, tmp_p
     ``warehouse/assets.py``, ``BUILD_EXCLUDES``), so they run here, with dbt itself, against a
     copy of the built warehouse (they need the models' input relations to exist)."""
     import json
-    import shutil
-    import subprocess
-
-    from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
-
     import re
 
     # Each build's dbt summary ("Finished running 4 incremental models, ... data tests, ...")
@@ -330,13 +338,7 @@ def test_builds_leave_out_dbt_unit_tests_and_they_pass_on_their_own(world, tmp_p
                                         (folder / "dbt.log").read_text())]
     assert summaries and all("data test" in line and "unit test" not in line
                              for line in summaries), summaries
-    warehouse = tmp_path / "warehouse.duckdb"
-    shutil.copy(world["settings"].warehouse_path, warehouse)
-    env = {**os.environ, "BDT_WAREHOUSE_PATH": str(warehouse), "BDT_DBT_TARGET": "duckdb"}
-    done = subprocess.run(
-        [dbt_executable(), "test", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-         str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), "--select",
-         "test_type:unit"], env=env, capture_output=True, text=True, timeout=600)
+    done = _dbt(_warehouse_copy(world, tmp_path), tmp_path, "test", "--select", "test_type:unit")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     unit_tests = [r for r in results if r["unique_id"].startswith("unit_test.")]

@@ -14,7 +14,7 @@ from .postgres_server import postgres_server  # noqa: F401  (the session's serve
 
 
 def test_instance_figures_for_every_storage_with_ratios_to_stock_sqlite(
-        tmp_path, capsys, postgres_server):  # noqa: F811
+        tmp_path, capsys, monkeypatch, postgres_server):  # noqa: F811
     # Another test in this process may have set the variable (core.runs.instance_for does for
     # a PostgreSQL home): the bench must leave it as it found it, whatever that was.
     before = os.environ.get(instance_bench.PG_URL_VARIABLE)
@@ -41,14 +41,9 @@ def test_instance_figures_for_every_storage_with_ratios_to_stock_sqlite(
     # The PostgreSQL figures are PostgreSQL's: the bench's runs are in the database it was
     # given (and the variable it set for them is back to what it was before).
     assert os.environ.get(instance_bench.PG_URL_VARIABLE) == before
-    os.environ[instance_bench.PG_URL_VARIABLE] = instance_bench._driver_url(postgres_server.url)
-    try:
-        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": {
-                "env": instance_bench.PG_URL_VARIABLE}}}}) as instance:
-            keyed = instance.get_materialized_partitions(dg.AssetKey("bench_partitions"))
-            assert len(keyed) == 5 and "2024-01-01|AK" in keyed
-    finally:
-        if before is None:
-            os.environ.pop(instance_bench.PG_URL_VARIABLE, None)
-        else:
-            os.environ[instance_bench.PG_URL_VARIABLE] = before
+    monkeypatch.setenv(instance_bench.PG_URL_VARIABLE,
+                       instance_bench._driver_url(postgres_server.url))
+    with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": {
+            "env": instance_bench.PG_URL_VARIABLE}}}}) as instance:
+        keyed = instance.get_materialized_partitions(dg.AssetKey("bench_partitions"))
+        assert len(keyed) == 5 and "2024-01-01|AK" in keyed
