@@ -65,6 +65,7 @@ SAMPLES = {
     "BDT_GCS_BUCKET": "sample-bucket",
     "BDT_BQ_LOCATION": "europe-west3",
     "BDT_BQ_MAX_BYTES_BILLED": "123456789",
+    "BDT_BQ_RETRY_SECONDS": "120",
     "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9023",
     "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9050",
     "BDT_DAGSTER_PG_URL": "postgresql://u:sample-pg-password@db.sample.example:5432/dagster",

@@ -5,12 +5,19 @@ on DuckDB + a local lake, and with ``BDT_ENV=prod`` wired through the standard e
 (``STORAGE_EMULATOR_HOST`` -> gcp-storage-emulator, ``BIGQUERY_EMULATOR_HOST`` -> bqemulator), so
 the lake is a GCS bucket, the warehouse BigQuery and dbt runs ``dbt build`` on its bigquery
 target. ``reports.outcomes`` must hold the same numbers on both.
+
+The prod world reaches the BigQuery emulator through a TCP proxy (``tcp_proxy.py``) that passes
+everything through until the last test cuts it mid-build: BigQuery unreachable in the middle of
+``dbt build``.
 """
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -27,12 +34,14 @@ from bdt_platform.synthetic import generate
 
 from .conftest import TEST_PII_KEY, ingest_and_build
 from .emulators import bq_emulator, gcs_emulator  # noqa: F401 - fixtures
+from .tcp_proxy import CuttableProxy
 
 STATES = ["PA"]
 MONTHS = [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
 SCALE, SEED = 0.3, 11
 RAW = ["eligibility", "outcomes", "mailreturns", "nudges", "clients", "applications", "calls"]
 MARTS = ["fct_outreach", "fct_calls", "fct_applications", "fct_enrollment_outcomes", "dim_person"]
+FACTS = [dg.AssetKey(["marts", name]) for name in MARTS if name.startswith("fct_")]
 EXPORT = dg.AssetKey(["lake", "outcomes_report"])
 # Column types as dbt sees them, per backend.
 CANONICAL = {"VARCHAR": "string", "STRING": "string", "BIGINT": "int", "INTEGER": "int",
@@ -55,16 +64,28 @@ def _columns(warehouse, table: str) -> dict[str, str]:
     return {column: CANONICAL.get(kind, kind) for column, kind in pairs}
 
 
-def _run_world(environ: dict[str, str]) -> dict:
-    """generate -> ingest -> build (+ the lake export) under ``environ``, read back the results."""
-    from bdt_platform.definitions import build_definitions
-
-    saved = dict(os.environ)  # resources.py exports the dbt profile's variables: restore after
+@contextlib.contextmanager
+def _world_environ(environ: dict[str, str]):
+    """The process environment of one world inside the block (bdt's and the emulators'
+    variables replaced by ``environ``), and as it was after: resources.py exports the dbt
+    profile's variables."""
+    saved = dict(os.environ)
     try:
         for name in [n for n in os.environ if n.startswith("BDT_") or n in (
                 "DAGSTER_HOME", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")]:
             del os.environ[name]
         os.environ.update(environ)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run_world(environ: dict[str, str]) -> dict:
+    """generate -> ingest -> build (+ the lake export) under ``environ``, read back the results."""
+    from bdt_platform.definitions import build_definitions
+
+    with _world_environ(environ):
         settings = load_settings()  # from the process environment, as `bdt` and dagster do
         summary = generate(Path(settings.inbox), settings.casemgmt_sqlite_path, states=STATES,
                            months=MONTHS, scale=SCALE, seed=SEED, pii_key=settings.pii_key)
@@ -95,10 +116,7 @@ def _run_world(environ: dict[str, str]) -> dict:
                                                            "reports.outcomes"]}
         finally:
             instance.dispose()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return {"settings": settings, "originals": originals, "ingested": ingested, "built": built,
+    return {"environ": environ, "settings": settings, "originals": originals, "ingested": ingested, "built": built,
             "exported": exported, "report": report, "counts": counts, "facts": facts,
             "columns": columns, "metrics": metrics, "drilled": drilled,
             "spread": spread,
@@ -109,14 +127,17 @@ def _run_world(environ: dict[str, str]) -> dict:
 def worlds(tmp_path_factory, gcs_emulator, bq_emulator):
     base = tmp_path_factory.mktemp("parity")
     local = _run_world({"BDT_HOME": str(base / "local"), "BDT_PII_KEY": TEST_PII_KEY})
-    prod = _run_world({
-        "BDT_ENV": "prod", "BDT_HOME": str(base / "prod"), "BDT_PII_KEY": TEST_PII_KEY,
-        "BDT_GCP_PROJECT": bq_emulator.project, "BDT_GCS_BUCKET": gcs_emulator.bucket,
-        "BDT_BQ_MAX_BYTES_BILLED": str(10 * 1024**3),
-        "STORAGE_EMULATOR_HOST": gcs_emulator.url.removeprefix("http://"),
-        "BIGQUERY_EMULATOR_HOST": bq_emulator.url,
-    })
-    return local, prod
+    port = int(bq_emulator.url.rsplit(":", 1)[1])
+    with CuttableProxy("127.0.0.1", port) as proxy:
+        prod = _run_world({
+            "BDT_ENV": "prod", "BDT_HOME": str(base / "prod"), "BDT_PII_KEY": TEST_PII_KEY,
+            "BDT_GCP_PROJECT": bq_emulator.project, "BDT_GCS_BUCKET": gcs_emulator.bucket,
+            "BDT_BQ_MAX_BYTES_BILLED": str(10 * 1024**3),
+            "STORAGE_EMULATOR_HOST": gcs_emulator.url.removeprefix("http://"),
+            "BIGQUERY_EMULATOR_HOST": proxy.url,
+        })
+        prod["proxy"] = proxy
+        yield local, prod
 
 
 #: The approximate median (MetricFlow 0.213 renders only APPROX_QUANTILES on BigQuery). The
@@ -259,3 +280,68 @@ def test_prod_settings_fail_in_one_line_and_build_the_gcp_resources(tmp_path):
                                                  "token": "anon"}
     assert resources["dbt"].target == "bigquery"
     assert defs.resolve_asset_graph().get(EXPORT).partitions_def is not None
+
+
+def _fact_rows(client, project: str) -> dict[str, list[tuple]]:
+    """Every mart's rows, sorted, read straight from the emulator (not via the proxy)."""
+    return {table: sorted(tuple(map(str, row.values())) for row in client.query(
+        f"SELECT * FROM `{project}.marts.{table}`").result()) for table in MARTS}
+
+
+def test_bigquery_unreachable_mid_build(worlds, bq_emulator):
+    """BigQuery stops answering while dbt sends a fact's MERGE (the proxy cuts every connection
+    and refuses new ones). The dbt step's watchdog stops dbt after BDT_BQ_RETRY_SECONDS and the
+    step fails with an error naming BigQuery, its URL and the cause, instead of Google's
+    client retrying each call for ten minutes. While BigQuery is down no partition is
+    half-replaced (each fact's MERGE inserts and deletes in one statement), and once it is back
+    the step's retry rebuilds exactly the same rows: nothing lost, nothing twice."""
+    from bdt_platform.definitions import build_definitions
+
+    _, prod = worlds
+    proxy: CuttableProxy = prod["proxy"]
+    direct = bq_emulator.client()
+    before = _fact_rows(direct, bq_emulator.project)
+    assert all(before.values())
+    seen: dict = {}
+
+    def during_the_outage():
+        if not proxy.tripped.wait(timeout=300):
+            return
+        time.sleep(7)  # past the 3 s grace and a probe: dbt has been stopped
+        seen["rows"] = _fact_rows(direct, bq_emulator.project)
+        seen["refused"] = proxy.requests_refused
+        proxy.restore()  # back before the step's retry (5 s or more after the failure)
+
+    with _world_environ({**prod["environ"], "BDT_BQ_RETRY_SECONDS": "3"}):
+        settings = load_settings()
+        defs = build_definitions(settings)
+        instance = instance_for(settings)
+        watcher = threading.Thread(target=during_the_outage, daemon=True)
+        try:
+            proxy.trip_on(b"merge into", b"fct_applications")
+            watcher.start()
+            started = time.monotonic()
+            # The facts of every partition again, as a build does (only the dbt step).
+            runs = run_rectangles(defs, instance, "build_warehouse",
+                                  [(s, m) for s in STATES for m in MONTHS], selection=FACTS,
+                                  tool_log=settings.home / "dbt-outage.log")
+            took = time.monotonic() - started
+            watcher.join(timeout=60)
+            retries = [e for run in runs for e in instance.all_logs(run.run_id)
+                       if e.dagster_event is not None
+                       and e.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+        finally:
+            proxy.restore()
+            instance.dispose()
+
+    assert proxy.tripped.is_set(), "the build never sent fct_applications' MERGE"
+    assert seen["refused"] > 0  # the step (and its watchdog) really could not get through
+    assert seen["rows"] == before, "a partition was half-replaced while BigQuery was down"
+    assert [run.success for run in runs] == [True]
+    assert took < 240  # not Google's ten minutes per call
+    assert len(retries) == 1
+    failure = retries[0].dagster_event.event_specific_data.error
+    text = failure.message + "".join(c.message for c in ([failure.cause] if failure.cause else []))
+    assert "BigQuery could not be reached at " + proxy.url in text
+    assert "dbt build was stopped" in text
+    assert _fact_rows(direct, bq_emulator.project) == before

@@ -89,7 +89,8 @@ def build_warehouse(settings: Settings):
 
         return BigQueryWarehouse(project=settings.gcp_project, location=settings.bq_location,
                                  max_bytes_billed=settings.bq_max_bytes_billed,
-                                 api_endpoint=settings.bigquery_emulator_host)
+                                 api_endpoint=settings.bigquery_emulator_host,
+                                 retry_seconds=settings.bq_retry_seconds)
     from bdt_platform.metrics.snapshot import snapshot_path
 
     return DuckDBWarehouse(path=str(settings.warehouse_path),
@@ -128,7 +129,21 @@ def _dbt(settings: Settings):
     """dagster-dbt's resource for the dbt project (imports dbt: only builds that run it ask)."""
     from bdt_platform.warehouse.project import dbt_resource
 
-    return dbt_resource(settings.dbt_target, settings.dbt_project_dir, settings.home / "dbt")
+    watch = {}
+    if settings.dbt_target == "bigquery":
+        # dbt's BigQuery calls retry an unreachable service for up to 10 minutes each, past
+        # the profile's deadline: the step stops dbt itself after bq_retry_seconds.
+        watch = {"service_name": "BigQuery", "service_probe_url": bigquery_probe_url(settings),
+                 "service_unreachable_seconds": settings.bq_retry_seconds}
+    return dbt_resource(settings.dbt_target, settings.dbt_project_dir, settings.home / "dbt",
+                        **watch)
+
+
+def bigquery_probe_url(settings: Settings) -> str:
+    """A cheap BigQuery REST URL whose answer (any, even 401 without credentials) shows the
+    service can be reached: the project's datasets, one at most."""
+    root = settings.bigquery_emulator_host or "https://bigquery.googleapis.com"
+    return f"{root}/bigquery/v2/projects/{settings.gcp_project}/datasets?maxResults=1"
 
 
 def _dbt_bigquery_env(settings: Settings) -> dict[str, str]:
@@ -138,6 +153,7 @@ def _dbt_bigquery_env(settings: Settings) -> dict[str, str]:
         "BDT_GCP_PROJECT": settings.gcp_project or "",
         "BDT_BQ_LOCATION": settings.bq_location or "US",
         "BDT_BQ_MAX_BYTES_BILLED": str(settings.bq_max_bytes_billed),
+        "BDT_BQ_RETRY_SECONDS": str(settings.bq_retry_seconds),
         "BDT_BQ_API_ENDPOINT": emulator or "",
         # An emulator takes any bearer token; Google gets application-default credentials.
         "BDT_BQ_AUTH_METHOD": "oauth-secrets" if emulator else "oauth",

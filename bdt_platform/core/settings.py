@@ -18,6 +18,9 @@ from pathlib import Path
 ENVIRONMENTS = ("local", "prod")
 # BigQuery's per-query cap when BDT_BQ_MAX_BYTES_BILLED is unset: 100 GiB (the dbt profile's too).
 DEFAULT_BQ_MAX_BYTES_BILLED = 100 * 1024**3
+# How long BigQuery calls (bdt's and dbt's) keep retrying while BigQuery cannot be reached, when
+# BDT_BQ_RETRY_SECONDS is unset; then the step fails and its retry policy takes over.
+DEFAULT_BQ_RETRY_SECONDS = 300
 #: What BDT_DAGSTER_PG_URL may start with, and the scheme the instance is given
 #: (``Settings.dagster_pg_driver_url``).
 PG_URL_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
@@ -52,6 +55,7 @@ class Settings:
     gcs_bucket: str | None = None
     bq_location: str | None = None
     bq_max_bytes_billed: int = DEFAULT_BQ_MAX_BYTES_BILLED
+    bq_retry_seconds: int = DEFAULT_BQ_RETRY_SECONDS
     # Google's standard emulator variables (STORAGE_EMULATOR_HOST, BIGQUERY_EMULATOR_HOST), as
     # URLs: when set, prod talks to these endpoints with anonymous credentials.
     storage_emulator_host: str | None = None
@@ -174,6 +178,19 @@ def _mail_piece_cost(value: str | None) -> float:
     return cost
 
 
+def _bq_retry_seconds(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_BQ_RETRY_SECONDS
+    try:
+        seconds = int(value)
+        if not 1 <= seconds <= 86400:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(f"BDT_BQ_RETRY_SECONDS must be a whole number of seconds from 1 to 86400 "
+                            f"such as 300, got {value!r}") from None
+    return seconds
+
+
 def _site_url(value: str | None) -> str:
     value = (value or "").strip().rstrip("/")
     if not value:
@@ -255,6 +272,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         raise SettingsError(f"BDT_BQ_MAX_BYTES_BILLED must be a positive integer (bytes), got "
                             f"{max_bytes!r}") from None
+    bq_retry = _bq_retry_seconds(environ.get("BDT_BQ_RETRY_SECONDS"))
 
     return Settings(
         env=env,
@@ -273,6 +291,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         gcs_bucket=gcs_bucket,
         bq_location=environ.get("BDT_BQ_LOCATION"),
         bq_max_bytes_billed=bq_max,
+        bq_retry_seconds=bq_retry,
         storage_emulator_host=_endpoint(environ.get("STORAGE_EMULATOR_HOST")),
         bigquery_emulator_host=_endpoint(environ.get("BIGQUERY_EMULATOR_HOST")),
         dagster_pg_url=_dagster_pg_url(environ.get("BDT_DAGSTER_PG_URL")),

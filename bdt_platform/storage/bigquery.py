@@ -14,6 +14,10 @@
   query job ``maximum_bytes_billed`` (load jobs are not billed by bytes).
 - **Reads** use the REST API (``create_bqstorage_client=False``), never the Storage Read API, and
   return the same pandas dtypes DuckDB does (int64, float64, datetime64 for DATE).
+- **Unreachable**: every API call and job wait retries a refused, reset or timed-out connection
+  (and Google's 5xx) for at most ``retry_seconds`` (``BDT_BQ_RETRY_SECONDS``, default 300; the
+  client library's own default is 600 s per call), then raises, and the step's retry policy
+  takes over (``core/retries.py``).
 - **Endpoint**: ``api_endpoint`` (from ``BIGQUERY_EMULATOR_HOST``, passed in by ``resources.py``)
   points the client at an emulator with anonymous credentials; otherwise dagster-gcp's
   ``BigQueryResource`` makes the client with application-default credentials.
@@ -40,7 +44,7 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from bdt_platform.core.settings import DEFAULT_BQ_MAX_BYTES_BILLED
+from bdt_platform.core.settings import DEFAULT_BQ_MAX_BYTES_BILLED, DEFAULT_BQ_RETRY_SECONDS
 from bdt_platform.storage.staged_rows import StagedRows
 from bdt_platform.storage.warehouse import Warehouse, slice_columns
 
@@ -277,8 +281,16 @@ class BigQueryWarehouse(Warehouse):
     max_bytes_billed: int = DEFAULT_BQ_MAX_BYTES_BILLED
     # An emulator's URL (BIGQUERY_EMULATOR_HOST); None for Google's endpoint.
     api_endpoint: str | None = None
+    # How long a call keeps retrying while BigQuery cannot be reached (BDT_BQ_RETRY_SECONDS).
+    retry_seconds: int = DEFAULT_BQ_RETRY_SECONDS
 
     # -- plumbing ----------------------------------------------------------------------------------
+
+    @property
+    def retry(self):
+        """Google's default retry (connection errors, 5xx, rate limits), bounded by
+        ``retry_seconds`` instead of its 600 s."""
+        return bigquery.DEFAULT_RETRY.with_timeout(self.retry_seconds)
 
     def client(self) -> bigquery.Client:
         client = _client(self.project, self.location, self.api_endpoint)
@@ -288,7 +300,7 @@ class BigQueryWarehouse(Warehouse):
                 dataset = bigquery.Dataset(f"{self.project}.{name}")
                 if self.location:
                     dataset.location = self.location
-                client.create_dataset(dataset, exists_ok=True)
+                client.create_dataset(dataset, exists_ok=True, retry=self.retry)
             _READY_DATASETS.add(ready)
         return client
 
@@ -298,7 +310,8 @@ class BigQueryWarehouse(Warehouse):
 
     def run(self, sql: str, params: list | None = None) -> bigquery.table.RowIterator:
         config = self.query_config(query_parameters=[_parameter(v) for v in params or []])
-        return self.client().query(sql, job_config=config).result()
+        return self.client().query(sql, job_config=config, retry=self.retry).result(
+            retry=self.retry)
 
     def ensure_table(self, table: str, rows: pa.Table) -> str:
         """``project.dataset.name``, created through the API from ``rows``' schema if missing."""
@@ -306,7 +319,7 @@ class BigQueryWarehouse(Warehouse):
         full = f"{self.project}.{dataset}.{name}"
         client = self.client()
         try:
-            client.get_table(full)
+            client.get_table(full, retry=self.retry)
         except NotFound:
             created = bigquery.Table(full, schema=table_schema(rows))
             types = {f.name: f.type for f in rows.schema}
@@ -315,7 +328,7 @@ class BigQueryWarehouse(Warehouse):
                 created.time_partitioning = bigquery.TimePartitioning(
                     type_=bigquery.TimePartitioningType.MONTH, field="month")
                 created.clustering_fields = ["state"]
-            client.create_table(created, exists_ok=True)
+            client.create_table(created, exists_ok=True, retry=self.retry)
         return full
 
     def load_scratch(self, dataset: str, name: str, rows: pa.Table) -> str:
@@ -324,14 +337,14 @@ class BigQueryWarehouse(Warehouse):
         scratch = f"{self.project}.{dataset}.{SCRATCH_PREFIX}{name}_{uuid.uuid4().hex[:12]}"
         table = bigquery.Table(scratch, schema=table_schema(rows))
         table.expires = dt.datetime.now(dt.timezone.utc) + SCRATCH_LIFETIME
-        client.create_table(table)
+        client.create_table(table, retry=self.retry)
         buffer = io.BytesIO()
         pq.write_table(rows, buffer)
         buffer.seek(0)
         config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
                                         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
                                         schema=table_schema(rows), labels=job_labels())
-        client.load_table_from_file(buffer, scratch, job_config=config).result()
+        client.load_table_from_file(buffer, scratch, job_config=config).result(retry=self.retry)
         return scratch
 
     # -- the Warehouse interface -------------------------------------------------------------------
@@ -347,7 +360,8 @@ class BigQueryWarehouse(Warehouse):
         config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
                                         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
                                         schema=table_schema(rows), labels=job_labels())
-        self.client().load_table_from_file(buffer, target, job_config=config).result()
+        self.client().load_table_from_file(buffer, target, job_config=config).result(
+            retry=self.retry)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[BigQueryBatch]:
@@ -359,7 +373,7 @@ class BigQueryWarehouse(Warehouse):
         finally:
             for scratch in batch.scratch_tables:
                 with contextlib.suppress(Exception):
-                    self.client().delete_table(scratch, not_found_ok=True)
+                    self.client().delete_table(scratch, not_found_ok=True, retry=self.retry)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         rows = self.run(sql, params)
@@ -372,7 +386,7 @@ class BigQueryWarehouse(Warehouse):
     def table_exists(self, table: str) -> bool:
         dataset, name = _split_table(table)
         try:
-            self.client().get_table(f"{self.project}.{dataset}.{name}")
+            self.client().get_table(f"{self.project}.{dataset}.{name}", retry=self.retry)
         except NotFound:
             return False
         return True

@@ -97,7 +97,7 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition
                              f"{variables}")
         with dbt.partition_env(variables):
             invocation = dbt.cli(["build", *BUILD_EXCLUDES], context=context)
-        yield from invocation.stream()
+        yield from dbt.stream_watched(invocation)
         dbt.keep_parse_state(invocation)
 
     return dbt_models

@@ -17,6 +17,8 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from packaging import version
 
+from bdt_platform.warehouse.service_watchdog import ServiceWatchdog, interrupt
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 _SOURCE_GLOBS = ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "tests/**/*")
 
@@ -98,6 +100,34 @@ class BundledDbtCliResource(DbtCliResource):
     dbt's ``eager`` (any model read is selected). A ``DBT_INDIRECT_SELECTION`` set in the
     environment wins; dagster-dbt still turns it off when checks are deselected."""
 
+    # -- A remote warehouse that stops answering --------------------------------------------
+
+    service_name: str = ""
+    service_probe_url: str = ""
+    """The warehouse service's REST URL to probe while dbt runs (BigQuery in prod); empty for
+    a local warehouse (DuckDB), which is never watched."""
+    service_unreachable_seconds: float = 300.0
+    """After this many seconds of failed probes in a row, dbt is stopped and the step fails
+    with ``WarehouseUnreachable`` (retried: ``core/retries.py``)."""
+
+    def stream_watched(self, invocation: DbtCliInvocation, what: str = "dbt build"):
+        """``invocation.stream()``, watched by :class:`ServiceWatchdog` when a probe URL is set."""
+        if not self.service_probe_url:
+            yield from invocation.stream()
+            return
+        watchdog = ServiceWatchdog(self.service_name or "the warehouse", self.service_probe_url,
+                                   self.service_unreachable_seconds,
+                                   on_lost=lambda: interrupt(invocation.process))
+        with watchdog:
+            try:
+                yield from invocation.stream()
+            except Exception as error:
+                if watchdog.lost.is_set():
+                    raise watchdog.error(what) from error
+                raise
+        if watchdog.lost.is_set() and invocation.process.returncode:
+            raise watchdog.error(what)
+
     def cli(self, args: Sequence[str], *, target_path: Path | None = None,
             **kwargs) -> DbtCliInvocation:
         if target_path is None and self.work_dir:
@@ -171,7 +201,8 @@ KEPT_TARGETS = 20
 
 
 def dbt_resource(target: str, project_dir: Path = DBT_PROJECT_DIR,
-                 work_dir: Path | None = None) -> BundledDbtCliResource:
+                 work_dir: Path | None = None, **watch) -> BundledDbtCliResource:
+    """``watch``: ``service_name``, ``service_probe_url``, ``service_unreachable_seconds``."""
     return BundledDbtCliResource(project_dir=str(project_dir), profiles_dir=str(project_dir),
                                  target=target, dbt_executable=dbt_executable(),
-                                 work_dir=str(work_dir) if work_dir else "")
+                                 work_dir=str(work_dir) if work_dir else "", **watch)

@@ -14,8 +14,10 @@
 
   Scheme: every partitioned model selects `where {{ partition_filter() }}` and is materialized
   `incremental` with an append strategy; its pre-hook `bdt_delete_selected_partitions()` first
-  deletes the selected partitions from the existing table. So a run replaces exactly the selected
-  partitions: re-runs never duplicate, a partition that now yields zero rows is emptied, and
+  deletes the selected partitions from the existing table, in the insert's transaction (on
+  BigQuery, which has none between dbt's jobs, one MERGE inserts and deletes instead: see
+  `bdt_merge_replaces_partitions`). So a run replaces exactly the selected partitions, or leaves
+  them as they were when it fails: re-runs never duplicate, a partition that now yields zero rows is emptied, and
   partitions built one by one equal one full build.
 -#}
 
@@ -130,15 +132,53 @@
             "--full-refresh with partition vars (min_month/max_month/states) would drop every "
             ~ "other partition of " ~ this ~ "; full-refresh without vars, then build partitions") -%}
     {%- endif -%}
-    {%- if is_incremental() -%}
+    {%- if is_incremental() and not bdt_merge_replaces_partitions() -%}
         delete from {{ this }} where {{ partition_filter() }}
     {%- endif -%}
 {% endmacro %}
 
 
 {#-
+  Whether the incremental statement itself removes the selected partitions' old rows (so the
+  pre-hook deletes nothing). On DuckDB the pre-hook's delete and the insert run in one
+  transaction. On BigQuery dbt runs them as two jobs with no transaction between them: a build
+  that failed after the delete (BigQuery unreachable, a quota) would leave the partitions empty
+  until the next build. There the MERGE does both, atomically (`bigquery__get_merge_sql`).
+-#}
+{% macro bdt_merge_replaces_partitions() %}
+    {{ return(adapter.dispatch('bdt_merge_replaces_partitions', 'bdt_platform')()) }}
+{% endmacro %}
+{% macro default__bdt_merge_replaces_partitions() %}{{ return(false) }}{% endmacro %}
+{% macro bigquery__bdt_merge_replaces_partitions() %}{{ return(true) }}{% endmacro %}
+
+
+{#-
+  dbt's MERGE on BigQuery (dispatched from the `dbt` namespace: dbt_project.yml puts this project
+  first in its search order). For a partitioned fact it is one statement that inserts the
+  model's rows and deletes the old rows of the selected partitions (`when not matched by source`
+  + the partition filter): BigQuery applies all of it or none. Any other merge is dbt's own.
+-#}
+{% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+    {%- if 'partitioned' not in (model.tags or []) or unique_key -%}
+        {{ return(default__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates)) }}
+    {%- endif -%}
+    {%- set dest_cols_csv = get_quoted_csv(dest_columns | map(attribute="name")) -%}
+    merge into {{ target }} as DBT_INTERNAL_DEST
+        using {{ source }} as DBT_INTERNAL_SOURCE
+        on FALSE
+    when not matched then insert
+        ({{ dest_cols_csv }})
+    values
+        ({{ dest_cols_csv }})
+    when not matched by source
+        and {{ partition_filter('DBT_INTERNAL_DEST.state', 'DBT_INTERNAL_DEST.month') }} then delete
+{%- endmacro %}
+
+
+{#-
   The incremental strategy that appends the model's rows after the pre-hook delete.
-  dbt-bigquery has no 'append'; its 'merge' without unique_key is `MERGE ... ON FALSE`, a pure insert.
+  dbt-bigquery has no 'append': its 'merge', which bdt's `bigquery__get_merge_sql` makes the
+  atomic replace of the selected partitions.
 -#}
 {% macro bdt_append_strategy() %}
     {{ return(adapter.dispatch('bdt_append_strategy', 'bdt_platform')()) }}
