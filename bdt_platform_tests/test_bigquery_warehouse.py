@@ -282,3 +282,22 @@ def test_label_and_predicate_helpers():
         "(month = DATE '2024-02-01' AND state IN ('PA'))")
     with pytest.raises(ValueError):
         delete_predicate([("P'A", M1)])
+
+
+def test_an_unreachable_bigquery_fails_after_retry_seconds_not_googles_ten_minutes():
+    """Nothing listens on the port: Google's default retry would go on for 600 s per call."""
+    import socket
+    import time
+
+    from bdt_platform.core.retries import transient_cause
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends
+    warehouse = BigQueryWarehouse(project="bdt-test", api_endpoint=f"http://127.0.0.1:{port}",
+                                  retry_seconds=3)
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        warehouse.query("SELECT 1 AS n")
+    assert time.monotonic() - started < 30
+    assert transient_cause(raised.value) is not None  # the step's retry policy takes it from here
