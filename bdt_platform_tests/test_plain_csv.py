@@ -201,3 +201,32 @@ def test_arrow_reads_a_text_as_the_csv_module_does_or_leaves_it(header, rows, en
         table, plain_lines = found[0]
         assert table.to_pylist() == columns.to_pylist()
         assert list(plain_lines) == list(lines)
+
+
+def test_a_big_plain_file_reads_in_batches_as_the_csv_module_reads_it():
+    """``plain_batches`` (Arrow, a block at a time) gives the rows, columns and lines that
+    ``csv_reader.column_batches`` gives; a line with a field too few is ``NotPlain``, not a
+    rejection; a quoted file is not plain at all."""
+    import pyarrow as pa
+    import pytest
+
+    from bdt_platform.feeds import csv_reader, plain_csv
+    from bdt_platform.feeds.specs import ALL_SPECS
+
+    spec = ALL_SPECS["mailreturns"]
+    columns = list(reversed(spec.input_columns))  # any column order
+    body = "".join(",".join(f"{c}-{n}" for c in columns) + "\r\n" for n in range(50_000))
+    text = " , ".join(columns) + "\r\n" + body
+    data = text.encode()
+    batches = list(plain_csv.plain_batches(data, 0, spec.input_columns, 4096))
+    assert len(batches) > 5  # read a block at a time
+    expected = list(csv_reader.column_batches(text, spec))
+    got_table = pa.concat_tables([t for t, _ in batches])
+    want_table = pa.concat_tables([t for t, _ in expected])
+    assert got_table.equals(want_table)
+    assert [n for _, lines in batches for n in lines] == [n for _, lines in expected for n in lines]
+    broken = data.replace(b"\r\n" + f"{columns[0]}-777,".encode(), b"\r\n", 1)
+    with pytest.raises(plain_csv.NotPlain):
+        list(plain_csv.plain_batches(broken, 0, spec.input_columns, 4096))
+    assert plain_csv.plain_batches(data.replace(b"-9,", b'-"9",', 1), 0,
+                                   spec.input_columns, 4096) is None

@@ -297,3 +297,13 @@ def test_a_chunk_read_as_one_frame_gives_each_file_what_it_gets_alone(feed):
     assert len(accepted) >= len(states)
     assert together.rows == [own.rows[0] for own in accepted]
     assert together.table.equals(pa.concat_tables([own.table for own in accepted]))
+
+
+def test_a_few_big_files_are_worth_workers_too(monkeypatch):
+    from bdt_platform.feeds import workers as w
+
+    monkeypatch.setattr(w, "usable_cores", lambda: 2)
+    assert w.worker_count(-1, 4) == 0
+    assert w.worker_count(-1, 4, w.PARALLEL_MIN_BYTES) == 2
+    assert w.worker_count(-1, w.PARALLEL_MIN_FILES) == 2
+    assert w.worker_count(0, 4, w.PARALLEL_MIN_BYTES) == 0

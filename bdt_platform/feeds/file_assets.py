@@ -162,6 +162,11 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
         listed = sum(len(named.get(key, [])) for key in keys)
         files = listed if config.only_listed else max(listed, len(keys))
         processes = workers.worker_count(config.worker_processes, files)
+        ahead = prefetch.active()
+        if config.worker_processes < 0 and ahead is not None:
+            # ``bdt ingest`` judged the whole inbox worth its workers (files and bytes): a feed
+            # of a few big files is too (and what they read ahead is taken, not read again).
+            processes = max(processes, ahead.runner.processes)
         if processes:
             context.log.info(f"{spec.name}: validating in {processes} worker processes")
         # A transient failure (warehouse locked, inbox unreachable) is retried

@@ -142,26 +142,16 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
                 continue
             try:
                 text = texts.pop(position) if position in texts else decoded(data, filename)
-                batches = csv_reader.column_batches(text, spec)
-                head, count = [], 0
-                for batch in batches:
-                    head.append(batch)
-                    count += batch[0].num_rows
-                    if count > slices.SLICE_ROWS:
-                        break
+                try:
+                    result = _read_file(text, spec, state, month, filename, pii_key, spill_dir,
+                                        plain=True)
+                except plain_csv.NotPlain:  # Arrow met a line the csv module reads otherwise
+                    result = _read_file(text, spec, state, month, filename, pii_key, spill_dir,
+                                        plain=False)
+                if isinstance(result, SpilledRows):
+                    spilled[position] = result
                 else:
-                    read.append((position, *joined_batches(head), state, month, filename))
-                    continue
-                spilled_rows = prepare_in_slices(itertools.chain(_drained(head), batches),
-                                                 spec, state, month, filename, pii_key,
-                                                 spill_dir)
-                head = batches = None
-                if spilled_rows is not None:
-                    spilled[position] = spilled_rows
-                    continue
-                # A slice broke a rule: the file is read whole, so that its rejection reads as
-                # it always does (every failing row of the file, in one report).
-                read.append((position, *read_text_columns(text, spec), state, month, filename))
+                    read.append((position, *result, state, month, filename))
             except FileRejected as rejected:
                 verdicts[position] = rejected
         if len(read) == 1:
@@ -197,6 +187,40 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
             for position, verdict in enumerate(verdicts) if verdict is None]
     return PreparedFiles(verdicts, table, rows, time.perf_counter() - started, os.getpid(),
                          spilled)
+
+
+def _read_file(text: str | Utf8Text, spec, state: str, month: dt.date, filename: str,
+               pii_key: str, spill_dir: str | None, plain: bool
+               ) -> tuple[pa.Table, Sequence[int]] | SpilledRows:
+    """One file not read with others: its text columns and lines, or - more than
+    ``slices.SLICE_ROWS`` records - its typed rows spilled a slice at a time. ``plain``: by
+    Arrow's reader when the file is plain (``plain_csv.plain_batches``; raises ``NotPlain``
+    when it turns out not to be), else by the csv module."""
+    batches = None
+    if plain:
+        data, start = ((text.data, text.start) if isinstance(text, Utf8Text)
+                       else (text.encode("utf-8"), 0))
+        batches = plain_csv.plain_batches(data, start, spec.input_columns,
+                                          csv_reader.READ_BATCH_ROWS)
+        data = None
+    if batches is None:
+        batches = csv_reader.column_batches(text, spec)
+    head, count = [], 0
+    for batch in batches:
+        head.append(batch)
+        count += batch[0].num_rows
+        if count > slices.SLICE_ROWS:
+            break
+    else:
+        return joined_batches(head)
+    spilled_rows = prepare_in_slices(itertools.chain(_drained(head), batches), spec, state,
+                                     month, filename, pii_key, spill_dir)
+    head = batches = None
+    if spilled_rows is not None:
+        return spilled_rows
+    # A slice broke a rule: the file is read whole, so that its rejection reads as it always
+    # does (every failing row of the file, in one report).
+    return read_text_columns(text, spec)
 
 
 def _drained(held: list) -> Iterator:

@@ -249,7 +249,8 @@ def start(inbox: Inbox, pii_key: str, *, processes: int | None = None,
           budget_bytes: int = BUDGET_BYTES) -> Prefetch | None:
     """List ``inbox``, plan its files' chunks and send the first ``budget_bytes`` of them to
     worker processes; None (nothing started) when the listing is too small for workers
-    (``workers.worker_count``) or nothing parses.
+    (``workers.worker_count``: by its files and bytes) or nothing parses. The run's feed assets
+    then use these workers, however few files each feed has (``file_assets``).
 
     Files are planned in the order the run lands them (its assets run in the order of their
     names; each lands partition by partition, ``month|state``), cut into chunks as the loaders
@@ -266,7 +267,9 @@ def start(inbox: Inbox, pii_key: str, *, processes: int | None = None,
         by_feed.setdefault(name.feed, []).append((partition_key(name.state, name.month),
                                                   file.mtime, file, name))
     listed = sum(len(files) for files in by_feed.values())
-    processes = workers.worker_count(-1, listed) if processes is None else processes
+    listed_bytes = sum(file.size for files in by_feed.values() for _, _, file, _ in files)
+    processes = (workers.worker_count(-1, listed, listed_bytes) if processes is None
+                 else processes)
     if processes <= 0 or not listed:
         return None
     plan = []

@@ -22,8 +22,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 
-#: Runs landing at least this many files use worker processes (when the machine has 2+ cores).
+#: Runs landing at least this many files, or this many bytes, use worker processes (when the
+#: machine has 2+ cores): 16 files of 3 MB (a state-month at generator scale 100) are as much
+#: work as a year of a small program's.
 PARALLEL_MIN_FILES = 64
+PARALLEL_MIN_BYTES = 16 * 2**20
 #: Worker processes at most, whatever the number of cores (memory: each holds one chunk).
 MAX_WORKERS = 4
 # The fork server imports the program's main module and the parsing code (warmed up:
@@ -60,14 +63,16 @@ def chunk_full(chunk_bytes: int, files: int, byte_limit: int, file_limit: int | 
     return chunk_bytes >= byte_limit or (file_limit is not None and files >= file_limit)
 
 
-def worker_count(requested: int, files: int) -> int:
+def worker_count(requested: int, files: int, total_bytes: int = 0) -> int:
     """How many worker processes a run uses: ``requested`` when it is 0 or more; otherwise one
-    per core (at most ``MAX_WORKERS``) when the run lands ``PARALLEL_MIN_FILES`` files or more
-    on a machine with two cores or more, else none."""
+    per core (at most ``MAX_WORKERS``) when the run lands ``PARALLEL_MIN_FILES`` files or
+    ``PARALLEL_MIN_BYTES`` bytes or more (when known) on a machine with two cores or more, else
+    none."""
     if requested >= 0:
         return requested
     cores = usable_cores()
-    return min(cores, MAX_WORKERS) if cores > 1 and files >= PARALLEL_MIN_FILES else 0
+    big = files >= PARALLEL_MIN_FILES or total_bytes >= PARALLEL_MIN_BYTES
+    return min(cores, MAX_WORKERS) if cores > 1 and big else 0
 
 
 def usable_cores() -> int:
