@@ -77,17 +77,7 @@ def _read_bodies(bodies: bytes, positions: list[int], columns: Sequence[str]
         return pa.table([pa.array([], pa.string()) for _ in columns], names=list(columns))
     names = [f"f{number}" for number in range(len(positions))]
     try:
-        table = pacsv.read_csv(
-            pa.py_buffer(bodies),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
-            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False,
-                                             escape_char=False, newlines_in_values=False,
-                                             ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in names},
-                include_columns=[names[position] for position in positions],
-                strings_can_be_null=False, quoted_strings_can_be_null=False,
-                check_utf8=False))  # ``decoding.decoded`` checked it
+        table = pacsv.read_csv(pa.py_buffer(bodies), **_options(names, positions))
     except pa.ArrowInvalid:
         return None
     return table.rename_columns(list(columns)).combine_chunks()
@@ -164,14 +154,20 @@ def _plain_batches(body: memoryview, lines: int, positions: list[int], columns: 
 
 
 def _open(body: memoryview, names: list[str], positions: list[int], block: int):
-    return pacsv.open_csv(
-        pa.py_buffer(body),
-        read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=block),
-        parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False,
-                                         escape_char=False, newlines_in_values=False,
-                                         ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names},
-            include_columns=[names[position] for position in positions],
-            strings_can_be_null=False, quoted_strings_can_be_null=False,
-            check_utf8=False))  # ``decoding.decoded`` checked it
+    return pacsv.open_csv(pa.py_buffer(body), **_options(names, positions, block))
+
+
+def _options(names: list[str], positions: list[int], block: int | None = None) -> dict:
+    """Arrow's reader set to read a plain file as the csv module does: no quoting, every line
+    a row, every field text (never null), the contract's columns only."""
+    read = pacsv.ReadOptions(column_names=names, use_threads=False,
+                             **({"block_size": block} if block else {}))
+    return {"read_options": read,
+            "parse_options": pacsv.ParseOptions(quote_char=False, double_quote=False,
+                                                escape_char=False, newlines_in_values=False,
+                                                ignore_empty_lines=False),
+            "convert_options": pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                include_columns=[names[position] for position in positions],
+                strings_can_be_null=False, quoted_strings_can_be_null=False,
+                check_utf8=False)}  # ``decoding.decoded`` checked it
