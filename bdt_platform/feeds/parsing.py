@@ -129,9 +129,10 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
                 verdicts[position] = rejected
     # (A file decoded in pieces, or of more than ``slices.SLICE_ROWS`` lines, is left to the csv
     # module: a file of more than ``slices.SLICE_ROWS`` records is read a slice at a time.)
-    plain = plain_csv.read_plain(
-        {position: text.encode("utf-8") for position, text in texts.items()
-         if isinstance(text, str) and text.count("\n") <= slices.SLICE_ROWS}, spec.input_columns)
+    tried = {position for position, text in texts.items()
+             if isinstance(text, str) and text.count("\n") <= slices.SLICE_ROWS}
+    plain = plain_csv.read_plain({position: texts[position].encode("utf-8")
+                                  for position in tried}, spec.input_columns)
     try:
         for position, (filename, data, state, month) in enumerate(files):
             if verdicts[position] is not None:
@@ -142,9 +143,9 @@ def prepare_files(feed: str, files: list[tuple[str, bytes, str, dt.date]], pii_k
                 continue
             try:
                 text = texts.pop(position) if position in texts else decoded(data, filename)
-                try:
+                try:  # (a file ``read_plain`` tried and left is not plain: not tried again)
                     result = _read_file(text, spec, state, month, filename, pii_key, spill_dir,
-                                        plain=True)
+                                        plain=position not in tried)
                 except plain_csv.NotPlain:  # Arrow met a line the csv module reads otherwise
                     result = _read_file(text, spec, state, month, filename, pii_key, spill_dir,
                                         plain=False)
