@@ -101,7 +101,7 @@ def ingest_and_build(defs, instance, **build_options):
 #: end. Files not named keep their order, after these.
 SLOWEST_FILES = {
     "test_deploy_local.py": 181, "test_incremental_equals_full.py": 125, "test_bench.py": 95,
-    "test_explain.py": 91, "test_prod_parity.py": 90, "test_faults.py": 87,
+    "test_explain.py": 91, "test_volume_bench.py": 87, "test_prod_parity.py": 90, "test_faults.py": 87,
     "test_build_skips_unchanged.py": 79, "test_site_app.py": 64, "test_end_to_end.py": 55,
     "test_outreach_world.py": 49, "test_retries.py": 41, "test_postgres_instance.py": 33,
     "test_schedules.py": 32, "test_retention.py": 31, "test_metrics.py": 28,

@@ -213,14 +213,15 @@ def _bdt(*args: str) -> list[str]:
     return [sys.executable, "-m", "bdt_platform.cli", *args]
 
 
-def _read_csv_baseline(files: list[Path], scratch: Path, union_by_name: bool = False
-                       ) -> tuple[float, int]:
+def _read_csv_baseline(files: list[Path], scratch: Path, union_by_name: bool = False,
+                       all_varchar: bool = False) -> tuple[float, int]:
     """DuckDB's own CSV reader loading the same files into one table per feed (the limit).
 
     By default DuckDB sniffs the first file and reads the others against it (it still matches
     columns by header name when the same columns come in another order). ``union_by_name``
     reads every file's header and unions differing column sets: much slower on many small
-    files, printed as a second figure."""
+    files, printed as a second figure. ``all_varchar`` reads every column as text (no type
+    sniffing): the volume bench's baseline, as issue 27 defines it."""
     import duckdb
 
     by_feed: dict[str, list[str]] = {}
@@ -228,13 +229,15 @@ def _read_csv_baseline(files: list[Path], scratch: Path, union_by_name: bool = F
         feed = path.name.split("_")[-1].split(".")[0]
         by_feed.setdefault(feed, []).append(str(path))
     started = time.perf_counter()
-    target = scratch / f"read_csv_{'union_by_name' if union_by_name else 'plain'}.duckdb"
+    target = scratch / (f"read_csv_{'union_by_name' if union_by_name else 'plain'}"
+                        f"{'_text' if all_varchar else ''}.duckdb")
     target.unlink(missing_ok=True)  # a repeated measure starts from nothing too
     con = duckdb.connect(str(target))
     rows = 0
     for feed, paths in by_feed.items():
         con.execute(f"CREATE TABLE {feed} AS SELECT * FROM read_csv(?, header = true, "
-                    f"union_by_name = {str(union_by_name).lower()}, filename = true)", [paths])
+                    f"union_by_name = {str(union_by_name).lower()}, "
+                    f"all_varchar = {str(all_varchar).lower()}, filename = true)", [paths])
         rows += con.execute(f"SELECT count(*) FROM {feed}").fetchone()[0]
     con.close()
     return time.perf_counter() - started, rows
@@ -472,22 +475,13 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         # Plain dbt on a copy of the same raw tables: the engine's own cost. Each plain build
         # has a new target folder (no saved parse state), as each ``bdt build`` of a restored
         # home has.
-        from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
-
         ingested = root / "ingested"
         if repeat > 1:
             shutil.copytree(home, ingested, symlinks=True)
         for attempt in range(repeat):
             if attempt:
                 _restore(ingested, home)
-            dbt_copy = root / "dbt_baseline.duckdb"
-            shutil.copy(home / "warehouse.duckdb", dbt_copy)
-            dbt_env = {**env, "BDT_WAREHOUSE_PATH": str(dbt_copy), "BDT_DBT_TARGET": "duckdb"}
-            seconds, _ = _run_child(
-                [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR),
-                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path",
-                 str(root / f"dbt_target_{attempt}")], dbt_env, log, "plain dbt build")
-            runs["dbt_build_s"].append(seconds)
+            runs["dbt_build_s"].append(plain_dbt_build(home, root, env, log, attempt))
             seconds, _ = _run_child(_bdt("build"), env, log, "bdt build")
             runs["build_s"].append(seconds)
             if repeat > 1:
@@ -536,6 +530,25 @@ def run_bench(states: int, months: int, scale: float, sftp: bool = True,
         return figures
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def plain_dbt_build(home: Path, root: Path, env: dict[str, str], log: Path, attempt: int = 0
+                    ) -> float:
+    """Seconds of plain ``dbt build`` of the project on a copy of ``home``'s warehouse (the
+    engine's own cost, the build's baseline), in a new target folder: no saved parse state, as
+    each ``bdt build`` of a restored home has none either."""
+    from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+
+    dbt_copy = root / "dbt_baseline.duckdb"
+    shutil.copy(home / "warehouse.duckdb", dbt_copy)
+    dbt_env = {**env, "BDT_WAREHOUSE_PATH": str(dbt_copy), "BDT_DBT_TARGET": "duckdb"}
+    seconds, _ = _run_child(
+        [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path",
+         str(root / f"dbt_target_{attempt}")], dbt_env, log, "plain dbt build")
+    for leftover in (dbt_copy, dbt_copy.with_name(dbt_copy.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    return seconds
 
 
 def _explain_figure(home: Path, env: dict[str, str], log: Path, state: str, month) -> float:
@@ -707,6 +720,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="partitions of the instance bench's larger run (default 102)")
     parser.add_argument("--instance-repeat", type=int, default=5, metavar="N",
                         help="instance bench run pairs per storage (default 5)")
+    parser.add_argument("--volume", action="store_true",
+                        help="only the volume figures (bdt_platform/bench/volume_bench.py, "
+                             "issue 27's goals at scale 100): ingest vs read_csv, build vs "
+                             "plain dbt build, a build with nothing new, and a new month after "
+                             "--history-months of history vs month 1 in an empty home")
+    parser.add_argument("--volume-scale", type=float, default=100.0, metavar="F",
+                        help="generator scale of the volume figures (default 100: ~90k "
+                             "partner rows per state-month)")
+    parser.add_argument("--volume-states", type=int, default=4, metavar="N",
+                        help="states of the volume ingest and build pairs (default 4)")
+    parser.add_argument("--volume-months", type=int, default=2, metavar="N",
+                        help="months of the volume ingest and build pairs (default 2)")
+    parser.add_argument("--history-states", type=int, default=1, metavar="N",
+                        help="states of the new-month figure's home (default 1)")
+    parser.add_argument("--history-months", type=int, default=24, metavar="N",
+                        help="months of history before the new month (default 24)")
 
 
 def _site_figures(scale: float) -> dict:
@@ -724,7 +753,21 @@ def _site_figures(scale: float) -> dict:
 def run(args: argparse.Namespace) -> int:
     result: dict = {}
     instance_only = getattr(args, "instance_only", False)
-    if not args.site_only and not instance_only:
+    if getattr(args, "volume", False):
+        from bdt_platform.bench import volume_bench
+
+        for name in ("volume_states", "volume_months", "history_states", "history_months",
+                     "repeat"):
+            if getattr(args, name) < 1:
+                print(f"bdt bench: --{name.replace('_', '-')} must be 1 or more", flush=True)
+                return 2
+        volume = volume_bench.run_volume_bench(
+            args.volume_scale, args.volume_states, args.volume_months, args.history_states,
+            args.history_months, repeat=args.repeat,
+            echo=lambda line: print(line, flush=True))
+        print(volume_bench.render(volume), flush=True)
+        result = asdict(volume)
+    elif not args.site_only and not instance_only:
         figures = run_bench(args.states, args.months, args.scale, sftp=not args.no_sftp,
                             sensor_files=args.sensor_files, repeat=args.repeat,
                             probe_scales=args.probe_scales)
