@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from bdt_platform.core import partitions as parts
+from bdt_platform.core.heartbeat import Heartbeat
 from bdt_platform.core.settings import Settings
 
 
@@ -213,7 +214,8 @@ def execute(job, instance: dg.DagsterInstance, run_config: dict, tags: dict[str,
             log_level: str = "WARNING", tool_log: Path | None = None) -> RunOutcome:
     """One in-process run. Tools that print to stdout (dbt) go to ``tool_log`` when given.
     The run carries this process's identity (``pools.PROCESS_TAG``): should the process be
-    killed mid-run, the next bdt command marks the run failed."""
+    killed mid-run, the next bdt command marks the run failed. While it runs, a line every 20 s
+    on stderr says what its steps last noted (``core.heartbeat``)."""
     from bdt_platform.core import pools
 
     run_config = dict(run_config)
@@ -223,7 +225,8 @@ def execute(job, instance: dg.DagsterInstance, run_config: dict, tags: dict[str,
     if tool_log is not None:
         tool_log.parent.mkdir(parents=True, exist_ok=True)
         redirect = contextlib.redirect_stdout(tool_log.open("a", encoding="utf-8"))
-    with redirect as stream:
+    scope = f" ({len(states)} state(s) x {len(months)} month(s))" if states and months else ""
+    with redirect as stream, Heartbeat(f"{job.name}{scope}"):
         result = job.execute_in_process(run_config=run_config, instance=instance, tags=tags,
                                         asset_selection=selection, raise_on_error=False)
         if stream is not None and stream is not sys.stdout:

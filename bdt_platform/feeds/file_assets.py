@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from bdt_platform.core import partitions as parts
+from bdt_platform.core import heartbeat, partitions as parts
 from bdt_platform.feeds import contract_rules, parsing, prefetch, rejections, workers
 from bdt_platform.feeds.filenames import partner_of
 from bdt_platform.feeds.provenance import (CODE_VERSION, FeedLoadReport, partition_version_tags,
@@ -178,6 +178,7 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
             loader = _ChunkLoader(context, spec, key, lake, report, pii.secret(), runner,
                                   chunk_file_limit(files, processes), read_ahead=prefetch.active(),
                                   spill_dir=spill_dir)
+            staged_rows = 0
             for index, partition in enumerate(keys, start=1):
                 state, month = parts.split_key(partition)
                 refs = named.get(partition, [])
@@ -208,12 +209,19 @@ def build_file_feed_asset(spec: FeedSpec) -> dg.AssetsDefinition:
                         archived, data = lake.read_archived(partner_paths[-1])
                         loader.add(_Incoming(partition, state, month, archived.filename, data,
                                              archived.received_at, archived))
-                landed.extend(loader.land_finished(batch))
+                just_landed = loader.land_finished(batch)
+                landed.extend(just_landed)
+                staged_rows += sum(file.rows for file in just_landed)
+                heartbeat.note(f"{spec.name}: {index}/{len(keys)} partitions read, "
+                               f"{staged_rows:,} rows staged")
                 if index % 100 == 0:
                     context.log.info(f"{spec.name}: {index}/{len(keys)} partitions read; "
                                      f"{report.summary()}")
             landed.extend(loader.land_all(batch))
+            heartbeat.note(f"{spec.name}: {len(landed)} file(s), "
+                           f"{sum(file.rows for file in landed):,} rows staged; committing")
         # Committed: only now is it true that these partitions hold the new rows.
+        heartbeat.note(f"{spec.name}: committed; recording {len(landed)} file(s)' provenance")
         log_materializations(context, partition_materializations(
             key, spec, landed, previous_sources(context.instance, key,
                                                 {f.incoming.partition for f in landed})))

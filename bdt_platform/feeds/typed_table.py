@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bdt_platform.core.pii import person_tokens
+from bdt_platform.core.pii import person_token_array
 from bdt_platform.feeds.text_values import (FIRST_INSTANT, INSTANT_AFTER, arrow_array,
                                             parse_dates, parse_timestamps)
 from bdt_platform.feeds.filenames import partner_of
@@ -28,13 +28,13 @@ def to_table(frame: pd.DataFrame, spec: FeedSpec, *, state: str, month: dt.date,
     ``state``, ``month`` and ``source_file`` are one value for every row, or one per row (a
     frame holding several files; then ``partner`` too, else it is read from the file name).
     ``frame`` is left as it is."""
-    columns: dict[str, pd.Series | np.ndarray | list] = {name: frame[name]
+    columns: dict[str, pd.Series | np.ndarray | list | pa.Array] = {name: frame[name]
                                                          for name in frame.columns}
     for column in spec.optional:
         if column in columns and column != "ssn":
             columns[column] = columns[column].where(columns[column] != "", None)
     if spec.tokenize:
-        columns["person_token"] = person_tokens(frame, pii_key)
+        columns["person_token"] = person_token_array(frame, pii_key)
     columns["state"], columns["month"], columns["_source_file"] = state, month, source_file
     if spec.from_partners:
         columns["_partner"] = partner_of(source_file) if partner is None else partner
@@ -71,6 +71,8 @@ def _typed(values: pd.Series | np.ndarray | list | object, arrow_type: pa.DataTy
     """A column (validated text, tokens, or the partition's dates and names, given per row or
     as one value for all ``length`` rows) as an Arrow array of ``arrow_type``; empty or missing
     values become nulls."""
+    if isinstance(values, pa.Array):  # the person tokens
+        return values.cast(arrow_type)
     if not isinstance(values, (pd.Series, np.ndarray, list)):
         return pa.array([values], type=arrow_type).take(np.zeros(length, dtype=np.int64))
     if not isinstance(values, pd.Series):

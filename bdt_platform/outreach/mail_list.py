@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from bdt_platform.core import partitions as parts
+from bdt_platform.core import heartbeat, partitions as parts
 from bdt_platform.core.partition_events import log_materializations
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.ml.assets import SCORES_KEY, SCORES_TABLE
@@ -192,6 +192,8 @@ def mail_list_table(context: dg.AssetExecutionContext, warehouse: Warehouse,
                        for reason, count in result.exclusions.items()}}
         materializations.append(dg.AssetMaterialization(
             asset_key=KEY, partition=parts.partition_key(state, month), metadata=metadata))
+        heartbeat.note(f"mail list {state} {month:%Y-%m} made ({len(materializations)} of "
+                       f"the run's partitions)")
         context.log.info(f"{state} {month:%Y-%m}: {len(result.rows)} pieces of "
                          f"{result.candidates} people; excluded {result.exclusions}")
     log_materializations(context, materializations)

@@ -17,6 +17,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from packaging import version
 
+from bdt_platform.core import heartbeat
 from bdt_platform.warehouse.service_watchdog import ServiceWatchdog, interrupt
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -111,16 +112,17 @@ class BundledDbtCliResource(DbtCliResource):
     with ``WarehouseUnreachable`` (retried: ``core/retries.py``)."""
 
     def stream_watched(self, invocation: DbtCliInvocation, what: str = "dbt build"):
-        """``invocation.stream()``, watched by :class:`ServiceWatchdog` when a probe URL is set."""
+        """``invocation.stream()``, watched by :class:`ServiceWatchdog` when a probe URL is set;
+        each result it yields is noted for the run's progress lines (``core.heartbeat``)."""
         if not self.service_probe_url:
-            yield from invocation.stream()
+            yield from _noted(invocation.stream(), what)
             return
         watchdog = ServiceWatchdog(self.service_name or "the warehouse", self.service_probe_url,
                                    self.service_unreachable_seconds,
                                    on_lost=lambda: interrupt(invocation.process))
         with watchdog:
             try:
-                yield from invocation.stream()
+                yield from _noted(invocation.stream(), what)
             except Exception as error:
                 if watchdog.lost.is_set():
                     raise watchdog.error(what) from error
@@ -206,3 +208,12 @@ def dbt_resource(target: str, project_dir: Path = DBT_PROJECT_DIR,
     return BundledDbtCliResource(project_dir=str(project_dir), profiles_dir=str(project_dir),
                                  target=target, dbt_executable=dbt_executable(),
                                  work_dir=str(work_dir) if work_dir else "", **watch)
+
+
+def _noted(events, what: str):
+    """``events`` (dagster-dbt's results of one dbt command), each noted as it passes."""
+    for count, event in enumerate(events, start=1):
+        key = getattr(event, "asset_key", None)
+        heartbeat.note(f"{what}: {count} result(s) so far, the last "
+                       f"{key.to_user_string() if key is not None else type(event).__name__}")
+        yield event
