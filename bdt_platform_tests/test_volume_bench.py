@@ -28,6 +28,10 @@ def test_volume_bench_produces_every_goal_figure(tmp_path):
                  "new_month_build_s", "new_month_vs_first_month"):
         assert figures[name] > 0, name
     assert figures["files"] == 5 and figures["partner_rows"] > 0
+    # 6: the instance's size per partition materialization (ingests and builds of the grid).
+    assert figures["materializations"] > 5 and figures["instance_mb"] > 0
+    assert figures["instance_kb_per_materialization"] == (
+        figures["instance_mb"] * 1024 / figures["materializations"])
     assert figures["ingest_vs_read_csv"] == figures["ingest_s"] / figures["read_csv_s"]
     assert figures["build_vs_dbt"] == figures["build_s"] / figures["dbt_build_s"]
     assert figures["unchanged_build_skipped"] is True, figures["notes"]
@@ -47,6 +51,8 @@ def test_volume_bench_produces_every_goal_figure(tmp_path):
         assert re.search(rf"^{number}\. .*\(goal < {goal:g}x\) (ok|MISSED)$", table, re.M), table
     assert re.search(r"^3\. .*\(goal < 2s or <= 15%\) ok$", table, re.M), table
     assert "month 2 after 1 of history vs month 1 in an empty home" in table
+    assert re.search(r"^6\. Dagster instance per partition materialization +[\d.]+ KB$", table,
+                     re.M), table
 
 
 def test_what_a_build_printed_says_what_it_built_and_skipped():

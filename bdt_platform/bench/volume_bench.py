@@ -13,6 +13,8 @@ one run, each ratio against a baseline measured in the same run and printed besi
    states (1) is delivered (its partner files and case-management rows), ingested and built,
    then months 2..H (``--history-months``, 24), then month H+1: ``bdt ingest`` + ``bdt build``
    of month H+1 against those of month 1. Goal: under 1.2x.
+6. **Instance growth**: the Dagster instance folder after the grid's ingests and builds, per
+   partition materialization recorded (no goal; ``bdt prune`` bounds what old runs keep).
 
 Each step is a process of its own (``python -m bdt_platform.cli``), timed by its wall clock, in
 temporary homes that are removed afterwards; ``--repeat N`` measures the pairs of 1 and 2 N
@@ -76,6 +78,11 @@ class VolumeFigures:
     first_month_ingest_s: float = 0.0
     first_month_build_s: float = 0.0
     new_month_vs_first_month: float = 0.0
+    # 6. the Dagster instance after the grid's ingests and builds: its size on disk, the
+    # partition materializations it holds, and the size per materialization
+    instance_mb: float = 0.0
+    materializations: int = 0
+    instance_kb_per_materialization: float = 0.0
     repeat: int = 1
     repeats: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -181,7 +188,28 @@ def _grid(f: VolumeFigures, root: Path, log: Path, states: list[str], months: li
         f.notes.append("the build with nothing new did not skip (see the log)")
     echo(f"  bdt build with nothing new: {f.unchanged_build_s:.2f}s "
          f"({f.unchanged_vs_build:.0%} of the first)")
+    f.instance_mb, f.materializations = instance_size(home / "dagster")
+    f.instance_kb_per_materialization = f.instance_mb * 1024 / max(f.materializations, 1)
+    echo(f"  Dagster instance: {f.instance_mb:.1f} MB for {f.materializations:,} "
+         f"materializations ({f.instance_kb_per_materialization:.1f} KB each)")
     shutil.rmtree(home)
+
+
+def instance_size(dagster_home: Path) -> tuple[float, int]:
+    """(MB the Dagster instance folder holds on disk, asset materializations recorded in it):
+    what the event log costs per partition materialization (``bdt prune`` keeps these; it
+    removes old runs' log lines and step events)."""
+    import dagster as dg
+
+    size = sum(path.stat().st_size for path in dagster_home.rglob("*") if path.is_file())
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    try:
+        count = sum(len(instance.all_logs(run.run_id,
+                                          of_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
+                    for run in instance.get_runs())
+    finally:
+        instance.dispose()
+    return size / 2**20, count
 
 
 def _new_month(f: VolumeFigures, root: Path, log: Path, states: list[str], echo) -> None:
@@ -262,6 +290,10 @@ def render(f: VolumeFigures) -> str:
          f"{f.history_partner_rows:,} partner rows (months 2-{f.history_months}: ingest "
          f"{f.history_ingest_s:.1f}s, build {f.history_build_s:.1f}s)"),
     ]
+    rows.append(("6. Dagster instance per partition materialization",
+                 f"{f.instance_kb_per_materialization:.1f} KB",
+                 f"{f.instance_mb:.1f} MB for {f.materializations:,} materializations (the "
+                 "grid's ingests and builds; `bdt prune` deletes old runs' log lines)"))
     if f.repeat > 1:
         def spread(name: str) -> str:
             return f"{min(f.repeats[name]):.2f}-{max(f.repeats[name]):.2f}s"
