@@ -32,6 +32,13 @@ def unit_hash(person_token: str, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / _SCALE
 
 
+def unit_hashes(person_tokens: Sequence[str], key: str) -> list[float]:
+    """``unit_hash`` of each token (one C call per token: ``hmac.digest``)."""
+    secret = key.encode()
+    return [int.from_bytes(hmac.digest(secret, token.encode(), "sha256")[:8], "big") / _SCALE
+            for token in person_tokens]
+
+
 def arm_for(person_token: str, campaign_id: str, arms: Sequence[tuple[str, float]]) -> str:
     """The arm of ``person_token`` in ``campaign_id``: the first arm whose cumulative weight
     exceeds the person's hash (weights in configured order, summing to 1)."""
@@ -52,3 +59,13 @@ def control_draw(person_token: str, state: str, month: dt.date) -> float:
 def tie_break(person_token: str, state: str, month: dt.date) -> float:
     """A stable pseudo-random order among people the ranking cannot tell apart."""
     return unit_hash(person_token, f"bdt-mail-order|{state}|{month:%Y%m}")
+
+
+def control_draws(person_tokens: Sequence[str], state: str, month: dt.date) -> list[float]:
+    """``control_draw`` of each token."""
+    return unit_hashes(person_tokens, f"bdt-mail-control|{state}|{month:%Y%m}")
+
+
+def tie_breaks(person_tokens: Sequence[str], state: str, month: dt.date) -> list[float]:
+    """``tie_break`` of each token."""
+    return unit_hashes(person_tokens, f"bdt-mail-order|{state}|{month:%Y%m}")

@@ -11,6 +11,7 @@ reason. The vendor file is ``outbox/mail_list`` (``bdt_platform/outbox/mail_list
 import datetime as dt
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -45,16 +46,29 @@ def _in(values) -> str:
     return ", ".join(repr(v) for v in sorted(values))
 
 
-def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]]) -> dict:
-    """Everything ``select_mail_list`` reads, for the run's partitions, in a few queries."""
-    states = {s for s, _ in pairs}
-    months = sorted({m for _, m in pairs})
+def load_eligibility(warehouse: Warehouse, states, first: dt.date, last: dt.date
+                     ) -> pd.DataFrame:
+    """The partner eligibility rows of ``states`` from month ``first`` to ``last``."""
     eligibility = warehouse.query(
         "select person_token, record_id, _partner, programs_eligible, programs_enrolled, "
         "address_line1, address_line2, city, zip, language, state, month "
         f"from staging.stg_partners__eligibility where state in ({_in(states)}) and month "
-        f"between date '{months[0]}' and date '{months[-1]}'")
+        f"between date '{first}' and date '{last}'")
     eligibility["month"] = pd.to_datetime(eligibility["month"]).dt.date
+    return eligibility
+
+
+def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]],
+                eligibility: bool = True) -> dict:
+    """Everything ``select_mail_list`` reads, for the run's partitions, in a few queries.
+    Without ``eligibility``, ``compute_mail_lists`` reads each month's rows when it gets to
+    that month (``eligibility_for``): a year of 51 states at volume is tens of millions."""
+    states = {s for s, _ in pairs}
+    months = sorted({m for _, m in pairs})
+    if eligibility:
+        eligibility = load_eligibility(warehouse, states, months[0], months[-1])
+    else:
+        eligibility = None
     enrolled = warehouse.query(
         "select person_token, program, month from marts.fct_enrollment_outcomes "
         "where is_approved and person_token is not null")
@@ -85,30 +99,71 @@ def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]]) -> dict:
             "returns": returns, "history": history, "scores": scores}
 
 
-def compute_mail_lists(inputs: dict, pairs: list[tuple[str, dt.date]], config
+def compute_mail_lists(inputs: dict, pairs: list[tuple[str, dt.date]], config,
+                       eligibility_for=None, progress=None
                        ) -> dict[tuple[str, dt.date], rules.MailListResult]:
-    """The list of every partition in ``pairs``, months in order (each sees the earlier)."""
-    eligibility, history = inputs["eligibility"], inputs["history"]
+    """The list of every partition in ``pairs``, months in order (each sees the earlier).
+    ``inputs["eligibility"]`` holds the rows of every month, or is None and
+    ``eligibility_for(month)`` gives each month's (all the run's states) when its turn comes.
+    ``progress(state, month, done)``: called after each partition's list."""
+    history = inputs["history"]
     results: dict[tuple[str, dt.date], rules.MailListResult] = {}
-    for state, month in sorted(pairs, key=lambda p: (p[1], p[0])):
-        rows = eligibility[(eligibility["state"] == state) & (eligibility["month"] == month)]
+    by_month: dict[dt.date, list[str]] = {}
+    for state, month in pairs:
+        by_month.setdefault(month, []).append(state)
+    optouts = inputs["optouts"]
+    returns = inputs["returns"]
+    # The vendor's reports by piece id, looked up per partition for its people's pieces only.
+    returns_of = _ReportsOfPieces(returns) if returns is not None and len(returns) else None
+    for month in sorted(by_month):
+        eligibility = (inputs["eligibility"] if inputs["eligibility"] is not None
+                       else eligibility_for(month))
+        eligibility = eligibility[eligibility["month"] == month]
+        of_state = dict(tuple(eligibility.groupby("state", sort=False)))
         enrolled = inputs["enrolled"][inputs["enrolled"]["month"] <= month]
-        optouts = inputs["optouts"]
         opted = set(optouts.loc[optouts["month"] <= month, "person_token"])
-        scores, version = None, None
-        if inputs["scores"] is not None:
-            s = inputs["scores"]
-            scores = s[(s["state"] == state) & (s["month"] == month)]
-            version = scores["model_version"].iloc[0] if not scores.empty else None
-        result = rules.select_mail_list(
-            state, month, rows, enrolled=enrolled, history=history, returns=inputs["returns"],
-            opted_out=opted, do_not_contact=config.do_not_contact,
-            budget=config.budget(state, month), control_share=config.control_share,
-            history_days=config.history_days, scores=scores, model_version=version)
-        results[(state, month)] = result
-        if not result.rows.empty:
-            history = pd.concat([history, result.rows[history.columns]], ignore_index=True)
+        for state in sorted(by_month[month]):
+            rows = of_state.get(state, eligibility.iloc[0:0])
+            scores, version = None, None
+            if inputs["scores"] is not None:
+                s = inputs["scores"]
+                scores = s[(s["state"] == state) & (s["month"] == month)]
+                version = scores["model_version"].iloc[0] if not scores.empty else None
+            mine = history[history["person_token"].isin(set(rows["person_token"]))]
+            result = rules.select_mail_list(
+                state, month, rows, enrolled=enrolled, history=mine,
+                returns=(returns_of.of(mine["mail_piece_id"]) if returns_of is not None
+                         else returns), opted_out=opted,
+                do_not_contact=config.do_not_contact, budget=config.budget(state, month),
+                control_share=config.control_share, history_days=config.history_days,
+                scores=scores, model_version=version)
+            results[(state, month)] = result
+            if not result.rows.empty:
+                history = pd.concat([history, result.rows[history.columns]], ignore_index=True)
+            if progress is not None:
+                progress(state, month, len(results))
+        del eligibility, of_state
     return results
+
+
+class _ReportsOfPieces:
+    """The mail vendor's reports of given pieces, in their original order, without scanning
+    every report each time: the piece ids sorted once, each lookup a binary search."""
+
+    def __init__(self, returns: pd.DataFrame):
+        self.returns = returns.reset_index(drop=True)
+        ids = self.returns["mail_piece_id"].astype(object).where(
+            self.returns["mail_piece_id"].notna(), "").to_numpy()
+        self.order = np.argsort(ids, kind="stable")
+        self.sorted_ids = ids[self.order]
+
+    def of(self, pieces: pd.Series) -> pd.DataFrame:
+        wanted = np.array(sorted(set(pieces.dropna().astype(str)) - {""}), dtype=object)
+        starts = np.searchsorted(self.sorted_ids, wanted, side="left")
+        ends = np.searchsorted(self.sorted_ids, wanted, side="right")
+        positions = [self.order[start:end] for start, end in zip(starts, ends) if end > start]
+        positions = np.sort(np.concatenate(positions)) if positions else np.array([], dtype=int)
+        return self.returns.iloc[positions]
 
 
 def check_list(frame: pd.DataFrame, budget: int) -> list[str]:
@@ -165,8 +220,13 @@ def mail_list_table(context: dg.AssetExecutionContext, warehouse: Warehouse,
     """
     config = outreach.load()
     pairs = [parts.split_key(key) for key in context.partition_keys]
-    inputs = load_inputs(warehouse, pairs)
-    results = compute_mail_lists(inputs, pairs, config)
+    inputs = load_inputs(warehouse, pairs, eligibility=False)
+    states = {state for state, _ in pairs}
+    results = compute_mail_lists(
+        inputs, pairs, config,
+        eligibility_for=lambda month: load_eligibility(warehouse, states, month, month),
+        progress=lambda state, month, done: heartbeat.note(
+            f"mail list {state} {month:%Y-%m} made ({done} of {len(pairs)} partitions)"))
     frames = [r.rows for r in results.values() if not r.rows.empty]
     frame = (pd.concat(frames, ignore_index=True) if frames
              else pd.DataFrame(columns=rules.LIST_COLUMNS))
@@ -192,8 +252,6 @@ def mail_list_table(context: dg.AssetExecutionContext, warehouse: Warehouse,
                        for reason, count in result.exclusions.items()}}
         materializations.append(dg.AssetMaterialization(
             asset_key=KEY, partition=parts.partition_key(state, month), metadata=metadata))
-        heartbeat.note(f"mail list {state} {month:%Y-%m} made ({len(materializations)} of "
-                       f"the run's partitions)")
         context.log.info(f"{state} {month:%Y-%m}: {len(result.rows)} pieces of "
                          f"{result.candidates} people; excluded {result.exclusions}")
     log_materializations(context, materializations)

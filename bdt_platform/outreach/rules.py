@@ -56,6 +56,33 @@ def _codes(text) -> set[str]:
     return {c.strip().upper() for c in str(text).split(";") if c.strip()}
 
 
+def _code_pairs(tokens: pd.Series, texts: pd.Series) -> pd.DataFrame:
+    """(person_token, code) for every program code of ``texts`` (``_codes`` of each value),
+    distinct, a whole column at a time."""
+    present = texts.notna()
+    codes = texts[present].astype(str).str.split(";").explode().str.strip().str.upper()
+    pairs = pd.DataFrame({"person_token": tokens[present].reindex(codes.index).to_numpy(),
+                          "code": codes.to_numpy()})
+    return pairs[pairs["code"].fillna("") != ""].drop_duplicates()
+
+
+def _programs_to_offer(rows: pd.DataFrame, enrolled: pd.DataFrame | None) -> dict[str, list]:
+    """Per person token: the programs some row lists them eligible for that no row lists them
+    enrolled in and no approval (``enrolled``: person_token, program) covers, sorted."""
+    eligible = _code_pairs(rows["person_token"], rows["programs_eligible"])
+    have = [_code_pairs(rows["person_token"], rows["programs_enrolled"])]
+    if enrolled is not None and not enrolled.empty:
+        have.append(pd.DataFrame({"person_token": enrolled["person_token"].to_numpy(),
+                                  "code": enrolled["program"].astype(str).str.upper().to_numpy()}))
+    have_frame = pd.concat(have, ignore_index=True).drop_duplicates()
+    offer = eligible.merge(have_frame, on=["person_token", "code"], how="left", indicator=True)
+    offer = offer[offer["_merge"] == "left_only"].sort_values(["person_token", "code"])
+    by_token: dict[str, list] = {}
+    for token, code in zip(offer["person_token"].tolist(), offer["code"].tolist()):
+        by_token.setdefault(token, []).append(code)
+    return by_token
+
+
 def address_hash(line1, line2, city, zip_code) -> str:
     """A fingerprint of a mailing address (upper-cased, spaces squeezed, ZIP5): equal when
     the post office would see the same address. The mail list keeps it, not the address."""
@@ -63,6 +90,24 @@ def address_hash(line1, line2, city, zip_code) -> str:
         return " ".join(str(value or "").upper().split()) if not pd.isna(value) else ""
     text = "|".join([norm(line1), norm(line2), norm(city), norm(zip_code)[:5]])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _normalized(values: pd.Series | None, length: int) -> pd.Series:
+    """``address_hash``'s normalizing of each value (upper case, whitespace squeezed; empty
+    for a missing or empty value), a whole column at a time."""
+    if values is None:
+        return pd.Series([""] * length, dtype=object)
+    text = values.astype(object).where(values.notna(), "")
+    text = text.where(text.astype(bool), "")  # ``value or ""``
+    return text.astype(str).str.upper().str.split().str.join(" ")
+
+
+def address_hashes(rows: pd.DataFrame) -> list[str]:
+    """``address_hash`` of each row's address_line1, address_line2, city and zip."""
+    parts = [_normalized(rows.get(name), len(rows)).tolist()
+             for name in ("address_line1", "address_line2", "city", "zip")]
+    return [hashlib.sha256(f"{line1}|{line2}|{city}|{zip_code[:5]}".encode()).hexdigest()[:16]
+            for line1, line2, city, zip_code in zip(*parts)]
 
 
 def _days_before(month: dt.date, when) -> int:
@@ -93,24 +138,29 @@ def select_mail_list(state: str, month: dt.date, eligibility: pd.DataFrame, *,
         return result
     rows = eligibility.sort_values(["person_token", "_partner", "record_id"], kind="stable")
     result.duplicate_rows = int(len(rows) - rows["person_token"].nunique())
-    approved: dict[str, set[str]] = {}
+    rows = rows[rows["person_token"].notna()]
+    tokens = set(rows["person_token"])
+    # Only the month's people are looked up below: the rest of the inputs is left out first
+    # (at volume they are a year of every state's approvals, pieces and returns).
     if enrolled is not None:
-        for token, program in zip(enrolled["person_token"], enrolled["program"]):
-            approved.setdefault(token, set()).add(str(program).upper())
-    people = []
-    for token, group in rows.groupby("person_token", sort=True):
-        first = group.iloc[0]
-        eligible = set().union(*map(_codes, group["programs_eligible"]))
-        have = set().union(*map(_codes, group["programs_enrolled"])) | approved.get(token, set())
-        people.append({
-            "person_token": token,
-            "to_offer": sorted(eligible - have),
-            "address_hash": address_hash(first["address_line1"], first.get("address_line2"),
-                                         first["city"], first["zip"]),
-            "language": first.get("language"),
-            "source_partner": first["_partner"],
-            "source_record_id": first["record_id"],
-        })
+        enrolled = enrolled[enrolled["person_token"].isin(tokens)]
+    if history is not None:
+        history = history[history["person_token"].isin(tokens)]
+    if returns is not None and history is not None:
+        returns = returns[returns["mail_piece_id"].isin(set(history["mail_piece_id"]))]
+    to_offer = _programs_to_offer(rows, enrolled)
+    first = rows.drop_duplicates("person_token", keep="first")  # in token order
+    column = {name: (first[name].tolist() if name in first.columns else [None] * len(first))
+              for name in ("person_token", "language", "_partner", "record_id")}
+    people = [{"person_token": token,
+               "to_offer": to_offer.get(token, []),
+               "address_hash": address,
+               "language": language,
+               "source_partner": partner,
+               "source_record_id": record_id}
+              for token, address, language, partner, record_id
+              in zip(column["person_token"], address_hashes(first), column["language"],
+                     column["_partner"], column["record_id"])]
     result.candidates = len(people)
     dnc = do_not_contact or {}
 
@@ -121,8 +171,10 @@ def select_mail_list(state: str, month: dt.date, eligibility: pd.DataFrame, *,
         hist = history[pd.to_datetime(history["month"]).dt.date < month].copy()
         hist["mailed_on"] = pd.to_datetime(hist["month"])
         if returns is not None and not returns.empty:
-            fate = returns.sort_values("status_date").drop_duplicates("mail_piece_id",
-                                                                      keep="last")
+            # Stable: of two reports of a piece on one date, the later row wins (whatever
+            # other rows the frame holds).
+            fate = returns.sort_values("status_date", kind="stable").drop_duplicates(
+                "mail_piece_id", keep="last")
             hist = hist.merge(fate[["mail_piece_id", "mailed_date", "status"]],
                               on="mail_piece_id", how="left")
             known = hist["mailed_date"].notna()
@@ -163,8 +215,8 @@ def select_mail_list(state: str, month: dt.date, eligibility: pd.DataFrame, *,
     pool["state"], pool["month"] = state, month
     pool["programs_to_offer"] = pool["to_offer"].map(";".join)
     pool["n_offer"] = pool["to_offer"].map(len)
-    pool["tie"] = [ids.tie_break(t, state, month) for t in pool["person_token"]]
-    pool["lottery"] = [ids.control_draw(t, state, month) for t in pool["person_token"]]
+    pool["tie"] = ids.tie_breaks(pool["person_token"].tolist(), state, month)
+    pool["lottery"] = ids.control_draws(pool["person_token"].tolist(), state, month)
     if scores is not None and not scores.empty:
         pool = pool.merge(scores[["person_token", "score"]], on="person_token", how="left")
         pool["score"] = pool["score"].astype("float64")
