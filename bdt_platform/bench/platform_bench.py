@@ -654,21 +654,32 @@ def render(f: Figures) -> str:
                  f"{'ok' if f.explain_s < GOALS['explain_s'] else 'MISSED'}",
                  f"{f.partitions} partitions materialized"))
     if f.repeat > 1:
-        def spread(name: str) -> str:
-            return f"{min(f.repeats[name]):.2f}-{max(f.repeats[name]):.2f}s"
+        rows.append(repeated_pairs_row(f.repeat, f.repeats))
+    return table(f"bdt bench: {f.states} states x {f.months} months (scale {f.scale}): "
+                 f"{f.partitions} partitions, {f.files} files, {f.rows:,} rows", "measure",
+                 rows, f.notes)
 
-        rows.append(("repeated pairs", f"{f.repeat} of each: medians, ratio of each pair",
-                     f"read_csv {spread('read_csv_s')}, ingest {spread('ingest_s')}, "
-                     f"plain dbt build {spread('dbt_build_s')}, bdt build {spread('build_s')}"))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"bdt bench: {f.states} states x {f.months} months (scale {f.scale}): "
-             f"{f.partitions} partitions, {f.files} files, {f.rows:,} rows",
-             f"{'measure':<{width}}  result / absolute"]
+
+def repeated_pairs_row(repeat: int, repeats: dict) -> tuple[str, str, str]:
+    """The table row of ``--repeat N``: each pair's spread of seconds."""
+    def spread(name: str) -> str:
+        return f"{min(repeats[name]):.2f}-{max(repeats[name]):.2f}s"
+
+    return ("repeated pairs", f"{repeat} of each: medians, ratio of each pair",
+            f"read_csv {spread('read_csv_s')}, ingest {spread('ingest_s')}, "
+            f"plain dbt build {spread('dbt_build_s')}, bdt build {spread('build_s')}")
+
+
+def table(title: str, first_column: str, rows: list[tuple[str, str, str]],
+          notes: list[str]) -> str:
+    """A bench's figures as text: per row its name and result, its detail indented below."""
+    width = max(len(row[0]) for row in rows)
+    lines = [title, f"{first_column:<{width}}  result / absolute"]
     for name, result, detail in rows:
         lines.append(f"{name:<{width}}  {result}")
         if detail:
             lines.append(f"{'':<{width}}    {detail}")
-    lines += [f"note: {note}" for note in f.notes]
+    lines += [f"note: {note}" for note in notes]
     return "\n".join(lines)
 
 

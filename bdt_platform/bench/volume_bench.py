@@ -35,7 +35,8 @@ from pathlib import Path
 
 from bdt_platform.bench.platform_bench import (INGEST_START_UP, NOTHING_NEW, _bdt, _env,
                                                _log_count, _paired, _read_csv_baseline,
-                                               _restore, _run_child, plain_dbt_build)
+                                               _restore, _run_child, plain_dbt_build,
+                                               repeated_pairs_row, table)
 from bdt_platform.core.settings import load_settings
 
 VOLUME_GOALS = {"ingest_vs_read_csv": 1.5, "build_vs_dbt": 1.5, "unchanged_build_s": 2.0,
@@ -295,19 +296,8 @@ def render(f: VolumeFigures) -> str:
                  f"{f.instance_mb:.1f} MB for {f.materializations:,} materializations (the "
                  "grid's ingests and builds; `bdt prune` deletes old runs' log lines)"))
     if f.repeat > 1:
-        def spread(name: str) -> str:
-            return f"{min(f.repeats[name]):.2f}-{max(f.repeats[name]):.2f}s"
-
-        rows.append(("repeated pairs", f"{f.repeat} of each: medians, ratio of each pair",
-                     f"read_csv {spread('read_csv_s')}, ingest {spread('ingest_s')}, "
-                     f"plain dbt build {spread('dbt_build_s')}, bdt build {spread('build_s')}"))
-    width = max(len(row[0]) for row in rows)
-    lines = [f"bdt bench --volume (scale {f.scale:g}): {f.states} states x {f.months} months, "
-             f"{f.files} partner files, {f.partner_rows:,} partner rows; history "
-             f"{f.history_states} state(s) x {f.history_months} months",
-             f"{'goal':<{width}}  result / absolute"]
-    for name, result, detail in rows:
-        lines.append(f"{name:<{width}}  {result}")
-        lines.append(f"{'':<{width}}    {detail}")
-    lines += [f"note: {note}" for note in f.notes]
-    return "\n".join(lines)
+        rows.append(repeated_pairs_row(f.repeat, f.repeats))
+    return table(f"bdt bench --volume (scale {f.scale:g}): {f.states} states x {f.months} "
+                 f"months, {f.files} partner files, {f.partner_rows:,} partner rows; history "
+                 f"{f.history_states} state(s) x {f.history_months} months", "goal", rows,
+                 f.notes)
