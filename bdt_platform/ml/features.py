@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bdt_platform.core import partitions as parts
+from bdt_platform.outreach.rules import code_pairs
 
 #: Languages with a column of their own (``en`` is the reference; the rest are ``other``).
 LANGUAGES = ("es", "zh", "vi")
@@ -44,12 +45,6 @@ ELIGIBILITY_COLUMNS = ("person_token", "state", "month", "_partner", "record_id"
 APPLICATION_COLUMNS = ("person_token", "submitted_at")
 
 
-def _codes(text) -> frozenset[str]:
-    if text is None or (isinstance(text, float) and np.isnan(text)) or text is pd.NA:
-        return frozenset()
-    return frozenset(c.strip().upper() for c in str(text).split(";") if c.strip())
-
-
 def _month_index(months: pd.Series) -> np.ndarray:
     values = pd.to_datetime(months)
     return (values.dt.year * 12 + values.dt.month - 1).to_numpy()
@@ -64,13 +59,19 @@ def person_months(eligibility: pd.DataFrame) -> pd.DataFrame:
         ["state", "month", "person_token", "_partner", "record_id"], kind="stable")
     keys = list(KEY)
     first = rows.drop_duplicates(keys, keep="first").set_index(keys)
-    eligible = rows.groupby(keys, sort=True)["programs_eligible"].agg(
-        lambda s: frozenset().union(*map(_codes, s)))
-    enrolled = rows.groupby(keys, sort=True)["programs_enrolled"].agg(
-        lambda s: frozenset().union(*map(_codes, s)))
+    # Each person x state x month numbered in key order (``first``'s order), and its program
+    # codes as (number, code) pairs: the unions over its rows, counted without a Python call
+    # per group (a year of 51 states at volume is ~30M groups).
+    group = pd.Series(rows.groupby(keys, sort=True).ngroup().to_numpy(), index=rows.index)
+    eligible = code_pairs(group, rows["programs_eligible"], key="group")
+    enrolled = code_pairs(group, rows["programs_enrolled"], key="group")
+    to_offer = eligible.merge(enrolled, on=["group", "code"], how="left", indicator=True)
+    to_offer = to_offer[to_offer["_merge"] == "left_only"]
     out = first[["household_size", "monthly_income", "language"]].copy()
-    out["programs_to_offer"] = [len(e - n) for e, n in zip(eligible, enrolled)]
-    out["programs_enrolled"] = [len(n) for n in enrolled]
+    out["programs_to_offer"] = np.bincount(to_offer["group"].to_numpy(dtype=np.int64),
+                                           minlength=len(out))
+    out["programs_enrolled"] = np.bincount(enrolled["group"].to_numpy(dtype=np.int64),
+                                           minlength=len(out))
     return out.reset_index().sort_values(keys, kind="stable").reset_index(drop=True)
 
 

@@ -56,12 +56,12 @@ def _codes(text) -> set[str]:
     return {c.strip().upper() for c in str(text).split(";") if c.strip()}
 
 
-def _code_pairs(tokens: pd.Series, texts: pd.Series) -> pd.DataFrame:
-    """(person_token, code) for every program code of ``texts`` (``_codes`` of each value),
-    distinct, a whole column at a time."""
+def code_pairs(keys: pd.Series, texts: pd.Series, key: str = "person_token") -> pd.DataFrame:
+    """(``key``, code) for every program code of ``texts`` (``_codes`` of each value, beside
+    the same row's value of ``keys``), distinct, a whole column at a time."""
     present = texts.notna()
     codes = texts[present].astype(str).str.split(";").explode().str.strip().str.upper()
-    pairs = pd.DataFrame({"person_token": tokens[present].reindex(codes.index).to_numpy(),
+    pairs = pd.DataFrame({key: keys[present].reindex(codes.index).to_numpy(),
                           "code": codes.to_numpy()})
     return pairs[pairs["code"].fillna("") != ""].drop_duplicates()
 
@@ -69,8 +69,8 @@ def _code_pairs(tokens: pd.Series, texts: pd.Series) -> pd.DataFrame:
 def _programs_to_offer(rows: pd.DataFrame, enrolled: pd.DataFrame | None) -> dict[str, list]:
     """Per person token: the programs some row lists them eligible for that no row lists them
     enrolled in and no approval (``enrolled``: person_token, program) covers, sorted."""
-    eligible = _code_pairs(rows["person_token"], rows["programs_eligible"])
-    have = [_code_pairs(rows["person_token"], rows["programs_enrolled"])]
+    eligible = code_pairs(rows["person_token"], rows["programs_eligible"])
+    have = [code_pairs(rows["person_token"], rows["programs_enrolled"])]
     if enrolled is not None and not enrolled.empty:
         have.append(pd.DataFrame({"person_token": enrolled["person_token"].to_numpy(),
                                   "code": enrolled["program"].astype(str).str.upper().to_numpy()}))
