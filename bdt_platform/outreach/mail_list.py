@@ -84,8 +84,9 @@ def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]],
                                   f"address_hash from {TABLE} where month < date '{months[-1]}'")
         history["month"] = pd.to_datetime(history["month"]).dt.date
         covered = set(pairs)
-        history = history[[(s, m) not in covered
-                           for s, m in zip(history["state"], history["month"])]]
+        # A boolean array, never a list: an empty list would select no columns, not no rows.
+        history = history[np.array([(s, m) not in covered for s, m
+                                    in zip(history["state"], history["month"])], dtype=bool)]
     else:
         history = pd.DataFrame(columns=["state", "month", "person_token", "mail_piece_id",
                                         "address_hash"])
