@@ -70,16 +70,15 @@ def _programs_to_offer(rows: pd.DataFrame, enrolled: pd.DataFrame | None) -> dic
     """Per person token: the programs some row lists them eligible for that no row lists them
     enrolled in and no approval (``enrolled``: person_token, program) covers, sorted."""
     eligible = code_pairs(rows["person_token"], rows["programs_eligible"])
-    have = [code_pairs(rows["person_token"], rows["programs_enrolled"])]
+    have = set(zip(*code_pairs(rows["person_token"], rows["programs_enrolled"]).to_dict("list")
+                   .values()))
     if enrolled is not None and not enrolled.empty:
-        have.append(pd.DataFrame({"person_token": enrolled["person_token"].to_numpy(),
-                                  "code": enrolled["program"].astype(str).str.upper().to_numpy()}))
-    have_frame = pd.concat(have, ignore_index=True).drop_duplicates()
-    offer = eligible.merge(have_frame, on=["person_token", "code"], how="left", indicator=True)
-    offer = offer[offer["_merge"] == "left_only"].sort_values(["person_token", "code"])
+        have.update(zip(enrolled["person_token"].tolist(),
+                        (str(program).upper() for program in enrolled["program"].tolist())))
     by_token: dict[str, list] = {}
-    for token, code in zip(offer["person_token"].tolist(), offer["code"].tolist()):
-        by_token.setdefault(token, []).append(code)
+    for token, code in sorted(zip(eligible["person_token"].tolist(), eligible["code"].tolist())):
+        if (token, code) not in have:
+            by_token.setdefault(token, []).append(code)
     return by_token
 
 
@@ -92,19 +91,18 @@ def address_hash(line1, line2, city, zip_code) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _normalized(values: pd.Series | None, length: int) -> pd.Series:
+def _normalized(values: pd.Series | None, length: int) -> list[str]:
     """``address_hash``'s normalizing of each value (upper case, whitespace squeezed; empty
-    for a missing or empty value), a whole column at a time."""
+    for a missing or empty value)."""
     if values is None:
-        return pd.Series([""] * length, dtype=object)
-    text = values.astype(object).where(values.notna(), "")
-    text = text.where(text.astype(bool), "")  # ``value or ""``
-    return text.astype(str).str.upper().str.split().str.join(" ")
+        return [""] * length
+    return [" ".join(str(value or "").upper().split()) if not pd.isna(value) else ""
+            for value in values.tolist()]
 
 
 def address_hashes(rows: pd.DataFrame) -> list[str]:
     """``address_hash`` of each row's address_line1, address_line2, city and zip."""
-    parts = [_normalized(rows.get(name), len(rows)).tolist()
+    parts = [_normalized(rows.get(name), len(rows))
              for name in ("address_line1", "address_line2", "city", "zip")]
     return [hashlib.sha256(f"{line1}|{line2}|{city}|{zip_code[:5]}".encode()).hexdigest()[:16]
             for line1, line2, city, zip_code in zip(*parts)]
