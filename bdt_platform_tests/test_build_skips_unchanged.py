@@ -5,7 +5,7 @@ instance), built once; then, in order: a build with nothing new (no run, no dbt 
 tables untouched), the same file delivered again (a new raw materialization with the same data
 version: still nothing to build), one partner file changed for the last month (only that
 partition built, with the unpartitioned models, and the result equal to a forced full rebuild),
-and a dbt model's SQL changed (a new code version: everything built again, then nothing; and
+a new month (only its partitions built, equal to a full rebuild), and a dbt model's SQL changed (a new code version: everything built again, then nothing; and
 again after its build run is recorded as failed).
 """
 
@@ -27,7 +27,7 @@ from bdt_platform.core import partitions as parts
 from bdt_platform.core.runs import instance_for
 from bdt_platform.inbox.ingest import ingest
 from bdt_platform.synthetic import generate
-from bdt_platform.warehouse.build import BUILD_JOB, build
+from bdt_platform.warehouse.build import BUILD_JOB, build, partitions_with_raw_data
 
 from .conftest import make_settings
 
@@ -216,6 +216,88 @@ def test_one_changed_partition_is_built_alone_and_equals_a_full_rebuild(home):
         pd.testing.assert_frame_equal(incremental[table], frame, obj=table)
 
 
+def _data_versions(home: Home, feed: str) -> dict[str, str]:
+    tags = home.instance.event_log_storage.get_latest_tags_by_partition(
+        dg.AssetKey(["raw", feed]), dg.DagsterEventType.ASSET_MATERIALIZATION,
+        ["dagster/data_version"])
+    return {partition: values["dagster/data_version"] for partition, values in tags.items()}
+
+
+def _call_again(database: Path, state: str, month: dt.date, at: str) -> None:
+    """A client created in ``month`` calls the call center again at ``at``, as the
+    case-management system records it: a new call, and the client's ``updated_at``."""
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        [client] = connection.execute(
+            "SELECT client_id FROM clients WHERE state = ? AND created_at LIKE ? "
+            "ORDER BY client_id LIMIT 1", (state, f"{month:%Y-%m}%")).fetchone() or [None]
+        assert client is not None
+        connection.execute(
+            "INSERT INTO calls (call_id, client_id, state, started_at, duration_s, outcome, "
+            "updated_at) VALUES (?, ?, ?, ?, 300, 'completed', ?)",
+            (f"CALL-{state}-{at[:7].replace('-', '')}-AGAIN1", client, state, at, at))
+        connection.execute("UPDATE clients SET updated_at = ? WHERE client_id = ?", (at, client))
+
+
+def test_a_new_month_builds_that_month_alone_and_equals_a_full_rebuild(home):
+    """Goal 4: the next month arrives - its partner files, and a case-management extract in
+    which clients of earlier months called again (their ``updated_at``, so their months'
+    client partitions are extracted again with a new data version, their ids and person tokens
+    as before). Only the new month's partitions are built: the returns of the new month's
+    file are not read by earlier months' lists (a list reads the returns known by its month),
+    and the returning clients' partitions reach no partitioned model. The warehouse then equals
+    a forced build of every partition."""
+    march = dt.date(2024, 3, 1)
+    before = _data_versions(home, "clients")
+    generate(Path(home.settings.inbox), home.settings.casemgmt_sqlite_path, states=STATES,
+             months=[march], scale=0.3, seed=27, pii_key=home.settings.pii_key)
+    _call_again(home.settings.casemgmt_sqlite_path, "NJ", JAN, "2024-03-14T15:00:00+00:00")
+    assert home.ingest().exit_code == 0
+    after = _data_versions(home, "clients")
+    returning = sorted(key for key in before if after[key] != before[key])
+    assert parts.partition_key("NJ", JAN) in returning, "the case is not exercised"
+    assert any(home.latest_storage_ids(dg.AssetKey(["raw", "mailreturns"]))
+               .get(parts.partition_key(state, march)) for state in STATES)
+
+    result = home.build()
+    new = [(state, march) for state in STATES]
+    assert result.plan.to_build == new, result.plan.stale
+    assert sorted(result.skipped) == sorted(GRID)
+    incremental = home.tables()
+    assert home.build().runs == []
+
+    forced = home.build(force=True)
+    assert sorted(forced.partitions) == sorted(GRID + new)
+    full = home.tables()
+    for table, frame in full.items():
+        pd.testing.assert_frame_equal(incremental[table], frame, obj=table)
+
+
+def test_a_change_only_dim_person_reads_builds_the_newest_partition_once(home):
+    """A caseworker corrects a February client's e-mail, and nothing else arrives: their
+    client partition has a new data version, its ids and person tokens as before. No
+    partitioned model reads what changed, but ``dim_person`` (unpartitioned: a person's latest
+    version by ``updated_at``) does, so one build runs - of the newest partition alone - and
+    then nothing is new."""
+    import sqlite3
+
+    with sqlite3.connect(home.settings.casemgmt_sqlite_path) as connection:
+        connection.execute(
+            "UPDATE clients SET email = 'corrected@example.org', "
+            "updated_at = '2024-03-21T10:00:00+00:00' WHERE client_id = (SELECT min(client_id) "
+            "FROM clients WHERE state = 'NM' AND created_at LIKE '2024-02%')")
+    assert home.ingest().exit_code == 0
+    dim_person = home.dim_person_storage_id()
+    result = home.build()
+    newest = ("NM", dt.date(2024, 3, 1))
+    assert result.plan.to_build == [newest], result.plan.stale
+    assert "raw/clients NM 2024-02, read by the unpartitioned models" in \
+        result.plan.stale[newest]
+    assert home.dim_person_storage_id() > dim_person
+    assert home.build().runs == []
+
+
 def test_a_changed_model_is_a_change_for_every_partition(home):
     """A dbt model's SQL changes (its code version, dagster-dbt's hash of the SQL): every
     partition is built again, the model named; after that, nothing."""
@@ -225,20 +307,21 @@ def test_a_changed_model_is_a_change_for_every_partition(home):
     model = project / "models" / "staging" / "stg_partners__outcomes.sql"
     model.write_text(model.read_text() + "\n-- reviewed for issue 27\n")
     changed = Home(home.settings.home, dbt_project_dir=project)
+    grid = sorted(partitions_with_raw_data(home.defs.resources["warehouse"]))  # March too
     try:
         result = changed.build()
-        assert sorted(result.plan.to_build) == sorted(GRID)
+        assert sorted(result.plan.to_build) == grid
         assert all("staging/stg_partners__outcomes" in reason
                    for reason in result.plan.stale.values()), result.plan.stale
         assert result.runs and all(run.success for run in result.runs)
         again = changed.build()
-        assert again.runs == [] and sorted(again.skipped) == sorted(GRID)
+        assert again.runs == [] and sorted(again.skipped) == grid
         # A build whose last run failed is never taken as done: the newest build run, reported
         # failed in the instance, makes every partition it covered stale again.
         newest = changed.build_runs()[0].dagster_run
         changed.instance.report_run_failed(newest, "failed for the test")
         retried = changed.build()
-        assert sorted(retried.plan.to_build) == sorted(GRID)
+        assert sorted(retried.plan.to_build) == grid
         assert all(reason.startswith(f"not built by their last build run ({newest.run_id[:8]}")
                    for reason in retried.plan.stale.values()), retried.plan.stale
         assert changed.build().runs == []

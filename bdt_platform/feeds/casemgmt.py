@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 
 from bdt_platform.core import partitions as parts
 from bdt_platform.feeds import typed_table, validation
-from bdt_platform.feeds.provenance import CODE_VERSION, FeedLoadReport, partition_version_tags
+from bdt_platform.feeds.provenance import (CODE_VERSION, JOIN_VERSION_KEY, FeedLoadReport,
+                                           join_version, partition_version_tags)
 from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.feeds.specs import CASEMGMT_SPECS, FeedSpec
 from bdt_platform.core.partition_events import log_materializations
@@ -206,7 +207,8 @@ def _stage(context, spec: FeedSpec, key: dg.AssetKey, good: list, batch, lake: L
     batch.replace(spec.table, table, [(state, month) for _, state, month, _ in good])
     seconds = round(time.perf_counter() - started, 3)
     events = []
-    for (partition, state, month, frame), rows in zip(good, lengths):
+    offsets = [sum(lengths[:index]) for index in range(len(lengths))]
+    for (partition, state, month, frame), rows, offset in zip(good, lengths, offsets):
         report.load(partition, source, rows)
         # The extract is archived like a partner file (named after its latest change, so
         # an unchanged extract is not stored twice): explain and --as-of read it back.
@@ -225,6 +227,8 @@ def _stage(context, spec: FeedSpec, key: dg.AssetKey, good: list, batch, lake: L
             "code_version": CODE_VERSION,
             "loaded_with_partitions": len(good),
             "chunk_seconds": seconds,
+            **({JOIN_VERSION_KEY: join_version(table.slice(offset, rows), spec.join_columns)}
+               if spec.join_columns else {}),
         }, tags=partition_version_tags([archived.sha256])))  # data version: the extract's bytes
     return events
 

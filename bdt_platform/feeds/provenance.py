@@ -37,6 +37,10 @@ CODE_VERSION = source_code_version(*map(str, ROW_SHAPING_MODULES))
 DATA_VERSION_TAG = "dagster/data_version"
 DATA_VERSION_IS_USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
 CODE_VERSION_TAG = "dagster/code_version"
+#: The metadata entry of a raw partition's materialization with the version of its
+#: ``FeedSpec.join_columns`` alone (``join_version``): what other partitions' models read of it.
+#: Metadata, not a tag: Dagster indexes only the data version tag per partition.
+JOIN_VERSION_KEY = "join_version"
 
 
 def partition_version_tags(checksums: list[str], code_version: str = CODE_VERSION
@@ -52,6 +56,17 @@ def partition_version_tags(checksums: list[str], code_version: str = CODE_VERSIO
         digest.update(b"\0" + checksum.encode())
     return {DATA_VERSION_TAG: dg.DataVersion(digest.hexdigest()).value,
             DATA_VERSION_IS_USER_PROVIDED_TAG: "true", CODE_VERSION_TAG: code_version}
+
+
+def join_version(table, columns: tuple[str, ...]) -> str:
+    """A sha256 (16 hex) of the set of rows of ``columns`` in the Arrow ``table`` (a partition's
+    typed rows): the same rows in any order, the same version."""
+    import numpy as np
+    import pandas as pd
+
+    frame = table.select(list(columns)).to_pandas()
+    hashes = np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy())
+    return hashlib.sha256(",".join(columns).encode() + hashes.tobytes()).hexdigest()[:16]
 
 
 @dataclass

@@ -33,6 +33,12 @@ class FeedSpec:
     # A partner file feed: its rows carry ``_partner`` (from the file name), and a load replaces
     # a partition's rows partner by partner.
     from_partners: bool = False
+    # The columns of this feed that models read from *other* partitions, by id (a client's
+    # person token joined into every month's facts). A partition whose rows change only
+    # elsewhere (a returning client's ``updated_at``) reaches no other partition's facts
+    # (``warehouse.staleness``); its materialization carries a version of these columns
+    # (``provenance.JOIN_VERSION_TAG``).
+    join_columns: tuple[str, ...] = ()
 
     @property
     def input_columns(self) -> list[str]:
@@ -101,6 +107,8 @@ CLIENTS = FeedSpec(
     tokenize=True,
     optional=("ssn", "address_line1", "address_line2", "city", "zip", "phone", "email",
               "language"),
+    # fct_applications, fct_calls and the matched outcomes take a client's person token.
+    join_columns=("client_id", "person_token"),
 )
 APPLICATIONS = FeedSpec(
     name="applications",
@@ -108,6 +116,9 @@ APPLICATIONS = FeedSpec(
     contract=contracts.ApplicationsContract,
     fields=(("application_id", STRING), ("client_id", STRING), ("program", STRING),
             ("channel", STRING), ("submitted_at", TIMESTAMP), ("updated_at", TIMESTAMP)),
+    # The matched outcomes (int_outcomes__matched_to_applications) take an application's
+    # client and program.
+    join_columns=("application_id", "client_id", "program"),
 )
 CALLS = FeedSpec(
     name="calls",

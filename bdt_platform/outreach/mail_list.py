@@ -77,8 +77,11 @@ def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]],
         "select person_token, min(month) as month from staging.stg_nudgevendor__nudges "
         "where event_type = 'opted_out' and person_token is not null group by person_token")
     optouts["month"] = pd.to_datetime(optouts["month"]).dt.date
-    returns = warehouse.query("select mail_piece_id, mailed_date, status, status_date "
+    # ``month``: the vendor file's month. A list reads the returns known by its month only, so
+    # a list built again later is the list that was made (``compute_mail_lists``).
+    returns = warehouse.query("select mail_piece_id, mailed_date, status, status_date, month "
                               "from staging.stg_mailvendor__mailreturns")
+    returns["month"] = pd.to_datetime(returns["month"]).dt.date
     if warehouse.table_exists(TABLE):
         history = warehouse.query(f"select state, month, person_token, mail_piece_id, "
                                   f"address_hash from {TABLE} where month < date '{months[-1]}'")
@@ -131,10 +134,14 @@ def compute_mail_lists(inputs: dict, pairs: list[tuple[str, dt.date]], config,
                 scores = s[(s["state"] == state) & (s["month"] == month)]
                 version = scores["model_version"].iloc[0] if not scores.empty else None
             mine = history[history["person_token"].isin(set(rows["person_token"]))]
+            reports = (returns_of.of(mine["mail_piece_id"]) if returns_of is not None
+                       else returns)
+            if reports is not None and "month" in reports.columns:
+                # The vendor's files up to the list's month: what was known when it was made.
+                reports = reports[np.array([m <= month for m in reports["month"]], dtype=bool)]
             result = rules.select_mail_list(
                 state, month, rows, enrolled=enrolled, history=mine,
-                returns=(returns_of.of(mine["mail_piece_id"]) if returns_of is not None
-                         else returns), opted_out=opted,
+                returns=reports, opted_out=opted,
                 do_not_contact=config.do_not_contact, budget=config.budget(state, month),
                 control_share=config.control_share, history_days=config.history_days,
                 scores=scores, model_version=version)

@@ -120,7 +120,8 @@ def nothing_new(settings, states: list[str] | None = None, months: list[dt.date]
             instance, chosen, staleness.fact_keys_from_manifest(manifest), staleness.SOURCE_TAG,
             source_fingerprint(settings.dbt_project_dir, settings.outreach_config,
                                settings.result_shaping()),
-            BUILD_JOB, EXPORT_JOB, list(AFTER_JOBS))
+            BUILD_JOB, EXPORT_JOB, list(AFTER_JOBS),
+            staleness.fact_keys_from_manifest(manifest, partitioned=False))
     finally:
         instance.dispose()
     if plan.to_build:

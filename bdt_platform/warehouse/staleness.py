@@ -23,9 +23,15 @@ record only the latest raw event's version, so a fact partition never turns stal
 raw partition changes. The same records, compared per partition here, do see it.
 
 How far a changed raw partition reaches (``REACH``) follows what the models and assets read
-across partitions: a case-management client or application is joined by id into every month's
-facts; the mail list of a month reads approvals and opt-outs of every state up to that month,
-the vendor's returns of every earlier piece, and the lists of earlier months.
+across partitions: the mail list of a month reads approvals, opt-outs and the vendor's returns of
+every state known by that month (their files' months up to the list's), and the lists of
+earlier months; a case-management client or application is joined by id into the facts of the
+months from its own (a client's calls and applications, an application's outcomes, come after
+it). A case-management partition whose ``join_columns`` are unchanged (a returning client's
+``updated_at``, when they call again) reaches only ``WITHIN`` (``provenance.JOIN_VERSION_KEY``,
+compared like the data version): for clients no partitioned model at all, only the
+unpartitioned ones (``dim_person``), which the build of any partition runs - so when nothing
+else is stale, the newest partition is built for them.
 
 Cost: a few indexed event-log queries per asset (the latest storage id and data version of
 every partition at once, ``get_latest_storage_id_by_partition`` and
@@ -44,7 +50,7 @@ from pathlib import Path
 import dagster as dg
 
 from bdt_platform.core import partitions as parts
-from bdt_platform.feeds.provenance import CODE_VERSION_TAG, DATA_VERSION_TAG
+from bdt_platform.feeds.provenance import CODE_VERSION_TAG, DATA_VERSION_TAG, JOIN_VERSION_KEY
 from bdt_platform.feeds.specs import ALL_SPECS
 
 #: The run tag that records the code a ``bdt build`` run ran with (``code_fingerprint``).
@@ -68,8 +74,8 @@ def _from_month(changed: Pair, other: Pair) -> bool:
     return other[1] >= changed[1]
 
 
-def _every(changed: Pair, other: Pair) -> bool:
-    return True
+def _no_partition(changed: Pair, other: Pair) -> bool:
+    return False
 
 
 #: Per raw feed: does a change of its partition ``changed`` make partition ``other`` stale.
@@ -81,16 +87,29 @@ REACH: dict[str, Callable[[Pair, Pair], bool]] = {
     "outcomes": _from_month,
     # Opt-outs up to a list's month, of every state, keep people off the lists.
     "nudges": _from_month,
-    # The vendor's returns of any earlier piece, whatever the file's month, are read by the
-    # mail list of every month after that piece.
-    "mailreturns": _every,
-    # Joined by client_id / application_id into the facts of every month.
-    "clients": _every,
-    "applications": _every,
+    # Its partition's outreach fact; the mail lists from its month on read the returns of the
+    # vendor's files up to theirs (a list is made with the returns known by its month).
+    "mailreturns": _from_month,
+    # A client's person token is joined into its calls', applications' and outcomes' facts,
+    # all from the month the client was created (the partition's month) on.
+    "clients": _from_month,
+    # Its partition's applications fact; an application's client and program are joined into
+    # the outcomes of its month and later.
+    "applications": _from_month,
     # Only its partition's calls fact (the readout, across months, is rebuilt by every build).
     "calls": _partition_only,
 }
 assert set(REACH) == set(ALL_SPECS), "every raw feed needs its reach"
+
+#: For the feeds with ``join_columns``: the reach of a change that left those columns as they
+#: were (the partition's ``JOIN_VERSION_KEY`` unchanged).
+WITHIN: dict[str, Callable[[Pair, Pair], bool]] = {
+    # Read only by the unpartitioned dim_person (``updated_at`` orders a person's versions).
+    "clients": _no_partition,
+    # Its own applications fact (channel, submitted_at).
+    "applications": _partition_only,
+}
+assert set(WITHIN) == {name for name, spec in ALL_SPECS.items() if spec.join_columns}
 
 
 @dataclass
@@ -154,16 +173,19 @@ def plan_build(defs: dg.Definitions, instance: dg.DagsterInstance, chosen: list[
     after_jobs = list(after_jobs)
     return compare(instance, chosen, _fact_keys(defs, build_job), CODE_TAG, fingerprint,
                    build_job, export_job, after_jobs,
-                   lambda: _changed_code_names(defs, instance,
+                   _fact_keys(defs, build_job, partitioned=False),
+                   what_changed=lambda: _changed_code_names(defs, instance,
                                                [build_job, export_job, *after_jobs]))
 
 
 def compare(instance: dg.DagsterInstance, chosen: list[Pair], fact_keys: list[dg.AssetKey],
             tag: str, fingerprint: str, build_job: str, export_job: str,
-            after_jobs: list[str], what_changed: Callable[[], str] | None = None) -> BuildPlan:
-    """``plan_build`` with the build's partitioned dbt models (``fact_keys``) and the run tag
-    ``tag`` that must equal ``fingerprint`` given: with ``SOURCE_TAG`` and the manifest's
-    models (``fact_keys_from_manifest``) it needs no definitions."""
+            after_jobs: list[str], model_keys: list[dg.AssetKey] = (),
+            what_changed: Callable[[], str] | None = None) -> BuildPlan:
+    """``plan_build`` with the build's partitioned dbt models (``fact_keys``), its unpartitioned
+    ones (``model_keys``) and the run tag ``tag`` that must equal ``fingerprint`` given: with
+    ``SOURCE_TAG`` and the manifest's models (``fact_keys_from_manifest``) it needs no
+    definitions."""
     plan = BuildPlan(list(chosen))
     todo = set(chosen)
     built = _newest_covering_runs(instance, build_job, todo)
@@ -195,7 +217,9 @@ def compare(instance: dg.DagsterInstance, chosen: list[Pair], fact_keys: list[dg
     fresh = [pair for pair in chosen if pair not in plan.stale]
     if fresh:
         for pair, reason in _changed_inputs(instance, fact_keys, fresh,
-                                            {pair: built[pair] for pair in fresh}).items():
+                                            {pair: built[pair] for pair in fresh},
+                                            _models_cursor(instance, model_keys),
+                                            others_stale=bool(plan.stale)).items():
             plan.stale[pair] = reason
     return plan
 
@@ -278,30 +302,51 @@ def _changed_code_names(defs: dg.Definitions, instance: dg.DagsterInstance,
         f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
-def _fact_keys(defs: dg.Definitions, build_job: str) -> list[dg.AssetKey]:
-    """The dbt models of ``build_job`` that are partitioned: each run records a
-    materialization of every partition it covers (even one where dbt wrote no rows)."""
+def _fact_keys(defs: dg.Definitions, build_job: str, partitioned: bool = True
+               ) -> list[dg.AssetKey]:
+    """The dbt models of ``build_job`` that are partitioned (each run records a
+    materialization of every partition it covers, even one where dbt wrote no rows), or with
+    ``partitioned=False`` those that are not (staging, intermediate, ``dim_person``)."""
     layer = defs.resolve_job_def(build_job).asset_layer
     return sorted((key for key in layer.selected_asset_keys
-                   if layer.get(key).partitions_def is not None
+                   if (layer.get(key).partitions_def is not None) == partitioned
                    and "dbt" in (layer.get(key).kinds or set())), key=str)
 
 
-def fact_keys_from_manifest(manifest: Path) -> list[dg.AssetKey]:
-    """``_fact_keys`` from the dbt manifest alone: the models tagged ``partitioned``, keyed
-    ``[schema, model]`` as ``warehouse.assets.BdtDbtTranslator`` keys them."""
+def fact_keys_from_manifest(manifest: Path, partitioned: bool = True) -> list[dg.AssetKey]:
+    """``_fact_keys`` from the dbt manifest alone: the models tagged ``partitioned`` (or not),
+    keyed ``[schema, model]`` as ``warehouse.assets.BdtDbtTranslator`` keys them."""
     import json
 
     nodes = json.loads(Path(manifest).read_text())["nodes"].values()
     return sorted((dg.AssetKey([node["config"].get("schema") or node["schema"], node["name"]])
                    for node in nodes if node["resource_type"] == "model"
-                   and "partitioned" in (node.get("tags") or [])), key=str)
+                   and ("partitioned" in (node.get("tags") or [])) == partitioned), key=str)
+
+
+def _models_cursor(instance: dg.DagsterInstance, model_keys: list[dg.AssetKey]) -> int:
+    """Where the unpartitioned models' newest build stands in the event log: the earliest of
+    their latest materializations (0 when one was never built)."""
+    if not model_keys:
+        return 0
+    records = {record.asset_entry.asset_key: record
+               for record in instance.get_asset_records(list(model_keys))}
+    cursors = []
+    for key in model_keys:
+        entry = records[key].asset_entry if key in records else None
+        latest = entry.last_materialization_record if entry else None
+        cursors.append(latest.storage_id if latest else 0)
+    return min(cursors)
 
 
 def _changed_inputs(instance: dg.DagsterInstance, fact_keys: list[dg.AssetKey],
-                    fresh: list[Pair], built: dict[Pair, object]) -> dict[Pair, str]:
+                    fresh: list[Pair], built: dict[Pair, object], models_cursor: int = 0,
+                    others_stale: bool = False) -> dict[Pair, str]:
     """Of the ``fresh`` partitions so far, those a raw partition with a new data version since
-    their build reaches (``REACH``), each with the first such input."""
+    their build reaches (``REACH``, ``WITHIN``), each with the first such input. A change only
+    the unpartitioned models read, made after their newest build (``models_cursor``), makes
+    the newest partition stale when nothing else is (``others_stale``: partitions not in
+    ``fresh`` are): any build runs those models."""
     materialized = dg.DagsterEventType.ASSET_MATERIALIZATION
     keys = {pair: parts.partition_key(*pair) for pair in fresh}
     # Where each partition's build stands in the event log: its facts' materializations (the
@@ -318,6 +363,7 @@ def _changed_inputs(instance: dg.DagsterInstance, fact_keys: list[dg.AssetKey],
         groups.setdefault(built[pair].dagster_run.run_id, []).append(pair)
     group_cursor = {run_id: min(cursor[pair] for pair in pairs) for run_id, pairs in groups.items()}
     stale: dict[Pair, str] = {}
+    unpartitioned: str | None = None  # a change only the unpartitioned models read
     for feed, reach in REACH.items():
         key = dg.AssetKey(["raw", feed])
         latest = instance.get_latest_storage_id_by_partition(key, materialized)
@@ -338,12 +384,38 @@ def _changed_inputs(instance: dg.DagsterInstance, fact_keys: list[dg.AssetKey],
                         before.get(partition) == current.get(partition):
                     continue  # loaded again, same data version
                 changed = parts.split_key(partition)
+                what = ("new" if partition not in before else "changed")
+                reaches = reach
+                if feed in WITHIN and what == "changed" and \
+                        _same_join_version(instance, key, partition, since):
+                    reaches, what = WITHIN[feed], "changed (ids and joined columns as before)"
+                    if reaches is _no_partition and unpartitioned is None and \
+                            latest[partition] > models_cursor:
+                        unpartitioned = (f"have a changed input since run {run_id[:8]} "
+                                         f"(raw/{feed} {changed[0]} {changed[1]:%Y-%m}, read by "
+                                         "the unpartitioned models, which any build runs)")
                 for pair in pairs:
-                    if pair not in stale and reach(changed, pair):
-                        what = ("new" if partition not in before else "changed")
+                    if pair not in stale and reaches(changed, pair):
                         stale[pair] = (f"have a {what} input since run {run_id[:8]} (raw/{feed} "
                                        f"{changed[0]} {changed[1]:%Y-%m}, and what it reaches)")
+    if unpartitioned is not None and not stale and not others_stale:
+        stale[max(fresh, key=lambda pair: (pair[1], pair[0]))] = unpartitioned
     return stale
+
+
+def _same_join_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str,
+                       before: int) -> bool:
+    """Whether ``partition``'s latest materialization has the ``JOIN_VERSION_KEY`` its latest
+    one before storage id ``before`` had (False when either has none)."""
+    versions = []
+    for records_filter in (dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition],
+                                                 before_storage_id=before),
+                           dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition])):
+        records = instance.fetch_materializations(records_filter, limit=1).records
+        materialization = records[0].asset_materialization if records else None
+        entry = materialization.metadata.get(JOIN_VERSION_KEY) if materialization else None
+        versions.append(getattr(entry, "value", None))
+    return versions[0] is not None and versions[0] == versions[1]
 
 
 def _data_versions(instance: dg.DagsterInstance, key: dg.AssetKey,
