@@ -6,8 +6,10 @@ given back, with ``bdt`` handing back the slots of runs that ended without doing
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 
 import dagster as dg
 import pytest
@@ -113,7 +115,9 @@ def test_a_second_runs_warehouse_step_waits_until_the_slot_is_given_back(platfor
         freed = pools.free_slots_of_ended_runs(instance)
         waiting.join(60)
     assert freed == [holder.run_id]
-    assert not waiting.is_alive() and results["run"].success
+    assert not waiting.is_alive(), "the waiting run did not end; it is at:\n" + "".join(
+        traceback.format_stack(sys._current_frames()[waiting.ident]))
+    assert results["run"].success
     blocked = [e for e in instance.all_logs(results["run"].run_id)
                if e.dagster_event and "blocked by limit for pool warehouse"
                in (e.dagster_event.message or "")]
