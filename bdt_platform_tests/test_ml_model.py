@@ -251,3 +251,62 @@ def test_random_control_is_its_share_and_ignores_the_scores():
     assert by_token[list(left_out & candidates)].max() <= arm["score"].min()
     # And it mails more of those who will apply than the random control does.
     assert arm["score"].mean() > mailed.loc[mailed["arm"] == rules.ARM_CONTROL, "score"].mean()
+
+
+def test_a_new_month_fits_its_version_and_takes_the_others_back():
+    """``reuse``: a version whose inputs were made into a version before is that version, not
+    fitted again; a new month's version is fitted, and every version equals what fitting all of
+    them again makes. The recorded versions go through ``ml.model_versions`` rows and the lake
+    (``ml.assets.recorded_versions``), as the asset keeps them."""
+    import hashlib
+    from pathlib import Path
+    import tempfile
+
+    from bdt_platform.ml import assets
+    from bdt_platform.storage.lake import LakeResource
+
+    months = tuple(month_range("2024-01..2024-05"))
+    eligibility, applications, _ = world(DEMO_STATES[:2], months)
+    fitted = []
+
+    def counting_fit(rows, y):
+        fitted.append(tuple(sorted(set(rows["month"]))))
+        return train.fit(rows, y)
+
+    def train_all(frame, reuse=None):
+        fitted.clear()
+        return versions.train_versions(frame, applications, label_days=LABEL_DAYS,
+                                       margin=MARGIN, fit=counting_fit, reuse=reuse,
+                                       code_version="test")
+
+    early = eligibility[pd.to_datetime(eligibility["month"]).dt.date < months[-1]]
+    first = train_all(features.build_features(early, applications))
+    assert len(fitted) == len(first) >= 2 and all(v.inputs_sha256 for v in first)
+    with tempfile.TemporaryDirectory() as folder:
+        lake = LakeResource(root=folder)
+        paths = {v.model_version: assets.store_version(lake, v) for v in first}
+        table = assets.version_rows(first, paths, pd.DataFrame(columns=assets.VERSION_COLUMNS),
+                                    LABEL_DAYS, dt.datetime(2024, 6, 1))
+        # As the warehouse gives the table back: dates as timestamps, no Python objects.
+        table = table.assign(scored_month=pd.to_datetime(table["scored_month"]),
+                             test_month=pd.to_datetime(table["test_month"]))
+        reuse = assets.recorded_versions(lake, table)
+        again = train_all(features.build_features(eligibility, applications), reuse)
+        reused_count = len(again) - len(fitted)
+        assert fitted == [again[-1].plan.train_months]  # the new month's version only
+        assert reused_count == len(first)
+        fresh = train_all(features.build_features(eligibility, applications))
+        for made, refit in zip(again, fresh, strict=True):
+            assert (made.model_version, made.sha256, made.metrics, made.n_train,
+                    made.positives_train, made.previous_version, made.promoted,
+                    made.inputs_sha256) == \
+                (refit.model_version, refit.sha256, refit.metrics, refit.n_train,
+                 refit.positives_train, refit.previous_version, refit.promoted,
+                 refit.inputs_sha256)
+            assert made.previous_auc == refit.previous_auc
+            assert hashlib.sha256(made.data).hexdigest() == made.sha256
+        # Bytes in the lake that are not the recorded ones are never taken back.
+        Path(folder, paths[first[0].model_version]).write_bytes(b"not the model")
+        train_all(features.build_features(eligibility, applications),
+                  assets.recorded_versions(lake, table))
+        assert fitted[0] == first[0].plan.train_months

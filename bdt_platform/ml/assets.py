@@ -41,7 +41,7 @@ UPSTREAM = [dg.AssetKey(["staging", "stg_partners__eligibility"]),
 VERSION_COLUMNS = ["model_version", "scored_month", "trained_at", "train_months", "test_month",
                    "auc", "top_decile_lift", "brier", "n_train", "positives_train", "n_test",
                    "positives_test", "previous_version", "previous_auc", "promoted", "sha256",
-                   "lake_path", "features", "label_days", "recipe"]
+                   "lake_path", "features", "label_days", "recipe", "inputs_sha256"]
 SCORES_SCHEMA = pa.schema([("state", pa.string()), ("month", pa.date32()),
                            ("person_token", pa.string()), ("score", pa.float64()),
                            ("model_version", pa.string())])
@@ -110,8 +110,62 @@ def version_rows(trained: list[versions.TrainedVersion], paths: dict[str, str],
             "previous_version": v.previous_version, "previous_auc": v.previous_auc,
             "promoted": v.promoted, "sha256": v.sha256, "lake_path": paths[v.model_version],
             "features": ",".join(features.FEATURES), "label_days": int(label_days),
-            "recipe": train.RECIPE})
+            "recipe": train.RECIPE, "inputs_sha256": v.inputs_sha256})
     return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+
+def recorded_versions(lake: LakeResource, before: pd.DataFrame):
+    """``reuse`` for ``versions.train_versions``: the version recorded in ``before`` (the
+    ``ml.model_versions`` rows) with those inputs, its pipeline read back from the lake and
+    checked against its sha256; None when there is none (or its bytes are not there)."""
+    if "inputs_sha256" not in before.columns:
+        return lambda inputs: None  # a table from before versions recorded their inputs
+    rows = {row["inputs_sha256"]: row for _, row in before.iterrows()
+            if isinstance(row["inputs_sha256"], str) and row["inputs_sha256"]}
+
+    def reuse(inputs: str) -> versions.TrainedVersion | None:
+        row = rows.get(inputs)
+        if row is None or not lake.path(row["lake_path"]).exists():
+            return None
+        data = lake.path(row["lake_path"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != row["sha256"]:
+            return None
+        plan = train.VersionPlan(
+            scored_month=pd.Timestamp(row["scored_month"]).date(),
+            test_month=pd.Timestamp(row["test_month"]).date(),
+            train_months=tuple(parts.parse_month(m) for m in row["train_months"].split(",")))
+        previous = row["previous_version"]
+        return versions.TrainedVersion(
+            plan=plan, model=train.deserialize(data), data=data, sha256=row["sha256"],
+            model_version=row["model_version"],
+            metrics=train.Metrics(auc=float(row["auc"]),
+                                  top_decile_lift=float(row["top_decile_lift"]),
+                                  brier=float(row["brier"]), n=int(row["n_test"]),
+                                  positives=int(row["positives_test"])),
+            n_train=int(row["n_train"]), positives_train=int(row["positives_train"]),
+            previous_version=previous if isinstance(previous, str) else None,
+            previous_auc=(float(row["previous_auc"]) if _finite(_float(row["previous_auc"]))
+                          else None),
+            promoted=bool(row["promoted"]), inputs_sha256=inputs)
+
+    return reuse
+
+
+def _counted(reuse, taken: list):
+    """``reuse``, noting in ``taken`` each version it gave back."""
+    def counted(inputs: str):
+        version = reuse(inputs)
+        if version is not None:
+            taken.append(version.model_version)
+        return version
+    return counted
+
+
+def _float(value):
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _write_whole_table(warehouse: Warehouse, table: str, frame: pd.DataFrame) -> None:
@@ -155,23 +209,32 @@ def response_model(context: dg.AssetExecutionContext, warehouse: Warehouse, lake
       1 = random), `brier` (mean squared error of the probability): on the held-out month
     - `promoted`: false when the AUC is below the previous version's on the same month by more
       than `model.promotion_margin`; the previous version then goes on scoring
+    - A version whose inputs are those of one recorded before (`inputs_sha256`: recipe, code,
+      months, each month's examples, the version in force before it, the margin) is that
+      version, read back from the lake: a new month trains its own version, not all again
 
     Materialization metadata: the newest version's metrics (plotted across runs).
     """
     config = outreach.load()
     eligibility, applications = load_tables(warehouse)
     frame = features.build_features(eligibility, applications)
+    before = _read_versions(warehouse)
     trained = versions.train_versions(frame, applications, label_days=config.label_days,
                                       margin=config.promotion_margin,
-                                      min_train_months=config.min_train_months)
+                                      min_train_months=config.min_train_months,
+                                      reuse=_counted(recorded_versions(lake, before),
+                                                     reused := []),
+                                      code_version=CODE_VERSION)
+    context.log.info(f"{len(trained) - len(reused)} version(s) trained, {len(reused)} taken "
+                     "back as made before (the same inputs)")
     paths = {v.model_version: store_version(lake, v) for v in trained}
-    before = _read_versions(warehouse)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
     table = version_rows(trained, paths, before, config.label_days, now)
     _write_whole_table(warehouse, VERSIONS_TABLE, table)
 
     metadata = {"dagster/row_count": len(table), "table": VERSIONS_TABLE,
                 "code_version": CODE_VERSION, "versions": len(trained),
+                "versions_reused": len(reused),
                 "not_promoted": ", ".join(v.model_version for v in trained if not v.promoted)
                 or "none"}
     if not trained:

@@ -51,16 +51,18 @@ SCHEMA = pa.schema(
 def month_forecast(warehouse: Warehouse, lake, config: OutreachConfig, month: dt.date,
                    outcomes: pd.DataFrame, cache: dict) -> pd.DataFrame:
     """The forecast rows of ``month`` (its states and the total) at the configured budgets.
-    ``cache``: what months share (the feature rows, each version's calibration)."""
+    ``cache``: what months share (the rules' inputs, the feature rows, each version's
+    calibration)."""
     states = inputs.scored_states(warehouse, month)
-    pools = inputs.pools(warehouse, month, states, config)
+    shared = cache.setdefault("shared", inputs.SharedInputs(warehouse))  # read once
+    pools = inputs.pools(warehouse, month, states, config, shared)
     version = inputs.version_in_force(warehouse, month)
     name = version["model_version"]
     if name not in cache:
         if "rows" not in cache:  # the feature rows, read once for every version
             cache["rows"] = inputs.feature_rows(warehouse)
         cache[name] = inputs.held_out_calibration(warehouse, lake, version, config,
-                                                  rows=cache["rows"])
+                                                  rows=cache["rows"], shared=shared)
     calibration = cache[name]
     rate = inputs.approval_rate(outcomes, month)
     configured = {state: config.budget(state, month) for state in states}

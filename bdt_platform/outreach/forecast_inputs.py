@@ -51,15 +51,33 @@ def scored_states(warehouse: Warehouse, month: dt.date) -> list[str]:
     return list(found["state"])
 
 
+class SharedInputs:
+    """``mail_list.load_shared_inputs`` of every state, read once however many months' rules
+    are run (the forecast runs them for every scored month and each version's held-out
+    month: reading the approvals, returns and lists again for each cost more than the rules)."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+        self._shared: dict | None = None
+
+    def for_pairs(self, pairs: list[tuple[str, dt.date]]) -> dict:
+        if self._shared is None:
+            states = list(self.warehouse.query(
+                "select distinct state from staging.stg_partners__eligibility")["state"])
+            self._shared = mail_list.load_shared_inputs(self.warehouse, states)
+        return mail_list.inputs_for(self._shared, pairs)
+
+
 def kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str],
-                  config: OutreachConfig) -> pd.DataFrame:
+                  config: OutreachConfig, shared: SharedInputs | None = None) -> pd.DataFrame:
     """Every person the mail-list rules keep in ``states`` x ``month`` before the budget cut
     (``simulate.POOL_COLUMNS``: score, the list's rank, the lottery draw); ``score`` is empty
-    for months without one."""
+    for months without one. ``shared``: the inputs months share, when already read."""
     pairs = [(state, month) for state in states]
     if not pairs:
         return pd.DataFrame(columns=POOL_COLUMNS)
-    inputs = mail_list.load_inputs(warehouse, pairs)
+    inputs = (shared or SharedInputs(warehouse)).for_pairs(pairs)
+    inputs["eligibility"] = mail_list.load_eligibility(warehouse, states, month, month)
     unlimited = dataclasses.replace(config, budget_default=NO_BUDGET, budget_states={},
                                     budget_partitions={}, control_share=0.0)
     results = mail_list.compute_mail_lists(inputs, pairs, unlimited)
@@ -78,10 +96,10 @@ def kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str],
     return pd.concat(frames, ignore_index=True)[POOL_COLUMNS]
 
 
-def pools(warehouse: Warehouse, month: dt.date, states: list[str], config: OutreachConfig
-          ) -> pd.DataFrame:
+def pools(warehouse: Warehouse, month: dt.date, states: list[str], config: OutreachConfig,
+          shared: SharedInputs | None = None) -> pd.DataFrame:
     """``kept_by_rules`` for a scored month: every person has the model's score."""
-    out = kept_by_rules(warehouse, month, states, config)
+    out = kept_by_rules(warehouse, month, states, config, shared)
     if out["score"].isna().any():
         missing = sorted(set(out.loc[out["score"].isna(), "state"]))
         raise NoForecast(f"{month:%Y-%m}: people without a score in {', '.join(missing)}; "
@@ -143,7 +161,8 @@ def feature_rows(warehouse: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def held_out_calibration(warehouse: Warehouse, lake, version: pd.Series,
                          config: OutreachConfig, level: float = 0.95,
-                         rows: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Calibration:
+                         rows: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                         shared: SharedInputs | None = None) -> Calibration:
     """The version on its held-out month (never trained on), among the people the list rules
     kept there before the budget cut (the population a forecast draws from: the rules select
     on what the model does not see, such as a letter that came back): applicants observed
@@ -152,7 +171,7 @@ def held_out_calibration(warehouse: Warehouse, lake, version: pd.Series,
     test_month = pd.Timestamp(version["test_month"]).date()
     frame, applications = rows if rows is not None else feature_rows(warehouse)
     frame = frame[frame["month"] == test_month]
-    kept = kept_by_rules(warehouse, test_month, sorted(set(frame["state"])), config)
+    kept = kept_by_rules(warehouse, test_month, sorted(set(frame["state"])), config, shared)
     frame = frame.merge(kept[["state", "person_token"]], on=["state", "person_token"])
     if frame.empty:
         return Calibration(observed=0, expected=0.0, variance=0.0, level=level)

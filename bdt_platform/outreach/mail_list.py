@@ -65,10 +65,17 @@ def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]],
     that month (``eligibility_for``): a year of 51 states at volume is tens of millions."""
     states = {s for s, _ in pairs}
     months = sorted({m for _, m in pairs})
+    found = inputs_for(load_shared_inputs(warehouse, states), pairs)
     if eligibility:
-        eligibility = load_eligibility(warehouse, states, months[0], months[-1])
-    else:
-        eligibility = None
+        found["eligibility"] = load_eligibility(warehouse, states, months[0], months[-1])
+    return found
+
+
+def load_shared_inputs(warehouse: Warehouse, states) -> dict:
+    """What the lists of any months of ``states`` read besides their eligibility rows: the
+    approvals, opt-outs and vendor returns known, every earlier list, the model's scores.
+    ``inputs_for`` cuts it to a set of partitions; a caller making the lists of many months
+    one month at a time (the forecast) reads it once."""
     enrolled = warehouse.query(
         "select person_token, program, month from marts.fct_enrollment_outcomes "
         "where is_approved and person_token is not null")
@@ -84,12 +91,8 @@ def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]],
     returns["month"] = pd.to_datetime(returns["month"]).dt.date
     if warehouse.table_exists(TABLE):
         history = warehouse.query(f"select state, month, person_token, mail_piece_id, "
-                                  f"address_hash from {TABLE} where month < date '{months[-1]}'")
+                                  f"address_hash from {TABLE}")
         history["month"] = pd.to_datetime(history["month"]).dt.date
-        covered = set(pairs)
-        # A boolean array, never a list: an empty list would select no columns, not no rows.
-        history = history[np.array([(s, m) not in covered for s, m
-                                    in zip(history["state"], history["month"])], dtype=bool)]
     else:
         history = pd.DataFrame(columns=["state", "month", "person_token", "mail_piece_id",
                                         "address_hash"])
@@ -99,8 +102,20 @@ def load_inputs(warehouse: Warehouse, pairs: list[tuple[str, dt.date]],
             f"select state, month, person_token, score, model_version from {SCORES_TABLE} "
             f"where state in ({_in(states)})")
         scores["month"] = pd.to_datetime(scores["month"]).dt.date
-    return {"eligibility": eligibility, "enrolled": enrolled, "optouts": optouts,
-            "returns": returns, "history": history, "scores": scores}
+    return {"enrolled": enrolled, "optouts": optouts, "returns": returns, "history": history,
+            "scores": scores}
+
+
+def inputs_for(shared: dict, pairs: list[tuple[str, dt.date]]) -> dict:
+    """``load_shared_inputs`` for the lists of ``pairs``: the earlier lists are those of months
+    before the last of them, except the pairs' own (made again); eligibility not yet read."""
+    last = max(m for _, m in pairs)
+    history = shared["history"]
+    covered = set(pairs)
+    # A boolean array, never a list: an empty list would select no columns, not no rows.
+    keep = np.array([m < last and (s, m) not in covered
+                     for s, m in zip(history["state"], history["month"])], dtype=bool)
+    return {**shared, "eligibility": None, "history": history[keep]}
 
 
 def compute_mail_lists(inputs: dict, pairs: list[tuple[str, dt.date]], config,
