@@ -59,6 +59,9 @@ class SharedInputs:
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
         self._shared: dict | None = None
+        #: ``kept_by_rules`` results by (month, states): a month's pools and, when it is a
+        #: version's held-out month, that version's calibration run the same rules.
+        self.kept: dict[tuple[dt.date, tuple[str, ...]], pd.DataFrame] = {}
 
     def for_pairs(self, pairs: list[tuple[str, dt.date]]) -> dict:
         if self._shared is None:
@@ -76,7 +79,18 @@ def kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str],
     pairs = [(state, month) for state in states]
     if not pairs:
         return pd.DataFrame(columns=POOL_COLUMNS)
-    inputs = (shared or SharedInputs(warehouse)).for_pairs(pairs)
+    if shared is not None and (month, tuple(states)) in shared.kept:
+        return shared.kept[(month, tuple(states))].copy()
+    kept = _kept_by_rules(warehouse, month, states, pairs, config,
+                          shared or SharedInputs(warehouse))
+    if shared is not None:
+        shared.kept[(month, tuple(states))] = kept.copy()
+    return kept
+
+
+def _kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str], pairs,
+                   config: OutreachConfig, shared: SharedInputs) -> pd.DataFrame:
+    inputs = shared.for_pairs(pairs)
     inputs["eligibility"] = mail_list.load_eligibility(warehouse, states, month, month)
     unlimited = dataclasses.replace(config, budget_default=NO_BUDGET, budget_states={},
                                     budget_partitions={}, control_share=0.0)
