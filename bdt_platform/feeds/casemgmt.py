@@ -10,6 +10,7 @@ into ``raw.<table>`` by replacing the partition, exactly like the partner files.
 import csv
 import datetime as dt
 import io
+import itertools
 import time
 
 import dagster as dg
@@ -207,7 +208,7 @@ def _stage(context, spec: FeedSpec, key: dg.AssetKey, good: list, batch, lake: L
     batch.replace(spec.table, table, [(state, month) for _, state, month, _ in good])
     seconds = round(time.perf_counter() - started, 3)
     events = []
-    offsets = [sum(lengths[:index]) for index in range(len(lengths))]
+    offsets = [0, *itertools.accumulate(lengths)][:-1]  # each partition's first row
     for (partition, state, month, frame), rows, offset in zip(good, lengths, offsets):
         report.load(partition, source, rows)
         # The extract is archived like a partner file (named after its latest change, so

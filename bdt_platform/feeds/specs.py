@@ -37,7 +37,7 @@ class FeedSpec:
     # person token joined into every month's facts). A partition whose rows change only
     # elsewhere (a returning client's ``updated_at``) reaches no other partition's facts
     # (``warehouse.staleness``); its materialization carries a version of these columns
-    # (``provenance.JOIN_VERSION_TAG``).
+    # (``provenance.JOIN_VERSION_KEY``).
     join_columns: tuple[str, ...] = ()
 
     @property
