@@ -85,6 +85,12 @@ class Home:
         return dict(self.instance.get_latest_storage_id_by_partition(
             key, dg.DagsterEventType.ASSET_MATERIALIZATION))
 
+    def dim_person_sql(self, command: str) -> str:
+        """The select dbt ran for ``dim_person`` in one dbt command (its target folder)."""
+        [path] = (self.settings.home / "dbt" / "runs" / command / "compiled").rglob(
+            "dim_person.sql")
+        return path.read_text()
+
     def dim_person_storage_id(self) -> int:
         [record] = self.instance.get_asset_records([DIM_PERSON])
         return record.asset_entry.last_materialization_record.storage_id
@@ -200,6 +206,9 @@ def test_one_changed_partition_is_built_alone_and_equals_a_full_rebuild(home):
         parts.partition_key(*changed)
     assert len(home.dbt_commands()) == len(commands) + 1  # one dbt command
     assert home.dim_person_storage_id() > dim_person  # the unpartitioned models rebuilt
+    # dim_person computed only the people whose rows changed (incremental by person)...
+    assert "kept._appearance_digest != f.appearance_digest" in home.dim_person_sql(
+        home.dbt_commands()[-1])
     key = parts.partition_key(*changed)
     for fact in FACTS:
         now = home.latest_storage_ids(fact)
@@ -211,6 +220,8 @@ def test_one_changed_partition_is_built_alone_and_equals_a_full_rebuild(home):
 
     forced = home.build(force=True)
     assert sorted(forced.partitions) == sorted(GRID) and forced.plan is None
+    # ...and the forced build computed every person again: a full rebuild to compare with.
+    assert "kept." not in home.dim_person_sql(home.dbt_commands()[-1])
     full = home.tables()
     for table, frame in full.items():
         pd.testing.assert_frame_equal(incremental[table], frame, obj=table)

@@ -25,6 +25,7 @@ from bdt_platform.core.runs import instance_for, run_rectangles
 from bdt_platform.synthetic import generate
 from bdt_platform.warehouse.build import build
 
+from .person_dimension import Warehouse, check_incremental_equals_full
 from .conftest import make_settings
 
 STATES = ["NJ", "PA"]
@@ -298,6 +299,31 @@ def _dbt(warehouse: Path, tmp_path: Path, *args: str):
         [dbt_executable(), *args[:1], "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
          str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), *args[1:]],
         env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_dim_person_built_incrementally_equals_a_full_rebuild(world, tmp_path):
+    """On a copy of the built warehouse, people's rows change in the raw tables (one gone, a
+    month fewer, a corrected zip, a new person, a client moved to another person): dbt's
+    incremental ``dim_person`` computes exactly those people and then equals its
+    ``--full-refresh`` (``person_dimension.py``)."""
+    import duckdb
+
+    warehouse = _warehouse_copy(world, tmp_path)
+    runs = iter(range(1, 100))
+
+    def sql(statement: str) -> list[tuple]:
+        with duckdb.connect(str(warehouse)) as connection:
+            return connection.execute(statement).fetchall()
+
+    def dbt(args) -> Path:
+        target = tmp_path / f"dbt-{next(runs)}"
+        done = _dbt(warehouse, target, *args)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return target / "target"
+
+    check_incremental_equals_full(Warehouse(
+        sql=sql, table=lambda name: name, dbt=dbt,
+        columns=lambda name: [row[0] for row in sql(f"describe {name}")]))
 
 
 def test_a_malformed_partition_var_fails_each_partitioned_model_by_name(world, tmp_path):

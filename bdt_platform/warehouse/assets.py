@@ -23,6 +23,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_
 from bdt_platform.core import partitions as parts
 from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY, transient_retries
 from bdt_platform.storage.warehouse import WAREHOUSE_POOL
+from bdt_platform.warehouse.staleness import RECOMPUTE_TAG
 from bdt_platform.warehouse.project import (DBT_PROJECT_DIR, BundledDbtCliResource,
                                             prepare_manifest)
 
@@ -88,13 +89,16 @@ def build_dbt_assets(project_dir: Path = DBT_PROJECT_DIR) -> dg.AssetsDefinition
     @transient_retries
     def dbt_models(context: dg.AssetExecutionContext, dbt: BundledDbtCliResource):
         """The run's selected models in one dbt command: staging and intermediate views, the
-        person dimension, and the fact tables for the run's state x month partitions (delete +
-        insert)."""
+        person dimension (the people whose rows changed since its last build), and the fact
+        tables for the run's state x month partitions (delete + insert)."""
         variables = {}
         if context.has_partition_key or context.has_partition_key_range:
             variables = dbt_vars(context.partition_keys)
             context.log.info(f"dbt build for {len(context.partition_keys)} partition(s): "
                              f"{variables}")
+        if context.run.tags.get(RECOMPUTE_TAG) == "true":
+            # bdt build --force: dim_person computes everyone, not only the changed people.
+            variables["recompute_people"] = "true"
         with dbt.partition_env(variables):
             invocation = dbt.cli(["build", *BUILD_EXCLUDES], context=context)
         yield from dbt.stream_watched(invocation)

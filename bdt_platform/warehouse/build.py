@@ -150,7 +150,8 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
 
     Up to date (``staleness.plan_build``): built by a finished build with today's code, and no
     raw input reaching it has a new data version since. Those partitions are skipped, and with
-    none left nothing runs at all. ``force``: build every partition asked for.
+    none left nothing runs at all. ``force``: build every partition asked for, and compute every
+    person of the incremental ``dim_person`` again (``staleness.RECOMPUTE_TAG``).
     ``settings_inputs``: settings that shape the results, part of the code fingerprint."""
     started = time.perf_counter()
     chosen = select_partitions(partitions_with_raw_data(warehouse), states, months)
@@ -173,7 +174,8 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: Warehou
         for line in plan.reasons():
             echo(f"  to build: {line}")
         chosen = plan.to_build
-    tags = {staleness.CODE_TAG: code, staleness.SOURCE_TAG: sources}
+    tags = {staleness.CODE_TAG: code, staleness.SOURCE_TAG: sources,
+            **({staleness.RECOMPUTE_TAG: "true"} if force else {})}
     echo(f"building models and reports for {len(chosen)} partition(s)"
          + (f"; dbt output in {tool_log}" if tool_log else ""))
     result.runs = run_rectangles(defs, instance, BUILD_JOB, chosen, tool_log=tool_log,

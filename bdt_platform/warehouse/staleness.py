@@ -58,6 +58,9 @@ CODE_TAG = "bdt/code_fingerprint"
 #: The run tag with the hash of the sources those code versions come from
 #: (``source_fingerprint``): equal, the code versions are too, known without the definitions.
 SOURCE_TAG = "bdt/source_fingerprint"
+#: The run tag of a forced build (``bdt build --force``): the incremental ``dim_person`` computes
+#: every person again from their whole history, not only those whose rows changed.
+RECOMPUTE_TAG = "bdt/recompute"
 
 Pair = tuple[str, dt.date]
 

@@ -1,13 +1,59 @@
+{{ config(**bdt_person_dimension_config()) }}
 -- One row per person (person_token) over every appearance in partner eligibility files and
 -- case-management client records. "Latest" attributes come from the most recent month; within a
 -- month a case-management record wins over a partner row (it comes from the person), then the
 -- lowest state code and the latest file, so the choice is deterministic. No names, addresses,
 -- phones, emails or dates of birth.
-with appearances as (
+--
+-- Incremental (macros/person_dimension.sql): a person's row depends only on their own rows in
+-- int_people__unioned and stg_casemgmt__clients, so a build recomputes only the people whose rows
+-- changed since the last one: `_appearance_rows` and `_appearance_digest` (a count and an
+-- order-free fingerprint of those rows, one cheap aggregate over the history) are kept with each
+-- row, and a person whose pair differs from the table's, or who is not in it yet, is computed
+-- again from all of their history; a person no longer seen anywhere is deleted (post-hook). A
+-- first build, `--full-refresh`, or a table from before these columns computes everyone.
+with fingerprints as (
     select
-        *,
-        case when source = 'casemgmt' then 0 else 1 end          as source_rank
-    from {{ ref('int_people__unioned') }}
+        person_token,
+        count(*)                                                  as appearance_rows,
+        {{ bdt_fingerprint_xor('row_fingerprint') }}              as appearance_digest
+    from (
+        select
+            person_token,
+            {{ bdt_row_fingerprint(['source', 'source_record_id', 'client_id', 'state', 'month',
+                                    'zip3', 'language', 'household_size', 'programs_eligible',
+                                    'programs_enrolled', '_source_file']) }} as row_fingerprint
+        from {{ ref('int_people__unioned') }}
+        union all
+        -- latest_client below orders a person's client records by updated_at
+        select
+            person_token,
+            {{ bdt_row_fingerprint(['client_id', 'updated_at']) }}   as row_fingerprint
+        from {{ ref('stg_casemgmt__clients') }}
+    ) as person_rows
+    group by person_token
+),
+
+people as (
+    -- The people this build computes: everyone, or (incremental) the new and the changed.
+    select f.person_token, f.appearance_rows, f.appearance_digest
+    from fingerprints as f
+    {%- if bdt_person_dimension_is_incremental() %}
+    left join {{ this }} as kept
+        on kept.person_token = f.person_token
+    where kept.person_token is null
+        or kept._appearance_rows != f.appearance_rows
+        or kept._appearance_digest != f.appearance_digest
+    {%- endif %}
+),
+
+appearances as (
+    select
+        u.*,
+        case when u.source = 'casemgmt' then 0 else 1 end        as source_rank
+    from {{ ref('int_people__unioned') }} as u
+    inner join people as p
+        on p.person_token = u.person_token
 ),
 
 ordered as (
@@ -72,6 +118,7 @@ latest_client as (
                 order by updated_at desc, client_id desc
             ) as rn
         from {{ ref('stg_casemgmt__clients') }}
+        where person_token in (select person_token from people)
     ) as c
     where rn = 1
 ),
@@ -103,8 +150,12 @@ select
     h.months_seen,
     h.is_client,
     c.client_id,
-    h.client_records
+    h.client_records,
+    p.appearance_rows                                             as _appearance_rows,
+    p.appearance_digest                                           as _appearance_digest
 from history as h
+inner join people as p
+    on p.person_token = h.person_token
 inner join latest as l
     on l.person_token = h.person_token
 left join latest_eligibility as e
