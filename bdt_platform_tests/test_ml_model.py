@@ -102,6 +102,32 @@ def test_history_features_use_only_earlier_months():
     assert later["prior_applications"].sum() > 0
 
 
+def test_equal_inputs_give_the_kept_rows_and_any_change_builds_again(monkeypatch):
+    """The model, the scores and the forecast of one build each ask for the feature rows of
+    the same tables: built once (``features._memo``), and a changed row, column type or
+    application is never answered from the kept rows; a caller changing its copy changes
+    nothing kept."""
+    eligibility, applications, _ = world(DEMO_STATES[:1], DEMO_MONTHS[:2])
+    monkeypatch.setattr(features, "_memo", {})  # nothing kept from the tests before
+    built = []
+    real = features._build_features
+    monkeypatch.setattr(features, "_build_features",
+                        lambda *args: built.append(1) or real(*args))
+    first = features.build_features(eligibility, applications)
+    first["household_size"] = -1.0  # the caller's copy
+    again = features.build_features(eligibility.copy(), applications.copy())
+    assert len(built) == 1
+    pd.testing.assert_frame_equal(again, real(eligibility, applications))
+    income = eligibility.copy()
+    income.loc[income.index[0], "monthly_income"] += 1.0
+    changed = features.build_features(income, applications)
+    assert len(built) == 2
+    assert changed["monthly_income_1000"].sum() != again["monthly_income_1000"].sum()
+    features.build_features(eligibility, applications.iloc[1:])
+    features.build_features(eligibility.astype({"household_size": "float64"}), applications)
+    assert len(built) == 4
+
+
 def test_the_held_out_auc_on_the_demo_data_is_above_0_6_for_several_seeds():
     for seed in (42, 7, 11):
         _, _, found = trained(DEMO_STATES, DEMO_MONTHS, seed)

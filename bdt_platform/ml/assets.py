@@ -331,8 +331,11 @@ def propensity_scores(context: dg.AssetExecutionContext, warehouse: Warehouse,
     pairs = [parts.split_key(key) for key in context.partition_keys]
     eligibility, applications = load_tables(warehouse)
     last = max(m for _, m in pairs)
-    eligibility = eligibility[pd.to_datetime(eligibility["month"]).dt.date <= last]
+    # A month's rows are made of it and earlier months only, so the rows up to ``last`` of
+    # every month's features are those of the months up to ``last``: the model's (the same
+    # tables, built once per process) cut, not built again.
     frame = features.build_features(eligibility, applications)
+    frame = frame[pd.to_datetime(frame["month"]).dt.date <= last].reset_index(drop=True)
     table = _read_versions(warehouse)
     scored = score_partitions(frame, table, pairs, lambda row: load_model(lake, row))
     arrow = pa.Table.from_pandas(scored, schema=SCORES_SCHEMA, preserve_index=False)
