@@ -423,3 +423,48 @@ def test_the_window_closes_when_case_management_is_read_after_it():
     assert not window_closed(march, 28, None)
     assert not window_closed(march, 28, dt.datetime(2024, 3, 28, 23, 59))
     assert window_closed(march, 28, dt.datetime(2024, 3, 29))
+
+
+def test_a_forecast_takes_back_the_pools_of_months_whose_inputs_did_not_change(world, tmp_path):
+    """The forecast keeps each month's pool (the list rules' people before the budget cut) in
+    the lake by a digest of what the rules read: a forecast with nothing new runs no rules and
+    equals one that runs them all; a new opt-out in March changes March's inputs, not those of
+    February (the version's held-out month, whose pool the calibration reads), so only March's
+    rules run again, and the result equals a forecast made from scratch. Last of the world's
+    tests: it adds the opt-out to the world's raw nudges."""
+    from bdt_platform.outreach import forecast_inputs
+    from bdt_platform.outreach.config import load_config
+    from bdt_platform.outreach.forecast_asset import compute_forecasts
+    from bdt_platform.storage.lake import LakeResource
+
+    _, defs, _ = world
+    config = load_config()
+    warehouse, lake = defs.resources["warehouse"], defs.resources["lake"]
+    pools_lake = LakeResource(root=str(tmp_path / "lake"))
+
+    def forecast(store=None) -> pd.DataFrame:
+        return compute_forecasts(warehouse, lake, config, None, store).reset_index(drop=True)
+
+    fresh = forecast()
+    first = forecast_inputs.PoolStore(pools_lake)
+    pd.testing.assert_frame_equal(forecast(first), fresh)
+    assert (first.made, first.taken) == (2, 0)  # March's pools, February's (calibration)
+    again = forecast_inputs.PoolStore(pools_lake)
+    pd.testing.assert_frame_equal(forecast(again), fresh)
+    assert (again.made, again.taken) == (0, 2)
+
+    march = MONTHS[-1]
+    [person] = forecast_inputs.pools(warehouse, march, STATES[:1], config)[
+        "person_token"].head(1)
+    with duckdb.connect(str(world[0].warehouse_path)) as connection:
+        connection.execute(
+            "insert into raw.nudges select * replace ('opted_out' as event_type, "
+            "? as recipient_key, 'OPTOUT-TEST' as event_id) from raw.nudges "
+            "where month = ? limit 1", [person, march])
+    changed = forecast_inputs.PoolStore(pools_lake)
+    result = forecast(changed)
+    assert (changed.made, changed.taken) == (1, 1)
+    pd.testing.assert_frame_equal(result, forecast())
+    assert not result.equals(fresh)  # the opt-out is out of March's pool
+    # The lake keeps only the pools the last forecast used.
+    assert len(list(pools_lake.path(forecast_inputs.PoolStore.FOLDER).iterdir())) == 2

@@ -113,16 +113,21 @@ def _extracted_at(instance: dg.DagsterInstance) -> dt.datetime | None:
 
 
 def compute_forecasts(warehouse: Warehouse, lake, config: OutreachConfig,
-                      extracted_at: dt.datetime | None) -> pd.DataFrame:
-    """Every scored month with a mail list: forecast and actual rows (``SCHEMA``)."""
+                      extracted_at: dt.datetime | None,
+                      store: inputs.PoolStore | None = None) -> pd.DataFrame:
+    """Every scored month with a mail list: forecast and actual rows (``SCHEMA``). ``store``:
+    the pools of earlier forecasts, taken back for months whose rules' inputs did not change
+    (pruned to the pools used here once every month is done)."""
     months = inputs.scored_months(warehouse)
     if not months or not warehouse.table_exists("outreach.mail_list"):
         return pd.DataFrame(columns=SCHEMA.names)
     outcomes = inputs.list_outcomes(warehouse, config.label_days)
     listed = set(outcomes["month"])
-    cache: dict = {}
+    cache: dict = {"shared": inputs.SharedInputs(warehouse, store)}
     frames = [month_forecast(warehouse, lake, config, month, outcomes, cache)
               for month in months if month in listed]
+    if store is not None:
+        store.prune()
     if not frames:
         return pd.DataFrame(columns=SCHEMA.names)
     closed = {m: inputs.window_closed(m, config.label_days, extracted_at) for m in months}
@@ -156,9 +161,18 @@ def outreach_forecast(context: dg.AssetExecutionContext, warehouse: Warehouse,
       so far; `window_closed`: the window is over and case management was read after it, so
       the actuals are final; `applied_within_interval`, `approved_within_interval`: whether
       the actual count fell in the interval (empty until the window is closed)
+
+    A month whose list rules read the same inputs as in an earlier forecast (a digest of the
+    month's eligibility rows and scores, the approvals, opt-outs and returns up to it, the
+    lists before it, the configuration and the code) takes its pool back from the lake
+    (`outreach/forecast_pools/`) instead of running the rules again: metadata
+    `pools_computed`, `pools_reused`.
     """
     config = outreach.load()
-    frame = compute_forecasts(warehouse, lake, config, _extracted_at(context.instance))
+    store = inputs.PoolStore(lake)
+    frame = compute_forecasts(warehouse, lake, config, _extracted_at(context.instance), store)
+    context.log.info(f"list rules run for {store.made} month(s); {store.taken} month(s) taken "
+                     "back from earlier forecasts (the same inputs)")
     warehouse.replace_table(TABLE, pa.Table.from_pandas(frame, schema=SCHEMA,
                                                         preserve_index=False))
     states = frame[frame["state"] != TOTAL]
@@ -166,7 +180,8 @@ def outreach_forecast(context: dg.AssetExecutionContext, warehouse: Warehouse,
     metadata = {"dagster/row_count": len(frame), "table": TABLE, "code_version": CODE_VERSION,
                 "months": int(frame["month"].nunique()) if len(frame) else 0,
                 "states_judged": int(len(judged)),
-                "states_within_interval": int(judged.astype(bool).sum())}
+                "states_within_interval": int(judged.astype(bool).sum()),
+                "pools_computed": store.made, "pools_reused": store.taken}
     for month, group in states.groupby("month"):
         context.log.info(
             f"{month:%Y-%m}: expected {group['expected_applied'].sum():.1f} applicants in "

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import io
+import uuid
 
 import numpy as np
 import pandas as pd
 
 from bdt_platform.ml import features, train, versions
 from bdt_platform.ml.assets import SCORES_TABLE, VERSIONS_TABLE, load_model, load_tables
-from bdt_platform.outreach import ids, mail_list
+from bdt_platform.feeds.provenance import source_code_version
+from bdt_platform.outreach import ids, mail_list, rules
 from bdt_platform.outreach.config import OutreachConfig
 from bdt_platform.outreach.simulate import POOL_COLUMNS, ApprovalRate, Calibration
 from bdt_platform.storage.warehouse import Warehouse
@@ -51,24 +55,127 @@ def scored_states(warehouse: Warehouse, month: dt.date) -> list[str]:
     return list(found["state"])
 
 
+#: What the rules of a month are, besides their inputs: a change in any of these modules is a
+#: change of every month's pools.
+RULES_CODE_VERSION = source_code_version(__file__, mail_list.__file__, rules.__file__,
+                                         ids.__file__)
+
+
+class PoolStore:
+    """The pools of earlier forecasts (``kept_by_rules``), in the lake under
+    ``outreach/forecast_pools/<digest>.parquet``, by a digest of everything the month's rules
+    read (``SharedInputs.digest``): a month whose inputs did not change since the last build
+    is not run through the rules again. ``prune`` keeps only the pools the last forecast used."""
+
+    FOLDER = "outreach/forecast_pools"
+
+    def __init__(self, lake):
+        self.lake = lake
+        self.used: set[str] = set()
+        self.taken = self.made = 0
+
+    def _path(self, digest: str):
+        return self.lake.path(f"{self.FOLDER}/{digest}.parquet")
+
+    def get(self, digest: str) -> pd.DataFrame | None:
+        self.used.add(digest)
+        path = self._path(digest)
+        if not path.exists():
+            return None
+        self.taken += 1
+        return pd.read_parquet(io.BytesIO(path.read_bytes()))
+
+    def put(self, digest: str, kept: pd.DataFrame) -> None:
+        self.used.add(digest)
+        self.made += 1
+        buffer = io.BytesIO()
+        kept.to_parquet(buffer, index=False)
+        path = self._path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.lake.path(f"{self.FOLDER}/.{digest}.{uuid.uuid4().hex[:8]}")
+        partial.write_bytes(buffer.getvalue())
+        partial.rename(path)  # whole or absent: a killed build leaves no half file
+
+    def prune(self) -> int:
+        """Delete the pools this forecast did not use; how many."""
+        folder = self.lake.path(self.FOLDER)
+        if not folder.exists():
+            return 0
+        old = [p for p in folder.iterdir() if p.name.removesuffix(".parquet") not in self.used]
+        for path in old:
+            path.unlink()
+        return len(old)
+
+
+def _row_hashes(frame: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(a 64-bit hash per row, the rows' month as a month number or None, the columns)."""
+    if frame is None:
+        return np.zeros(0, dtype=np.uint64), None, "none"
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    months = None
+    if "month" in frame.columns:
+        months = pd.to_datetime(frame["month"]).to_numpy().astype("datetime64[M]").astype(
+            np.int64)
+    return hashes, months, repr([(str(c), str(t)) for c, t in frame.dtypes.items()])
+
+
+def _fold(hashes: np.ndarray) -> bytes:
+    """An order-free digest of a set of row hashes: count, XOR and sum (mod 2**64)."""
+    return np.array([len(hashes), np.bitwise_xor.reduce(hashes) if len(hashes) else 0,
+                     hashes.sum(dtype=np.uint64)], dtype=np.uint64).tobytes()
+
+
 class SharedInputs:
     """``mail_list.load_shared_inputs`` of every state, read once however many months' rules
     are run (the forecast runs them for every scored month and each version's held-out
-    month: reading the approvals, returns and lists again for each cost more than the rules)."""
+    month: reading the approvals, returns and lists again for each cost more than the rules).
+    ``store``: a ``PoolStore`` to take pools whose inputs did not change from."""
 
-    def __init__(self, warehouse: Warehouse):
+    def __init__(self, warehouse: Warehouse, store: PoolStore | None = None):
         self.warehouse = warehouse
+        self.store = store
         self._shared: dict | None = None
+        self._hashes: dict[str, tuple] = {}
         #: ``kept_by_rules`` results by (month, states): a month's pools and, when it is a
         #: version's held-out month, that version's calibration run the same rules.
         self.kept: dict[tuple[dt.date, tuple[str, ...]], pd.DataFrame] = {}
 
-    def for_pairs(self, pairs: list[tuple[str, dt.date]]) -> dict:
+    def _loaded(self) -> dict:
         if self._shared is None:
             states = list(self.warehouse.query(
                 "select distinct state from staging.stg_partners__eligibility")["state"])
             self._shared = mail_list.load_shared_inputs(self.warehouse, states)
-        return mail_list.inputs_for(self._shared, pairs)
+            self._hashes = {name: _row_hashes(frame) for name, frame in self._shared.items()}
+        return self._shared
+
+    def for_pairs(self, pairs: list[tuple[str, dt.date]]) -> dict:
+        return mail_list.inputs_for(self._loaded(), pairs)
+
+    def digest(self, month: dt.date, states: list[str], eligibility: pd.DataFrame,
+               config: OutreachConfig) -> str:
+        """Everything the rules of ``month`` in ``states`` read: the code, the configuration,
+        the month's eligibility rows and scores, the approvals, opt-outs and vendor returns up
+        to the month, and every list before it (of any state: a person may move). More than
+        the rules read of some (all of a table's rows up to the month), never less."""
+        self._loaded()
+        number = month.year * 12 + month.month - 1 - (1970 * 12)  # datetime64[M]'s number
+        digest = hashlib.sha256(
+            f"{RULES_CODE_VERSION}|{config!r}|{month}|{','.join(states)}".encode())
+        for name in sorted(self._hashes):
+            hashes, months, columns = self._hashes[name]
+            if months is not None:
+                if name == "history":
+                    keep = months < number
+                elif name == "scores":
+                    in_states = self._shared[name]["state"].isin(states).to_numpy()
+                    keep = (months == number) & in_states
+                else:
+                    keep = months <= number
+                hashes = hashes[keep]
+            digest.update(f"|{name}|{columns}|".encode() + _fold(hashes))
+        rows, _, columns = _row_hashes(eligibility)
+        digest.update(f"|eligibility|{columns}|".encode() + _fold(rows))
+        return digest.hexdigest()
 
 
 def kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str],
@@ -90,10 +197,24 @@ def kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str],
 
 def _kept_by_rules(warehouse: Warehouse, month: dt.date, states: list[str], pairs,
                    config: OutreachConfig, shared: SharedInputs) -> pd.DataFrame:
-    inputs = shared.for_pairs(pairs)
-    inputs["eligibility"] = mail_list.load_eligibility(warehouse, states, month, month)
+    eligibility = mail_list.load_eligibility(warehouse, states, month, month)
     unlimited = dataclasses.replace(config, budget_default=NO_BUDGET, budget_states={},
                                     budget_partitions={}, control_share=0.0)
+    digest = None
+    if shared.store is not None:
+        digest = shared.digest(month, states, eligibility, unlimited)
+        kept = shared.store.get(digest)
+        if kept is not None:
+            return kept
+    kept = _run_rules(shared.for_pairs(pairs), eligibility, month, pairs, unlimited)
+    if digest is not None:
+        shared.store.put(digest, kept)
+    return kept
+
+
+def _run_rules(inputs: dict, eligibility: pd.DataFrame, month: dt.date, pairs,
+               unlimited: OutreachConfig) -> pd.DataFrame:
+    inputs["eligibility"] = eligibility
     results = mail_list.compute_mail_lists(inputs, pairs, unlimited)
     frames = []
     for (state, _), result in sorted(results.items()):
