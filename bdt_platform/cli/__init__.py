@@ -234,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true",
                        help="build every partition asked for, even those up to date (by "
                             "default a partition whose raw inputs' data versions and code did "
-                            "not change since its last finished build is skipped)")
+                            "not change since its last finished build is skipped), and compute "
+                            "every person of marts.dim_person again (by default only the "
+                            "people whose rows changed)")
     build.set_defaults(handler=cmd_build)
 
     demo = commands.add_parser("demo", help="generate + ingest + build a small scope and show "
