@@ -104,7 +104,8 @@ def test_history_features_use_only_earlier_months():
 
 def test_equal_inputs_give_the_kept_rows_and_any_change_builds_again(monkeypatch):
     """The model, the scores and the forecast of one build each ask for the feature rows of
-    the same tables: built once (``features._memo``), and a changed row, column type or
+    the same tables (their rows in any order): built once (``features._memo``), and a changed
+    row, column type or
     application is never answered from the kept rows; a caller changing its copy changes
     nothing kept."""
     eligibility, applications, _ = world(DEMO_STATES[:1], DEMO_MONTHS[:2])
@@ -115,9 +116,14 @@ def test_equal_inputs_give_the_kept_rows_and_any_change_builds_again(monkeypatch
                         lambda *args: built.append(1) or real(*args))
     first = features.build_features(eligibility, applications)
     first["household_size"] = -1.0  # the caller's copy
-    again = features.build_features(eligibility.copy(), applications.copy())
+    # The same rows in another order (a query's rows come in any order): the kept rows, and
+    # they are the rows the original order builds.
+    again = features.build_features(eligibility.sample(frac=1.0, random_state=3),
+                                    applications.sample(frac=1.0, random_state=4))
     assert len(built) == 1
     pd.testing.assert_frame_equal(again, real(eligibility, applications))
+    pd.testing.assert_frame_equal(again, real(eligibility.sample(frac=1.0, random_state=5),
+                                              applications.sample(frac=1.0, random_state=6)))
     income = eligibility.copy()
     income.loc[income.index[0], "monthly_income"] += 1.0
     changed = features.build_features(income, applications)

@@ -13,13 +13,12 @@ The label (``labels``): the person applied (a case-management application submit
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import threading
 
 import numpy as np
 import pandas as pd
 
-from bdt_platform.core import partitions as parts
+from bdt_platform.core import digests, partitions as parts
 from bdt_platform.outreach.rules import code_pairs
 
 #: Languages with a column of their own (``en`` is the reference; the rest are ``other``).
@@ -87,19 +86,11 @@ _memo: dict[str, object] = {}
 _memo_lock = threading.Lock()
 
 
-def _inputs_digest(eligibility: pd.DataFrame, applications: pd.DataFrame) -> str:
-    digest = hashlib.sha256()
-    for frame in (eligibility, applications):
-        digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
 def build_features(eligibility: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
     """``KEY`` + ``FEATURES`` for every person x state x month of ``eligibility``, each row
     from the month's files and what happened before the month only. Inputs equal to the last
-    call's (the same rows, columns and types) give a copy of its result."""
-    digest = _inputs_digest(eligibility, applications)
+    call's (the same rows in any order, columns and types) give a copy of its result."""
+    digest = digests.frames_digest(eligibility, applications)
     with _memo_lock:
         if _memo.get("digest") == digest:
             return _memo["frame"].copy()

@@ -27,6 +27,7 @@ import pandas as pd
 
 from bdt_platform.ml import features, train, versions
 from bdt_platform.ml.assets import SCORES_TABLE, VERSIONS_TABLE, load_model, load_tables
+from bdt_platform.core import digests
 from bdt_platform.feeds.provenance import source_code_version
 from bdt_platform.outreach import ids, mail_list, rules
 from bdt_platform.outreach.config import OutreachConfig
@@ -107,22 +108,15 @@ class PoolStore:
         return len(old)
 
 
-def _row_hashes(frame: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _row_hashes(frame: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None, bytes]:
     """(a 64-bit hash per row, the rows' month as a month number or None, the columns)."""
     if frame is None:
-        return np.zeros(0, dtype=np.uint64), None, "none"
-    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+        return np.zeros(0, dtype=np.uint64), None, b"none"
     months = None
     if "month" in frame.columns:
         months = pd.to_datetime(frame["month"]).to_numpy().astype("datetime64[M]").astype(
             np.int64)
-    return hashes, months, repr([(str(c), str(t)) for c, t in frame.dtypes.items()])
-
-
-def _fold(hashes: np.ndarray) -> bytes:
-    """An order-free digest of a set of row hashes: count, XOR and sum (mod 2**64)."""
-    return np.array([len(hashes), np.bitwise_xor.reduce(hashes) if len(hashes) else 0,
-                     hashes.sum(dtype=np.uint64)], dtype=np.uint64).tobytes()
+    return digests.row_hashes(frame), months, digests.columns(frame)
 
 
 class SharedInputs:
@@ -172,9 +166,9 @@ class SharedInputs:
                 else:
                     keep = months <= number
                 hashes = hashes[keep]
-            digest.update(f"|{name}|{columns}|".encode() + _fold(hashes))
+            digest.update(f"|{name}|".encode() + columns + digests.fold(hashes))
         rows, _, columns = _row_hashes(eligibility)
-        digest.update(f"|eligibility|{columns}|".encode() + _fold(rows))
+        digest.update(b"|eligibility|" + columns + digests.fold(rows))
         return digest.hexdigest()
 
 
