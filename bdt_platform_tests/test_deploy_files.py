@@ -763,7 +763,9 @@ def test_what_dbt_reads_is_exported_by_bdt(read, monkeypatch, tmp_path):
         build_resources(settings, dbt=False)
         exported = set(os.environ) - set(before)
         exported |= {n for n in os.environ if n.startswith("BDT_")}
-        with BundledDbtCliResource.partition_env(dbt_vars(["2024-01-01|PA"])):
+        # A forced build's run also asks dim_person to compute everyone (`recompute_people`).
+        with BundledDbtCliResource.partition_env({**dbt_vars(["2024-01-01|PA"]),
+                                                  "recompute_people": "true"}):
             per_run = {n for n in os.environ if n.startswith("BDT_DBT_")}
     finally:
         os.environ.clear()
