@@ -16,15 +16,17 @@ import hashlib
 import pickle
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from bdt_platform.ml.features import FEATURES, label_complete
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted or evaluated: importing
+    # it costs ~1 s in every process that loads the definitions (the CLI, the webserver).
+    from sklearn.pipeline import Pipeline
 
 #: Part of the pickled model: a change of the recipe is a new version even on the same rows.
 RECIPE = "logistic-regression/l2/C=1.0/lbfgs/standardized/v1"
@@ -70,6 +72,10 @@ def matrix(frame: pd.DataFrame) -> np.ndarray:
 
 def fit(frame: pd.DataFrame, y: np.ndarray) -> Pipeline:
     """Fit the model on ``frame``'s feature columns and the 0/1 labels ``y``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     model = Pipeline([("scale", StandardScaler()),
                       ("logit", LogisticRegression(C=1.0, solver="lbfgs", max_iter=2000))])
     with threadpool_limits(limits=1):
@@ -98,6 +104,8 @@ def top_decile_lift(y: np.ndarray, p: np.ndarray) -> float:
 
 def evaluate(y: np.ndarray, p: np.ndarray) -> Metrics:
     """AUC, top-decile lift and Brier score of the scores ``p`` against the labels ``y``."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     y = np.asarray(y, dtype=np.int64)
     auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
     return Metrics(auc=auc, top_decile_lift=top_decile_lift(y, p),

@@ -21,10 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from typing import TYPE_CHECKING
+
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from bdt_platform.ml import features, train
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+# scipy loads where a distribution is computed, not with the definitions (~1 s per process).
 
 SPLITS = ("current", "proportional", "ranked")
 #: Up to this many people the applicants' distribution is computed exactly.
@@ -64,6 +65,8 @@ class Calibration:
         approximation of the Poisson-binomial): the scores are too high or too low."""
         if self.expected <= 0 or self.variance <= 0:
             return False
+        from scipy import stats
+
         z = stats.norm.ppf(0.5 + self.level / 2)
         return bool(abs(self.observed - self.expected) > z * math.sqrt(self.variance))
 
@@ -72,6 +75,8 @@ class Calibration:
         weighted quantiles of the ratio's posterior, Gamma(observed + 1/2) / expected."""
         if not self.biased:
             return np.array([1.0]), np.array([1.0])
+        from scipy import stats
+
         u = (np.arange(CALIBRATION_POINTS) + 0.5) / CALIBRATION_POINTS
         factors = stats.gamma.ppf(u, self.observed + 0.5) / self.expected
         return factors, np.full(CALIBRATION_POINTS, 1.0 / CALIBRATION_POINTS)
@@ -202,6 +207,8 @@ def _approvals_pmf(applied_pmf: np.ndarray, rate: ApprovalRate) -> np.ndarray:
     """P(approvals = k): given a applicants, beta-binomial(a, approved + 1/2, the rest + 1/2)."""
     a_max = len(applied_pmf) - 1
     alpha, beta = rate.approved + 0.5, rate.applied - rate.approved + 0.5
+    from scipy import stats
+
     keep = np.flatnonzero(applied_pmf > 1e-15)
     out = np.zeros(a_max + 1)
     k = np.arange(a_max + 1)
@@ -211,6 +218,8 @@ def _approvals_pmf(applied_pmf: np.ndarray, rate: ApprovalRate) -> np.ndarray:
 
 
 def _normal_interval(mean: float, variance: float, level: float) -> tuple[float, float]:
+    from scipy import stats
+
     z = stats.norm.ppf(0.5 + level / 2)
     sd = math.sqrt(max(variance, 0.0))
     return max(0.0, math.floor(mean - z * sd)), math.ceil(mean + z * sd)
