@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -91,6 +93,56 @@ def ingest_and_build(defs, instance, **build_options):
                       echo=lines.append)
     built = build(defs, instance, resources["warehouse"], echo=lines.append, **build_options)
     return ingested, built, lines
+
+
+#: The `bdt demo` scope: the world several test files read (``built_demo_home``).
+DEMO_STATES = ["MA", "MD", "ME"]
+DEMO_MONTHS = ["2024-01", "2024-02", "2024-03"]
+DEMO_SEED = 42
+
+
+def _session_temp(tmp_path_factory) -> Path:
+    """The session's temporary folder, one for all xdist workers (each worker's own basetemp
+    is a folder inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def built_demo_home(tmp_path_factory, name: str) -> Settings:
+    """A home of its own holding the `bdt demo` world (``DEMO_STATES`` x ``DEMO_MONTHS``, scale
+    1, seed 42) generated, ingested and built through the real pipeline (``ingest_and_build``).
+
+    The world is built once per test session, by whichever worker asks first (the others wait
+    on a file lock), and each caller gets a copy (warehouse, lake, instance, dbt state): a
+    module may change its copy without touching another's. Dagster's ``dagster.yaml`` names
+    its folder; ``instance_for`` writes it again for the copy's folder."""
+    import datetime as dt
+
+    from bdt_platform.core.runs import instance_for
+    from bdt_platform.definitions import build_definitions
+    from bdt_platform.synthetic import generate
+
+    shared = _session_temp(tmp_path_factory) / "demo-world"
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    with open(shared.parent / "demo-world.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (shared / "built").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # an earlier attempt that failed
+            settings = make_settings(shared / "home")
+            months = [dt.date.fromisoformat(f"{month}-01") for month in DEMO_MONTHS]
+            generate(Path(settings.inbox), settings.casemgmt_sqlite_path, states=DEMO_STATES,
+                     months=months, scale=1.0, seed=DEMO_SEED, pii_key=TEST_PII_KEY)
+            defs = build_definitions(settings)
+            instance = instance_for(settings)
+            try:
+                ingested, built, lines = ingest_and_build(defs, instance)
+            finally:
+                instance.dispose()
+            assert ingested.exit_code == 0 and built.exit_code == 0, lines
+            (shared / "built").write_text("")
+    home = tmp_path_factory.mktemp(name) / "home"
+    shutil.copytree(shared / "home", home, symlinks=True)
+    return make_settings(home)
 
 
 #: The slowest test files, slowest first, as measured by ``pytest --durations=0`` (seconds of

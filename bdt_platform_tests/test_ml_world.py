@@ -16,12 +16,11 @@ import pytest
 from bdt_platform.core.partitions import month_range
 from bdt_platform.ml.assets import MODEL_KEY, PROMOTION_CHECK
 from bdt_platform.outreach.config import load_config
-from bdt_platform.synthetic import generate
 
-from .conftest import TEST_PII_KEY, ingest_and_build, make_settings
+from .conftest import DEMO_MONTHS, DEMO_STATES, built_demo_home
 
-STATES = ["MA", "MD", "ME"]
-MONTHS = month_range("2024-01..2024-03")
+STATES = DEMO_STATES
+MONTHS = month_range(f"{DEMO_MONTHS[0]}..{DEMO_MONTHS[-1]}")
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +28,9 @@ def world(tmp_path_factory):
     from bdt_platform.core.runs import instance_for
     from bdt_platform.definitions import build_definitions
 
-    home = tmp_path_factory.mktemp("ml") / "home"
-    settings = make_settings(home)
-    generate(home / "inbox", settings.casemgmt_sqlite_path, states=STATES, months=MONTHS,
-             scale=1.0, seed=42, pii_key=TEST_PII_KEY)
+    settings = built_demo_home(tmp_path_factory, "ml")
     defs = build_definitions(settings)
     instance = instance_for(settings)
-    ingested, built, lines = ingest_and_build(defs, instance)
-    assert ingested.exit_code == 0 and built.exit_code == 0, lines
     yield settings, defs, instance
     instance.dispose()
 

@@ -30,10 +30,11 @@ from bdt_platform.core.partitions import month_range
 from bdt_platform.outreach import simulate as sim
 from bdt_platform.outreach.simulate import ApprovalRate, Calibration
 
-from .conftest import TEST_PII_KEY, cli_environment, ingest_and_build, make_settings
+from .conftest import (DEMO_MONTHS, DEMO_SEED, DEMO_STATES, TEST_PII_KEY, built_demo_home,
+                       cli_environment, make_settings)
 
-STATES = ["MA", "MD", "ME"]
-MONTHS = month_range("2024-01..2024-03")
+STATES = DEMO_STATES
+MONTHS = month_range(f"{DEMO_MONTHS[0]}..{DEMO_MONTHS[-1]}")
 RATE = ApprovalRate(approved=600, applied=1000)
 
 
@@ -216,16 +217,10 @@ def test_bad_input_is_refused():
 def world(tmp_path_factory):
     from bdt_platform.core.runs import instance_for
     from bdt_platform.definitions import build_definitions
-    from bdt_platform.synthetic import generate
 
-    home = tmp_path_factory.mktemp("sim") / "home"
-    settings = make_settings(home)
-    generate(home / "inbox", settings.casemgmt_sqlite_path, states=STATES, months=MONTHS,
-             scale=1.0, seed=42, pii_key=TEST_PII_KEY)
+    settings = built_demo_home(tmp_path_factory, "sim")
     defs = build_definitions(settings)
     instance = instance_for(settings)
-    ingested, built, lines = ingest_and_build(defs, instance)
-    assert ingested.exit_code == 0 and built.exit_code == 0, lines
     yield settings, defs, instance
     instance.dispose()
 
@@ -303,10 +298,10 @@ def _redrawn_march(states: list[str], listed: pd.DataFrame, label_days: int,
     end = (day_number(march) + label_days) * SECONDS_PER_DAY
     rows = []
     for state in states:
-        pool = build_pool(state, seed=42, scale=1.0, pii_key=TEST_PII_KEY)
+        pool = build_pool(state, seed=DEMO_SEED, scale=1.0, pii_key=TEST_PII_KEY)
         mine = set(listed.loc[listed["state"] == state, "person_token"])
         for seed in seeds:
-            month = simulate_month(pool, march, seed=42, scale=1.0, outcome_seed=seed)
+            month = simulate_month(pool, march, seed=DEMO_SEED, scale=1.0, outcome_seed=seed)
             apps = month.applications
             soon = apps["submitted"] < end
             approved_ids = set(month.outcomes["application_id"][
