@@ -18,6 +18,7 @@ from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 from packaging import version
 
 from bdt_platform.core import heartbeat
+from bdt_platform.warehouse import parse_state
 from bdt_platform.warehouse.service_watchdog import ServiceWatchdog, interrupt
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -41,14 +42,18 @@ def _manifest_stale(project_dir: Path, manifest: Path) -> bool:
 
 def prepare_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     """Parse the dbt project when its manifest is missing or older than the project files
-    (a fresh clone, or an edited model); cheap no-op otherwise."""
-    manifest = project_dir / "target" / "manifest.json"
+    (a fresh clone, or an edited model); cheap no-op otherwise. The parse state it leaves is
+    every new home's first (``parse_state``: it records the profile it was parsed with)."""
+    target = project_dir / "target"
+    manifest = target / "manifest.json"
     if _manifest_stale(project_dir, manifest):
+        environ = dict(os.environ)
         subprocess.run(
             [dbt_executable(), "parse", "--quiet", "--project-dir", str(project_dir),
-             "--profiles-dir", str(project_dir), "--target-path", str(project_dir / "target")],
-            check=True, cwd=project_dir,
+             "--profiles-dir", str(project_dir), "--target-path", str(target)],
+            check=True, cwd=project_dir, env=environ,
         )
+        parse_state.record(project_dir, target, environ)
     return manifest
 
 
@@ -152,6 +157,13 @@ class BundledDbtCliResource(DbtCliResource):
             # dbt re-reads only the files changed since (or using an env var that changed);
             # dagster-dbt copies the project's own state only into an empty target.
             shutil.copy(state, target / PARSE_STATE)
+        else:
+            # A new home: the project's state, fitted to this home's warehouse path (else the
+            # target stays empty, dagster-dbt copies the project's, and dbt parses in full).
+            fitted = parse_state.fitted_state(Path(self.project_dir),
+                                              Path(self.project_dir) / "target", os.environ)
+            if fitted is not None:
+                (target / PARSE_STATE).write_bytes(fitted)
         return target
 
     def keep_parse_state(self, invocation: DbtCliInvocation) -> None:
@@ -197,7 +209,7 @@ def _environment(values: Mapping[str, str], keep_set: bool = False) -> Iterator[
 
 
 INDIRECT_SELECTION_VARIABLE = "DBT_INDIRECT_SELECTION"
-PARSE_STATE = "partial_parse.msgpack"
+PARSE_STATE = parse_state.PARSE_STATE
 #: dbt commands whose target folder (manifest, run results, compiled SQL, dbt.log) is kept.
 KEPT_TARGETS = 20
 
