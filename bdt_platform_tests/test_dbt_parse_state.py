@@ -1,7 +1,8 @@
 """A new home's first dbt command reuses the project's parse state (``warehouse/parse_state.py``)
-instead of parsing the whole project, and the manifest it gets is the one a full parse gives.
-A profile that differs in more than the warehouse's path (here: its file name, which is the
-parsed nodes' ``database``) is never fitted: dbt parses in full, as without the module."""
+instead of parsing the whole project, and the manifest it gets is the one a full parse gives; a
+copy of a home (another warehouse path) reuses the home's. A profile that differs in more than
+the warehouse's path (here: its file name, which is the parsed nodes' ``database``) is never
+fitted: dbt parses in full, as without the module."""
 
 from __future__ import annotations
 
@@ -53,15 +54,39 @@ def test_a_new_homes_first_command_parses_nothing_and_gets_a_full_parses_manifes
     prepare_manifest()
     home = tmp_path / "home"
     first = _dbt(monkeypatch, home, ["parse"])
-    assert _parsed_files(first) == 0
     assert "UnableToPartialParse" not in _events(first)
     assert "PartialParsingEnabled" in _events(first)
 
     full = _dbt(monkeypatch, home, ["parse", "--no-partial-parse"])
     assert _parsed_files(full) > 100  # every model, test and macro file, read again
+    # Only the files reading an env var whose value differs from the project's parse (the
+    # process running the tests may have exported some, e.g. BDT_MAIL_PIECE_COST_USD).
+    assert _parsed_files(first) < 10
     assert _nodes(first) == _nodes(full)
     assert {node["database"] for node in _nodes(first)["nodes"].values()
             if node["resource_type"] == "model"} == {"warehouse"}
+
+
+def test_a_copied_homes_first_command_reuses_the_homes_parse_state(monkeypatch, tmp_path):
+    prepare_manifest()
+    home, copy = tmp_path / "home", tmp_path / "copy"
+    monkeypatch.setenv("BDT_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
+    monkeypatch.setenv("BDT_DBT_TARGET", "duckdb")
+    resource = dbt_resource("duckdb", work_dir=home / "dbt")
+    invocation = resource.cli(["parse"])
+    invocation.wait()
+    resource.keep_parse_state(invocation)  # as a build does after its dbt command
+    assert (home / "dbt" / parse_state.SIDECAR).exists()
+    shutil.copytree(home, copy)
+    target = _dbt(monkeypatch, copy, ["parse"])
+    assert _parsed_files(target) < 10 and "UnableToPartialParse" not in _events(target)
+    # Without the record the copy's state is handed over as it is: dbt sees another profile.
+    (copy / "dbt" / parse_state.SIDECAR).unlink()
+    shutil.rmtree(copy / "dbt" / "runs")
+    monkeypatch.setenv("BDT_WAREHOUSE_PATH", str(tmp_path / "again" / "warehouse.duckdb"))
+    invocation = dbt_resource("duckdb", work_dir=copy / "dbt").cli(["parse"])
+    invocation.wait()
+    assert "UnableToPartialParse" in _events(Path(invocation.target_path))
 
 
 def test_a_warehouse_of_another_name_is_parsed_in_full(monkeypatch, tmp_path):

@@ -195,14 +195,24 @@ def test_dbt_commands_open_no_adapter_in_this_process_unless_asked(tmp_path, mon
     assert type(asked._initialize_dbt_core_adapter(["ls"])).__name__ == "DuckDBAdapter"
 
 
-def test_dbt_commands_get_folders_in_the_home_seeded_with_its_parse_state(tmp_path):
+def test_dbt_commands_get_folders_in_the_home_seeded_with_its_parse_state(tmp_path,
+                                                                          monkeypatch):
     import os
 
-    from bdt_platform.warehouse.project import KEPT_TARGETS, PARSE_STATE, dbt_resource
+    from bdt_platform.warehouse import parse_state
+    from bdt_platform.warehouse.project import (DBT_PROJECT_DIR, KEPT_TARGETS, PARSE_STATE,
+                                                dbt_resource, prepare_manifest)
 
+    prepare_manifest()
+    monkeypatch.setenv("BDT_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("BDT_DBT_TARGET", "duckdb")
     resource = dbt_resource("duckdb", work_dir=tmp_path / "dbt")
     first = resource._new_target_path()
-    assert first.parent == tmp_path / "dbt" / "runs" and not (first / PARSE_STATE).exists()
+    # A new home: the project's state, fitted to its warehouse (test_dbt_parse_state).
+    assert first.parent == tmp_path / "dbt" / "runs"
+    assert (first / PARSE_STATE).read_bytes() == parse_state.fitted_state(
+        DBT_PROJECT_DIR, DBT_PROJECT_DIR / "target", os.environ)
+    # The home's own state once it has one (not a state this module can fit: passed as is).
     (tmp_path / "dbt" / PARSE_STATE).write_bytes(b"state of the last good command")
     folders = [resource._new_target_path() for _ in range(KEPT_TARGETS + 3)]
     assert (folders[-1] / PARSE_STATE).read_bytes() == b"state of the last good command"

@@ -1,27 +1,30 @@
-"""dbt's parse state for a home's first dbt command: the project's, fitted to the home.
+"""dbt's parse state for a dbt command: the one it is given, fitted to the warehouse it uses.
 
 dbt keeps what it parsed (``partial_parse.msgpack``) and on the next command re-reads only the
 files that changed, unless its *state check* differs. The profile's connection values are part
 of that check, and the DuckDB output's ``path`` is the home's own warehouse
 (``BDT_WAREHOUSE_PATH``). So the project's parse state (``prepare_manifest``'s ``dbt parse``),
-which dagster-dbt hands to a home's first command, never fit: every new home parsed the whole
-project once (~3 s of CPU on a 2-core machine), and every copy of a home too.
+which dagster-dbt hands to a home's first command, never fit, nor did a home's own state in a
+copy of the home: every new or copied home parsed the whole project once (~3 s of CPU on a
+2-core machine; the test suite makes well over a hundred).
 
 The path does not change what dbt parses: nothing in the project reads ``target.path``, and the
 parsed nodes carry the warehouse's *name* (``database``, the file's stem), which stays part of the
-check. test_dbt_parse_state builds a home's manifest both ways and compares them. So a home's
-first command gets the project's state with the profile hash written again for the home's
-profile, when, and only when:
+check. test_dbt_parse_state builds a home's manifest both ways and compares them. So the state a
+command starts from (the home's last, else the project's) gets its profile hash written again
+for the profile the command runs with, when, and only when:
 
-- ``prepare_manifest`` recorded the connection values it parsed with (``SIDECAR``) and they hash
-  to the hash dbt stored in that state, i.e. this module hashes them as dbt does (dbt's
+- whoever made the state recorded the connection values it was parsed with (``SIDECAR``:
+  ``prepare_manifest`` for the project's, ``keep_parse_state`` for a home's) and they hash to
+  the hash dbt stored in that state, i.e. this module hashes them as dbt does (dbt's
   ``ManifestLoader.build_manifest_state_check``: the sorted ``(key, value)`` pairs of
   ``credentials.connection_info()``, pretty-printed, sha256);
-- the home's connection values differ from those only in ``path``;
+- the command's connection values differ from those in ``path`` at most;
 - the state's msgpack is written back byte for byte but for the hash.
 
-Anything else (a BigQuery target, another file name, dbt's format or hashing changed, a missing
-or stale record) leaves the target empty and dbt parses in full, as it would without this.
+Anything else (another warehouse file name, another target, dbt's format or hashing changed, a
+missing or stale record) hands dbt the state as it is, and dbt parses in full if it must, as it
+would without this module.
 """
 
 from __future__ import annotations

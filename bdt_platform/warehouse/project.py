@@ -152,18 +152,19 @@ class BundledDbtCliResource(DbtCliResource):
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         target = runs / f"{stamp}-{uuid.uuid4().hex[:8]}"  # sorts by start
         target.mkdir()
-        state = Path(self.work_dir) / PARSE_STATE
-        if state.exists():
-            # dbt re-reads only the files changed since (or using an env var that changed);
-            # dagster-dbt copies the project's own state only into an empty target.
-            shutil.copy(state, target / PARSE_STATE)
-        else:
-            # A new home: the project's state, fitted to this home's warehouse path (else the
-            # target stays empty, dagster-dbt copies the project's, and dbt parses in full).
-            fitted = parse_state.fitted_state(Path(self.project_dir),
-                                              Path(self.project_dir) / "target", os.environ)
-            if fitted is not None:
-                (target / PARSE_STATE).write_bytes(fitted)
+        # dbt re-reads only the files changed since the state it is given (or reading an env
+        # var that changed): this home's last one, else the project's (a new home). Either is
+        # fitted to the warehouse path dbt is about to use (``parse_state``: a copied home, or
+        # the project's state, was parsed for another path); one that cannot be fitted is
+        # handed over as it is (dagster-dbt copies the project's own into an empty target).
+        work_dir, project_dir = Path(self.work_dir), Path(self.project_dir)
+        kept = (work_dir / PARSE_STATE).exists()
+        fitted = parse_state.fitted_state(project_dir, work_dir if kept else project_dir / "target",
+                                          os.environ)
+        if fitted is not None:
+            (target / PARSE_STATE).write_bytes(fitted)
+        elif kept:
+            shutil.copy(work_dir / PARSE_STATE, target / PARSE_STATE)
         return target
 
     def keep_parse_state(self, invocation: DbtCliInvocation) -> None:
@@ -174,6 +175,8 @@ class BundledDbtCliResource(DbtCliResource):
             partial = kept.with_name(f".{PARSE_STATE}.{uuid.uuid4().hex[:8]}")
             shutil.copy(produced, partial)
             os.replace(partial, kept)  # atomic: a concurrent command reads old or new, whole
+            # What it was parsed with, so a copy of this home can have it fitted to its path.
+            parse_state.record(Path(self.project_dir), Path(self.work_dir), os.environ)
 
     @staticmethod
     @contextlib.contextmanager
