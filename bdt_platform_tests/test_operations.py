@@ -17,6 +17,7 @@ from dagster._core.scheduler.instigation import TickStatus
 
 from bdt_platform.core import pools
 from bdt_platform.core.retries import TRANSIENT_RETRY_POLICY
+from bdt_platform.core.runs import sigterm_kept
 from bdt_platform.core.runs import PG_URL_VARIABLE, RUN_RETRY_TAGS, instance_for
 from bdt_platform.storage.warehouse import WAREHOUSE_POOL
 
@@ -90,8 +91,12 @@ def test_jobs_and_assets_declare_run_retries_the_warehouse_pool_and_retry_polici
 def test_a_second_runs_warehouse_step_waits_until_the_slot_is_given_back(platform):
     settings, defs, instance = platform
     job = defs.resolve_job_def("publish_usage")  # one warehouse step: usage/page_views
-    # Another run's step holds the warehouse: a real run record, its slot claimed.
-    holder = job.execute_in_process(instance=instance).dagster_run
+    # Another run's step holds the warehouse: a real run record, its slot claimed. (Run as
+    # bdt runs it, SIGTERM kept: under xdist, whose workers ignore SIGINT, Dagster would leave
+    # SIGTERM ignored after the run, and the waiting run's log-capture ``tail`` processes, started
+    # off the main thread, would each take 30 s to stop.)
+    with sigterm_kept():
+        holder = job.execute_in_process(instance=instance).dagster_run
     claim = instance.event_log_storage.claim_concurrency_slot(WAREHOUSE_POOL, holder.run_id,
                                                               "dbt_models")
     assert claim.is_claimed

@@ -54,3 +54,35 @@ def test_a_failed_run_stops_the_rest_only_when_asked(stop):
     with dg.DagsterInstance.ephemeral() as instance:
         outcomes = run_rectangles(defs, instance, "both", PAIRS, stop_on_failure=stop)
     assert [run.success for run in outcomes] == ([False] if stop else [False, True])
+
+
+SIGTERM_AFTER_RUNS = """
+import signal, dagster as dg
+from bdt_platform.core.runs import execute
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a script starts
+
+@dg.asset
+def one() -> None:
+    return None
+
+job = dg.Definitions(assets=[one], jobs=[dg.define_asset_job("one", [one])]).resolve_job_def("one")
+with dg.DagsterInstance.ephemeral() as instance:
+    assert execute(job, instance, {}, {}, None, [], []).success
+    print("after bdt's run:", signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    job.execute_in_process(instance=instance)
+    print("after Dagster's own:", signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+"""
+
+
+def test_a_run_leaves_sigterm_as_it_was_when_sigint_is_ignored():
+    """In a process that ignores SIGINT (a script's background job, an xdist worker), Dagster
+    leaves SIGTERM ignored after an in-process run; bdt's ``execute`` puts it back, so ``kill``
+    still stops the process and its later children do not inherit an ignored SIGTERM."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_RUNS], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "after bdt's run: True" in done.stdout
+    assert "after Dagster's own: True" in done.stdout  # what bdt's execute guards against

@@ -10,7 +10,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -209,6 +211,28 @@ def run_rectangles(defs: dg.Definitions, instance: dg.DagsterInstance, job_name:
     return outcomes
 
 
+@contextlib.contextmanager
+def sigterm_kept():
+    """SIGTERM's handling as it was before the block, again after it.
+
+    Dagster's in-process execution maps SIGTERM onto whatever handles SIGINT when it puts
+    SIGINT back after a run (``dagster._utils.interrupts.setup_interrupt_handlers``). In a
+    process whose SIGINT is *ignored* - a background job of a non-interactive shell
+    (``bdt build &`` in a script), a pytest-xdist worker - SIGTERM is then ignored too: ``kill``
+    no longer stops the process, and every child started afterwards inherits the ignored
+    SIGTERM (Dagster's own compute-log ``tail`` processes, which it stops with SIGTERM and then
+    waits 30 s for). Only the main thread can set handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is not None and signal.getsignal(signal.SIGTERM) is not before:
+            signal.signal(signal.SIGTERM, before)
+
+
 def execute(job, instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str],
             selection: list[dg.AssetKey] | None, states: list[str], months: list[dt.date],
             log_level: str = "WARNING", tool_log: Path | None = None) -> RunOutcome:
@@ -226,7 +250,7 @@ def execute(job, instance: dg.DagsterInstance, run_config: dict, tags: dict[str,
         tool_log.parent.mkdir(parents=True, exist_ok=True)
         redirect = contextlib.redirect_stdout(tool_log.open("a", encoding="utf-8"))
     scope = f" ({len(states)} state(s) x {len(months)} month(s))" if states and months else ""
-    with redirect as stream, Heartbeat(f"{job.name}{scope}"):
+    with redirect as stream, Heartbeat(f"{job.name}{scope}"), sigterm_kept():
         result = job.execute_in_process(run_config=run_config, instance=instance, tags=tags,
                                         asset_selection=selection, raise_on_error=False)
         if stream is not None and stream is not sys.stdout:
