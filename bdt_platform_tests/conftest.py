@@ -146,19 +146,22 @@ def built_demo_home(tmp_path_factory, name: str) -> Settings:
 
 
 #: The slowest test files, slowest first, as measured by ``pytest --durations=0`` (seconds of
-#: setup + call, on a 2-core machine of the CI's kind, 2026-12). The suite runs on two workers, one file per
-#: worker at a time (``--dist loadfile``), handed out in collection order
-#: (``--no-loadscope-reorder``; xdist would otherwise order files by their number of tests).
-#: Starting the longest files first keeps one worker from finishing a long file alone at the
-#: end. Files not named keep their order, after these.
+#: setup + call per file, summed, in a whole run on a 2-core machine of the CI's kind,
+#: 2026-12-08). The suite runs on three workers (``-n 3``: a quarter of a two-worker run is
+#: spent waiting on servers, schedules and child processes), one file per worker at a time
+#: (``--dist loadfile``), handed out in collection order (``--no-loadscope-reorder``; xdist
+#: would otherwise order files by their number of tests). Starting the longest files first
+#: keeps one worker from finishing a long file alone at the end. Files not named keep their
+#: order, after these.
 SLOWEST_FILES = {
-    "test_deploy_local.py": 181, "test_incremental_equals_full.py": 125, "test_bench.py": 95,
-    "test_explain.py": 91, "test_volume_bench.py": 87, "test_prod_parity.py": 90, "test_faults.py": 87,
-    "test_build_skips_unchanged.py": 79, "test_site_app.py": 64, "test_end_to_end.py": 55,
-    "test_outreach_world.py": 49, "test_retries.py": 41, "test_postgres_instance.py": 33,
-    "test_schedules.py": 32, "test_retention.py": 31, "test_metrics.py": 28,
-    "test_outreach_simulation.py": 24, "test_outbox.py": 23, "test_ml_world.py": 23,
-    "test_cli.py": 22, "test_definitions.py": 22,
+    "test_prod_parity.py": 198, "test_incremental_equals_full.py": 164,
+    "test_build_skips_unchanged.py": 161, "test_deploy_local.py": 140,
+    "test_volume_bench.py": 124, "test_explain.py": 111, "test_bench.py": 102,
+    "test_retries.py": 101, "test_faults.py": 97, "test_end_to_end.py": 81,
+    "test_site_app.py": 76, "test_outreach_world.py": 55, "test_postgres_instance.py": 36,
+    "test_dbt_parse_state.py": 30, "test_retention.py": 33, "test_schedules.py": 29,
+    "test_cli.py": 27, "test_outreach_simulation.py": 26, "test_outbox.py": 25,
+    "test_definitions.py": 24, "test_metrics.py": 22, "test_ml_world.py": 21,
 }
 
 
