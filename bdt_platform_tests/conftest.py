@@ -35,6 +35,20 @@ def cli_environment(monkeypatch, home: Path, partners: Path) -> None:
         monkeypatch.setenv(name, value)
 
 
+@pytest.fixture(autouse=True)
+def sigterm_not_ignored():
+    """Each test starts with SIGTERM's default action. pytest-xdist's workers ignore SIGINT,
+    and Dagster copies SIGINT's handling onto SIGTERM after every in-process run it executes
+    on the main thread (``core.runs.sigterm_kept`` guards bdt's own runs; tests also run jobs
+    directly): without this, the children of later tests (servers, Dagster's log ``tail``s)
+    would inherit an ignored SIGTERM and outlive ``terminate()``."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+
+
 @pytest.fixture
 def server(tmp_path):
     """A real SFTP server (asyncssh) on 127.0.0.1 for one test."""

@@ -122,6 +122,14 @@ def test_the_fitted_state_differs_from_the_projects_only_in_the_profile_hash(pro
     after["state_check"]["profile_hash"] = before["state_check"]["profile_hash"]
     assert after == before
 
+    # What plain dbt commands of bdt's own get (the bench's baseline): written once, the
+    # project's state as fitted; a folder that has a state keeps it.
+    folder = tmp_path / "plain"
+    assert parse_state.seed(DBT_PROJECT_DIR, folder, wanted)
+    seeded = (folder / parse_state.PARSE_STATE).read_bytes()
+    assert seeded == parse_state.fitted_state(DBT_PROJECT_DIR, DBT_PROJECT_DIR / "target", wanted)
+    assert not parse_state.seed(DBT_PROJECT_DIR, folder, wanted)
+
 
 def test_a_state_without_a_record_that_proves_it_is_never_fitted(project_state, tmp_path):
     wanted = _environ(tmp_path / "home" / "warehouse.duckdb")

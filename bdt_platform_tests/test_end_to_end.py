@@ -297,12 +297,7 @@ def _dbt(warehouse: Path, tmp_path: Path, *args: str):
     from bdt_platform.warehouse.project import DBT_PROJECT_DIR, dbt_executable
 
     env = {**os.environ, "BDT_WAREHOUSE_PATH": str(warehouse), "BDT_DBT_TARGET": "duckdb"}
-    state = tmp_path / "target" / parse_state.PARSE_STATE
-    if not state.exists():
-        fitted = parse_state.fitted_state(DBT_PROJECT_DIR, DBT_PROJECT_DIR / "target", env)
-        if fitted is not None:
-            state.parent.mkdir(parents=True, exist_ok=True)
-            state.write_bytes(fitted)
+    parse_state.seed(DBT_PROJECT_DIR, tmp_path / "target", env)
     return subprocess.run(
         [dbt_executable(), *args[:1], "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
          str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"), *args[1:]],

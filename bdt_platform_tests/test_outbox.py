@@ -126,22 +126,29 @@ def test_mail_list_asset_pushes_the_state_month_list_to_sftp(tmp_path, monkeypat
                                   resources={key: resources[key] for key in
                                              ("warehouse", "outbox", "partners", "lake")})
 
-        # The server is down when the step starts and back a second later: the refused
-        # connection is retried (core/retries.py, first wait cut to 2 s here) and the list lands.
-        import threading
-
+        # The server is down when the step starts and back once the step has met the refused
+        # connection (when core/retries.py computes the retry's wait, cut to 2 s here; not
+        # after a fixed delay, which a busy machine can outlast before the step even starts):
+        # the refused connection is retried and the list lands.
         from bdt_platform.core import retries
 
-        monkeypatch.setattr(retries, "FIRST_WAIT_SECONDS", 2.0)
+        waits = []
+
+        def server_back_then_wait(attempt: int) -> float:
+            waits.append(attempt)
+            if len(waits) == 1:
+                server.start()
+            return 2.0
+
+        monkeypatch.setattr(retries, "wait_seconds", server_back_then_wait)
         resources["outbox"].close()  # no connection kept from before
         server.stop()
-        back = threading.Timer(1.0, server.start)
-        back.start()
         try:
             first = publish()
         finally:
-            back.join()
-        assert first.success
+            if not waits:
+                server.start()  # the step never met the refusal: the assertions say so
+        assert first.success and waits == [1]
         [retry] = [e for e in first.all_events
                    if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
         assert retry.event_specific_data.error.cause.cls_name == "OutboxUnavailable"

@@ -60,6 +60,7 @@ SIGTERM_AFTER_RUNS = """
 import signal, dagster as dg
 from bdt_platform.core.runs import execute
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a script starts
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever the test process left it as
 
 @dg.asset
 def one() -> None:

@@ -545,10 +545,7 @@ def plain_dbt_build(home: Path, root: Path, env: dict[str, str], log: Path, atte
     shutil.copy(home / "warehouse.duckdb", dbt_copy)
     dbt_env = {**env, "BDT_WAREHOUSE_PATH": str(dbt_copy), "BDT_DBT_TARGET": "duckdb"}
     target = root / f"dbt_target_{attempt}"
-    fitted = parse_state.fitted_state(DBT_PROJECT_DIR, DBT_PROJECT_DIR / "target", dbt_env)
-    if fitted is not None:
-        target.mkdir(parents=True, exist_ok=True)
-        (target / parse_state.PARSE_STATE).write_bytes(fitted)
+    parse_state.seed(DBT_PROJECT_DIR, target, dbt_env)
     seconds, _ = _run_child(
         [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],

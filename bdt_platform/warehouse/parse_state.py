@@ -109,6 +109,21 @@ def fitted_state(project_dir: Path, target_dir: Path,
         return None
 
 
+def seed(project_dir: Path, target_dir: Path, environ: Mapping[str, str]) -> bool:
+    """Before a dbt command of its own (plain ``dbt``, not the resource) in ``target_dir``: the
+    project's parse state fitted to ``environ``'s profile, when ``target_dir`` has none yet and
+    the state fits. Whether it was written."""
+    state = target_dir / PARSE_STATE
+    if state.exists():
+        return False
+    fitted = fitted_state(project_dir, project_dir / "target", environ)
+    if fitted is None:
+        return False
+    target_dir.mkdir(parents=True, exist_ok=True)
+    state.write_bytes(fitted)
+    return True
+
+
 def _stored_hash(data: bytes) -> str:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)[
         "state_check"]["profile_hash"]["checksum"]
