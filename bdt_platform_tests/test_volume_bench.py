@@ -49,7 +49,10 @@ def test_volume_bench_produces_every_goal_figure(tmp_path):
                          (2, VOLUME_GOALS["build_vs_dbt"]),
                          (4, VOLUME_GOALS["new_month_vs_first_month"])]:
         assert re.search(rf"^{number}\. .*\(goal < {goal:g}x\) (ok|MISSED)$", table, re.M), table
-    assert re.search(r"^3\. .*\(goal < 2s or <= 15%\) ok$", table, re.M), table
+    # Goal 3's verdict is a timing (the skipped build's seconds against the first build's), so it
+    # is printed, not asserted: a loaded machine moves it either side of 15%. That the skip is
+    # real is asserted above (unchanged_build_skipped) and in test_build_skips_unchanged.
+    assert re.search(r"^3\. .*\(goal < 2s or <= 15%\) (ok|MISSED)$", table, re.M), table
     assert "month 2 after 1 of history vs month 1 in an empty home" in table
     assert re.search(r"^6\. Dagster instance per partition materialization +[\d.]+ KB$", table,
                      re.M), table
